@@ -1,0 +1,220 @@
+//! The serde description of a model: enough to rebuild it from nothing but this struct and its
+//! weights. Saved in every run folder and inside every exported file.
+
+use serde::{Deserialize, Serialize};
+use std::{fmt, str::FromStr};
+
+/// The black-box encoder/decoder pair (spec section 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// 28x28 grey images (MNIST).
+    Conv3,
+    /// RGB images of 64x64 (the paper's), or 32x32 with one stride-2 stage fewer on each side.
+    Simple64bn,
+}
+
+/// How a model is trained and whether it has a context module (spec section 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Context module trained end to end with context labels.
+    Cm,
+    /// Context module, but every batch treated as `obs`.
+    CmPooled,
+    /// Plain VAE trained on `obs` only.
+    Base,
+    /// Plain VAE trained on all contexts pooled.
+    BasePooled,
+}
+
+impl Method {
+    pub const ALL: [Method; 4] = [Method::Cm, Method::CmPooled, Method::Base, Method::BasePooled];
+
+    pub fn has_context_module(self) -> bool {
+        matches!(self, Method::Cm | Method::CmPooled)
+    }
+
+    /// Whether training batches tell the model their context (otherwise it sees `obs`).
+    pub fn uses_context_labels(self) -> bool {
+        matches!(self, Method::Cm)
+    }
+
+    /// Whether training draws from every context or from `obs` alone.
+    pub fn trains_on_all_contexts(self) -> bool {
+        !matches!(self, Method::Base)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Cm => "cm",
+            Method::CmPooled => "cm-pooled",
+            Method::Base => "base",
+            Method::BasePooled => "base-pooled",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let valid: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown method '{s}'; valid methods are: {}", valid.join(", "))
+        })
+    }
+}
+
+/// Image tensor shape, channels first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub size: usize,
+}
+
+impl ImageShape {
+    pub fn pixels(self) -> usize {
+        self.size * self.size
+    }
+
+    /// Values per image (channels x pixels).
+    pub fn numel(self) -> usize {
+        self.channels * self.pixels()
+    }
+}
+
+/// Context-module widths, written `depth.w_in.w_out` as in the paper (e.g. `2.32.8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Widths {
+    pub depth: usize,
+    pub w_in: usize,
+    pub w_out: usize,
+}
+
+impl Widths {
+    /// The expressive stack's width points, linearly spaced from `w_in` to `w_out` over `depth`
+    /// points and truncated to integers (so `depth - 1` layers).
+    pub fn stack(self) -> Vec<usize> {
+        if self.depth <= 1 {
+            return vec![self.w_in];
+        }
+        (0..self.depth)
+            .map(|i| {
+                let t = i as f64 / (self.depth - 1) as f64;
+                (self.w_in as f64 + t * (self.w_out as f64 - self.w_in as f64)) as usize
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Widths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.depth, self.w_in, self.w_out)
+    }
+}
+
+impl FromStr for Widths {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<usize> = s
+            .split('.')
+            .map(|p| p.parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("widths '{s}' must be depth.w_in.w_out, e.g. 2.32.8"))?;
+        match parts[..] {
+            [depth, w_in, w_out] if depth >= 1 && w_in >= 1 && w_out >= 1 => {
+                Ok(Widths { depth, w_in, w_out })
+            }
+            _ => Err(format!("widths '{s}' must be depth.w_in.w_out with positive numbers, e.g. 2.32.8")),
+        }
+    }
+}
+
+/// Everything needed to rebuild a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub image: ImageShape,
+    /// Concept names, in the order of the context module's blocks.
+    pub concepts: Vec<String>,
+    pub widths: Widths,
+    /// Encoder output and decoder input size (`h`, 128 in the paper).
+    pub hidden: usize,
+    pub method: Method,
+}
+
+impl ModelConfig {
+    pub fn num_concepts(&self) -> usize {
+        self.concepts.len()
+    }
+
+    /// Size of `z`: `K * w_in` with a context module, `hidden` for a plain VAE.
+    pub fn latent_size(&self) -> usize {
+        if self.method.has_context_module() {
+            self.num_concepts() * self.widths.w_in
+        } else {
+            self.hidden
+        }
+    }
+
+    /// Channel widths of the conv stages, encoder order (the decoder mirrors them).
+    pub fn conv_channels(&self) -> Vec<usize> {
+        match self.architecture {
+            Architecture::Conv3 => vec![32, 64, 128],
+            Architecture::Simple64bn => {
+                let stages = (self.image.size / 4).trailing_zeros() as usize;
+                [32, 64, 128, 256][..stages].to_vec()
+            }
+        }
+    }
+
+    /// Rejects shapes the architectures cannot take, with a message naming the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        let k = self.num_concepts();
+        if k == 0 || k > crate::context::MAX_CONCEPTS {
+            return Err(format!("a model needs 1 to {} concepts, got {k}", crate::context::MAX_CONCEPTS));
+        }
+        match (self.architecture, self.image.channels, self.image.size) {
+            (Architecture::Conv3, 1, 28) => {}
+            (Architecture::Simple64bn, 3, 32 | 64) => {}
+            (arch, c, s) => {
+                return Err(format!(
+                    "architecture {arch:?} cannot take {c}x{s}x{s} images (conv3: 1x28x28; simple64bn: 3x32x32 or 3x64x64)"
+                ));
+            }
+        }
+        if self.hidden == 0 {
+            return Err("hidden size must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_parse_and_stack() {
+        let w: Widths = "2.32.8".parse().unwrap();
+        assert_eq!(w, Widths { depth: 2, w_in: 32, w_out: 8 });
+        assert_eq!(w.stack(), vec![32, 8]);
+        assert_eq!("3.15.5".parse::<Widths>().unwrap().stack(), vec![15, 10, 5]);
+        assert!("2.32".parse::<Widths>().is_err());
+        assert!("a.b.c".parse::<Widths>().is_err());
+    }
+
+    #[test]
+    fn method_names_round_trip() {
+        for m in Method::ALL {
+            assert_eq!(m.name().parse::<Method>().unwrap(), m);
+        }
+        assert!("cmx".parse::<Method>().unwrap_err().contains("cm-pooled"));
+    }
+}

@@ -1,0 +1,149 @@
+//! The model: encoder -> (context module) -> decoder, one definition for trainer and browser.
+
+pub mod block_linear;
+pub mod context_module;
+pub mod loss;
+pub mod vae;
+
+use crate::config::ModelConfig;
+use crate::context::Context;
+use burn::module::Module;
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor};
+use context_module::ContextModule;
+use vae::{Decoder, Encoder};
+
+/// A VAE with an optional context module between latent sample and decoder.
+///
+/// `encoder` is optional because an exported file may carry the generative half only.
+#[derive(Module, Debug)]
+pub struct Model {
+    pub encoder: Option<Encoder>,
+    pub context_module: Option<ContextModule>,
+    pub decoder: Decoder,
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+/// What one training forward pass produces.
+pub struct ForwardOutput {
+    /// Pre-sigmoid pixel logits `[B, C, H, W]`.
+    pub logits: Tensor<4>,
+    pub mu: Tensor<2>,
+    pub logvar: Tensor<2>,
+}
+
+impl Model {
+    /// A freshly initialised model (seed the device first for reproducible weights).
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        Self {
+            encoder: Some(Encoder::new(config, device)),
+            context_module: config
+                .method
+                .has_context_module()
+                .then(|| ContextModule::new(config, device)),
+            decoder: Decoder::new(config, device),
+            config: config.clone(),
+        }
+    }
+
+    /// Latent `z [B, latent]` -> pixel logits, through the context module in `context`.
+    /// A plain VAE has no wiring to change, so it ignores the context.
+    pub fn decode_logits(&self, z: Tensor<2>, context: Context) -> Tensor<4> {
+        let h = match &self.context_module {
+            Some(cm) => cm.forward(z, context),
+            None => z,
+        };
+        self.decoder.forward(h)
+    }
+
+    /// Pixel values in `[0, 1]` for latent `z`.
+    pub fn generate(&self, z: Tensor<2>, context: Context) -> Tensor<4> {
+        sigmoid(self.decode_logits(z, context))
+    }
+
+    /// Encode, sample `z = mu + exp(logvar / 2) * eps`, decode. `eps` is standard normal noise of
+    /// shape `[B, latent]`, passed in so callers decide where randomness comes from.
+    ///
+    /// Panics if the model carries no encoder; callers check [`Model::has_encoder`] first.
+    pub fn forward(&self, images: Tensor<4>, context: Context, eps: Tensor<2>) -> ForwardOutput {
+        let encoder = self.encoder.as_ref().expect("this model has no encoder");
+        let (mu, logvar) = encoder.forward(images);
+        let z = mu.clone() + (logvar.clone() * 0.5).exp() * eps;
+        ForwardOutput {
+            logits: self.decode_logits(z, context),
+            mu,
+            logvar,
+        }
+    }
+
+    pub fn has_encoder(&self) -> bool {
+        self.encoder.is_some()
+    }
+
+    /// Causal weights back into `[0, 1]` (after every optimizer step).
+    pub fn clamped(self) -> Self {
+        Self {
+            context_module: self.context_module.map(ContextModule::clamped),
+            ..self
+        }
+    }
+
+    /// The learned concept graph `[parent][child]`, if the model has a context module.
+    pub fn learned_graph(&self) -> Option<Vec<Vec<f32>>> {
+        self.context_module.as_ref().map(|cm| cm.causal.learned_graph())
+    }
+
+    /// The generative half only: what the browser needs.
+    pub fn without_encoder(self) -> Self {
+        Self { encoder: None, ..self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Architecture, ImageShape, Method, Widths};
+
+    pub(crate) fn tiny_config(method: Method, size: usize) -> ModelConfig {
+        ModelConfig {
+            architecture: Architecture::Simple64bn,
+            image: ImageShape { channels: 3, size },
+            concepts: vec!["a".into(), "b".into(), "c".into()],
+            widths: Widths { depth: 2, w_in: 4, w_out: 2 },
+            hidden: 16,
+            method,
+        }
+    }
+
+    #[test]
+    fn shapes_for_every_architecture_and_method() {
+        let device = Device::flex();
+        for (arch, channels, size) in [
+            (Architecture::Simple64bn, 3, 64),
+            (Architecture::Simple64bn, 3, 32),
+            (Architecture::Conv3, 1, 28),
+        ] {
+            for method in Method::ALL {
+                let config = ModelConfig {
+                    architecture: arch,
+                    image: ImageShape { channels, size },
+                    ..tiny_config(method, size)
+                };
+                config.validate().unwrap();
+                let model = Model::new(&config, &device);
+                let images = Tensor::<4>::zeros([2, channels, size, size], &device);
+                let eps = Tensor::<2>::zeros([2, config.latent_size()], &device);
+                let out = model.forward(images, Context::single(1), eps);
+                assert_eq!(out.logits.dims(), [2, channels, size, size], "{arch:?} {method}");
+                assert_eq!(out.mu.dims(), [2, config.latent_size()]);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_vae_latent_is_hidden_and_cm_latent_is_k_times_w_in() {
+        assert_eq!(tiny_config(Method::Base, 32).latent_size(), 16);
+        assert_eq!(tiny_config(Method::Cm, 32).latent_size(), 12);
+    }
+}

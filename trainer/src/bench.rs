@@ -1,0 +1,109 @@
+//! `intervene bench`: training throughput and generation latency of the default 64 px model.
+
+use crate::data::loader::Batch;
+use crate::device::DeviceChoice;
+use crate::evaluation::metrics::generate;
+use crate::progress::Progress;
+use crate::training::Learner;
+use crate::training::config::{Preset, TrainConfig};
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use intervene::model::block_linear::BlockLinear;
+use intervene::config::Method;
+use intervene::context::Context;
+use intervene::data::DatasetKind;
+use intervene::rng::Rng;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Serialize)]
+pub struct BenchReport {
+    pub device: String,
+    pub image_size: usize,
+    pub train_imgs_per_s: BTreeMap<String, f64>,
+    pub gen_ms: BTreeMap<String, f64>,
+    /// One 6-block `32 -> 32` block-diagonal layer at batch 512, forward, in microseconds:
+    /// batched per-block matmul (what the model uses) against a dense masked matmul.
+    pub block_diagonal_us: BTreeMap<String, f64>,
+}
+
+pub struct BenchSettings {
+    pub device: DeviceChoice,
+    pub image_size: usize,
+    pub steps: usize,
+}
+
+pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
+    let resolved = settings.device.resolve();
+    let mut config = TrainConfig::preset(Preset::Paper, DatasetKind::QuadDependent, Method::Cm);
+    config.image_size = settings.image_size;
+    let mut train_imgs_per_s = BTreeMap::new();
+    let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff());
+    for batch_size in [64, 512] {
+        let batch = synthetic_batch(&config, batch_size, learner.model.config.latent_size());
+        learner.step(&batch, 1e-4); // warm-up: kernels, allocations
+        let start = Instant::now();
+        for _ in 0..settings.steps {
+            learner.step(&batch, 1e-4);
+        }
+        let rate = (settings.steps * batch_size) as f64 / start.elapsed().as_secs_f64();
+        progress.line(format!("train batch {batch_size:>3}: {rate:.1} images/s"));
+        train_imgs_per_s.insert(format!("batch{batch_size}"), rate);
+    }
+    let model = learner.model.valid();
+    let device = resolved.device.clone();
+    let context = Context::from_indices([0, 1]);
+    let mut gen_ms = BTreeMap::new();
+    for n in [16, 64] {
+        generate(&model, context, n, &mut Rng::new(0), n, &device);
+        let mut times: Vec<f64> = (0..7)
+            .map(|i| {
+                let start = Instant::now();
+                generate(&model, context, n, &mut Rng::new(i), n, &device);
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        progress.line(format!("generate {n:>2} composed samples: {median:.1} ms (median of 7)"));
+        gen_ms.insert(format!("n{n}"), median);
+    }
+    let block_diagonal_us = block_diagonal(&device, progress);
+    BenchReport { device: resolved.name, image_size: settings.image_size, train_imgs_per_s, gen_ms, block_diagonal_us }
+}
+
+/// Times the blocked form against the dense masked form of the same block-diagonal layer.
+fn block_diagonal(device: &Device, progress: &Progress) -> BTreeMap<String, f64> {
+    let (blocks, width, batch) = (6, 32, 512);
+    let layer = BlockLinear::new(blocks, width, width, device);
+    let n = blocks * width;
+    let mut mask = vec![0f32; n * n];
+    for (i, m) in mask.iter_mut().enumerate() {
+        *m = f32::from((i / n) / width == (i % n) / width);
+    }
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, n]), device);
+    let dense = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let x = Tensor::<2>::random([batch, n], Distribution::Default, device);
+    let time = |f: &dyn Fn() -> Tensor<2>| {
+        f().into_data(); // warm-up
+        let start = Instant::now();
+        for _ in 0..50 {
+            f().into_data();
+        }
+        start.elapsed().as_secs_f64() * 1e6 / 50.0
+    };
+    let blocked = time(&|| layer.forward(x.clone()));
+    let masked = time(&|| x.clone().matmul(dense.clone() * mask.clone()));
+    progress.line(format!("block-diagonal layer: blocked {blocked:.0} us, dense masked {masked:.0} us"));
+    BTreeMap::from([("blocked".to_string(), blocked), ("dense_masked".to_string(), masked)])
+}
+
+/// A real batch of the obs context, rendered once so the timing covers the training step only.
+fn synthetic_batch(config: &TrainConfig, batch_size: usize, latent: usize) -> Batch {
+    let mut rng = Rng::new(7);
+    let images = config.dataset.images(Context::single(0), batch_size, config.image_size, &mut rng);
+    let mut eps = vec![0f32; batch_size * latent];
+    rng.fill_normal(&mut eps);
+    Batch { context: Context::single(0), images, eps }
+}

@@ -1,0 +1,192 @@
+//! The command line: argument types only; `main.rs` dispatches them.
+
+use crate::device::DeviceChoice;
+use crate::training::config::Preset;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use intervene::config::{Method, Widths};
+use intervene::data::DatasetKind;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "intervene", version, about = "Train, evaluate and sample generative models whose concepts can be intervened on and composed.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The whole pipeline on the quick preset: train, evaluate, write sample grids.
+    Demo(DemoArgs),
+    /// Dataset tools.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Train a model into a run folder (or continue one with --resume).
+    Train(Box<TrainArgs>),
+    /// Score a run folder or weights file with Concept, Compo and Recon.
+    Eval(EvalArgs),
+    /// Write a grid of generated samples in any context.
+    Sample(SampleArgs),
+    /// Write one self-describing weights file (for the browser, or for sample/eval).
+    Export(ExportArgs),
+    /// Measure training images/s and generation latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Write a grid of real images of a context (composed ones too, e.g. quad1+quad2).
+    Preview(PreviewArgs),
+}
+
+#[derive(Args)]
+pub struct PreviewArgs {
+    #[arg(long, default_value = "quad-dependent", value_parser = parse_dataset)]
+    pub dataset: DatasetKind,
+    /// `obs`, a concept, or concepts joined by `+`.
+    #[arg(long, default_value = "obs")]
+    pub context: String,
+    #[arg(long, default_value_t = 16)]
+    pub n: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Continue the run in this folder from its last checkpoint (other flags are ignored).
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Run folder to create.
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "quad-dependent", value_parser = parse_dataset)]
+    pub dataset: DatasetKind,
+    #[arg(long, default_value = "cm", value_parser = parse_method)]
+    pub method: Method,
+    /// Starting hyper-parameters; every flag below overrides one of them.
+    #[arg(long, value_enum, default_value = "paper")]
+    pub preset: Preset,
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Context-module widths depth.w_in.w_out (e.g. 2.32.8).
+    #[arg(long, value_parser = parse_widths)]
+    pub widths: Option<Widths>,
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Images per training context, before the train/validation split.
+    #[arg(long)]
+    pub per_context: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    #[arg(long)]
+    pub beta: Option<f64>,
+    #[arg(long)]
+    pub patience: Option<usize>,
+    #[arg(long)]
+    pub min_improvement: Option<f64>,
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Checkpoint every N batches within an epoch too (0: only at epoch ends).
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Run folder or weights file.
+    pub model: PathBuf,
+    /// Generated and real images per context.
+    #[arg(long)]
+    pub samples: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+#[derive(Args)]
+pub struct SampleArgs {
+    /// Run folder or weights file.
+    pub model: PathBuf,
+    /// Concepts to intervene on, comma- or plus-separated (empty or `obs`: none).
+    #[arg(long, default_value = "obs")]
+    pub intervene: String,
+    #[arg(long, default_value_t = 16)]
+    pub n: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PrecisionArg {
+    F16,
+    F32,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Run folder or weights file.
+    pub model: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "f16")]
+    pub precision: PrecisionArg,
+    /// Leave out the encoder (generation still works; Recon then cannot be computed).
+    #[arg(long)]
+    pub decoder_only: bool,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+    /// Timed training steps per batch size.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
+    s.parse()
+}
+fn parse_method(s: &str) -> Result<Method, String> {
+    s.parse()
+}
+fn parse_widths(s: &str) -> Result<Widths, String> {
+    s.parse()
+}

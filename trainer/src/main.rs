@@ -1,0 +1,136 @@
+//! The `intervene` command line.
+
+mod bench;
+mod cli;
+mod data;
+mod demo;
+mod device;
+mod evaluation;
+mod export;
+mod files;
+mod image_grid;
+mod model_source;
+mod progress;
+mod sample;
+mod training;
+
+use anyhow::{Context as _, Result};
+use burn::module::Module;
+use clap::Parser;
+use cli::{Cli, Command, DataCommand, PrecisionArg, TrainArgs};
+use evaluation::metrics::{EvalSettings, evaluate, table};
+use intervene::context::Context;
+use intervene::rng::Rng;
+use intervene::weights::Precision;
+use progress::Progress;
+use training::config::TrainConfig;
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let progress = Progress::new();
+    match cli.command {
+        Command::Demo(args) => demo::run(&args, &progress),
+        Command::Data { command: DataCommand::Preview(args) } => {
+            let shape = args.dataset.image_shape(args.image_size).map_err(anyhow::Error::msg)?;
+            let context = Context::parse(&args.context, &args.dataset.concepts())?;
+            let images = args.dataset.images(context, args.n, args.image_size, &mut Rng::new(args.seed));
+            image_grid::write_grid(&args.out, &images, shape, image_grid::square_columns(args.n))?;
+            progress.line(format!("wrote {} real images of {} to {}", args.n, context.name(&args.dataset.concepts()), args.out.display()));
+            Ok(())
+        }
+        Command::Train(args) => {
+            let summary = match &args.resume {
+                Some(dir) => training::resume(dir)?,
+                None => {
+                    let out = args.out.clone().context("--out is required")?;
+                    training::start(&out, train_config(&args))?
+                }
+            };
+            progress.line(format!(
+                "done: {} epochs on {}, best valid -ELBO {}, {} skipped batches",
+                summary.epochs,
+                summary.device,
+                summary.best_valid.map_or("n/a".into(), |v| format!("{v:.2}")),
+                summary.skipped_batches
+            ));
+            Ok(())
+        }
+        Command::Eval(args) => {
+            let source = model_source::Source::open(&args.model)?;
+            let dataset = source.dataset()?;
+            let resolved = args.device.resolve();
+            let loaded = source.load(&resolved.device)?;
+            let mut settings = EvalSettings { seed: args.seed, ..EvalSettings::default() };
+            if let Some(n) = args.samples {
+                settings.samples = n;
+            }
+            let model = loaded.model.valid();
+            let metrics = evaluate(&model, dataset, &settings, &resolved.device, &progress);
+            print!("{}", table(&metrics));
+            let out = if args.model.is_dir() { args.model.join("metrics.json") } else { args.model.with_extension("metrics.json") };
+            files::atomic_write(&out, serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+            progress.line(format!("wrote {}", out.display()));
+            Ok(())
+        }
+        Command::Sample(args) => {
+            let source = model_source::Source::open(&args.model)?;
+            let context = Context::parse(&args.intervene, &source.config.concepts)?;
+            let resolved = args.device.resolve();
+            let model = source.load(&resolved.device)?.model.valid();
+            sample::sample_grid(&model, context, args.n, args.seed, &args.out, &resolved.device)?;
+            progress.line(format!("wrote {} samples of {} to {}", args.n, context.name(&source.config.concepts), args.out.display()));
+            Ok(())
+        }
+        Command::Export(args) => {
+            let device = burn::tensor::Device::flex();
+            let loaded = model_source::Source::open(&args.model)?.load(&device)?;
+            let precision = match args.precision {
+                PrecisionArg::F16 => Precision::F16,
+                PrecisionArg::F32 => Precision::F32,
+            };
+            export::export(loaded, &args.out, precision, args.decoder_only, &device, &progress)?;
+            Ok(())
+        }
+        Command::Bench(args) => {
+            let settings = bench::BenchSettings { device: args.device, image_size: args.image_size, steps: args.steps };
+            let report = bench::run(&settings, &progress);
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The preset with every given flag applied on top.
+fn train_config(args: &TrainArgs) -> TrainConfig {
+    let mut c = TrainConfig::preset(args.preset, args.dataset, args.method);
+    macro_rules! set {
+        ($($field:ident <- $arg:ident),* $(,)?) => { $(if let Some(v) = args.$arg { c.$field = v; })* };
+    }
+    set!(
+        device <- device,
+        image_size <- image_size,
+        widths <- widths,
+        hidden <- hidden,
+        per_context <- per_context,
+        batch_size <- batch_size,
+        max_epochs <- epochs,
+        learning_rate <- lr,
+        warmup_steps <- warmup_steps,
+        beta <- beta,
+        patience <- patience,
+        min_improvement <- min_improvement,
+        validation_fraction <- validation_fraction,
+        seed <- seed,
+        checkpoint_every <- checkpoint_every,
+    );
+    c
+}

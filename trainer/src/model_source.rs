@@ -1,0 +1,38 @@
+//! Loading weights for `sample`, `eval` and `export`: from a run folder or an exported file.
+//!
+//! Opening checks the file completely (framing, checksum, header) before any device is touched,
+//! so bad input fails fast with one clear line.
+
+use crate::training::run_folder::weights_path;
+use anyhow::{Context as _, Result};
+use burn::tensor::Device;
+use intervene::config::ModelConfig;
+use intervene::data::DatasetKind;
+use intervene::weights::{self, LoadedWeights};
+use std::path::{Path, PathBuf};
+
+pub struct Source {
+    pub file: PathBuf,
+    bytes: Vec<u8>,
+    pub config: ModelConfig,
+    metadata: serde_json::Value,
+}
+
+impl Source {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = weights_path(path)?;
+        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let (config, metadata) = weights::read_config(&bytes).with_context(|| format!("cannot load {}", file.display()))?;
+        Ok(Self { file, bytes, config, metadata })
+    }
+
+    /// The dataset the weights were trained on, as recorded in their metadata.
+    pub fn dataset(&self) -> Result<DatasetKind> {
+        let name = self.metadata["dataset"].as_str().context("these weights do not record their dataset")?;
+        name.parse::<DatasetKind>().map_err(anyhow::Error::msg)
+    }
+
+    pub fn load(&self, device: &Device) -> Result<LoadedWeights> {
+        weights::decode(&self.bytes, device).with_context(|| format!("cannot load {}", self.file.display()))
+    }
+}
