@@ -29,7 +29,12 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [Method::Cm, Method::CmPooled, Method::Base, Method::BasePooled];
+    pub const ALL: [Method; 4] = [
+        Method::Cm,
+        Method::CmPooled,
+        Method::Base,
+        Method::BasePooled,
+    ];
 
     pub fn has_context_module(self) -> bool {
         matches!(self, Method::Cm | Method::CmPooled)
@@ -64,10 +69,16 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let valid: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-            format!("unknown method '{s}'; valid methods are: {}", valid.join(", "))
-        })
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let valid: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown method '{s}'; valid methods are: {}",
+                    valid.join(", ")
+                )
+            })
     }
 }
 
@@ -131,7 +142,9 @@ impl FromStr for Widths {
             [depth, w_in, w_out] if depth >= 1 && w_in >= 1 && w_out >= 1 => {
                 Ok(Widths { depth, w_in, w_out })
             }
-            _ => Err(format!("widths '{s}' must be depth.w_in.w_out with positive numbers, e.g. 2.32.8")),
+            _ => Err(format!(
+                "widths '{s}' must be depth.w_in.w_out with positive numbers, e.g. 2.32.8"
+            )),
         }
     }
 }
@@ -178,7 +191,10 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), String> {
         let k = self.num_concepts();
         if k == 0 || k > crate::context::MAX_CONCEPTS {
-            return Err(format!("a model needs 1 to {} concepts, got {k}", crate::context::MAX_CONCEPTS));
+            return Err(format!(
+                "a model needs 1 to {} concepts, got {k}",
+                crate::context::MAX_CONCEPTS
+            ));
         }
         match (self.architecture, self.image.channels, self.image.size) {
             (Architecture::Conv3, 1, 28) => {}
@@ -203,7 +219,14 @@ mod tests {
     #[test]
     fn widths_parse_and_stack() {
         let w: Widths = "2.32.8".parse().unwrap();
-        assert_eq!(w, Widths { depth: 2, w_in: 32, w_out: 8 });
+        assert_eq!(
+            w,
+            Widths {
+                depth: 2,
+                w_in: 32,
+                w_out: 8
+            }
+        );
         assert_eq!(w.stack(), vec![32, 8]);
         assert_eq!("3.15.5".parse::<Widths>().unwrap().stack(), vec![15, 10, 5]);
         assert!("2.32".parse::<Widths>().is_err());

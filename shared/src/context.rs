@@ -11,7 +11,9 @@ use std::fmt;
 pub const MAX_CONCEPTS: usize = 32;
 
 /// A set of intervened concepts, as indices into the model's concept list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Context {
     mask: u32,
 }
@@ -61,7 +63,9 @@ impl Context {
 
     /// The union of two contexts: both sets of interventions at once.
     pub fn compose(self, other: Context) -> Context {
-        Context { mask: self.mask | other.mask }
+        Context {
+            mask: self.mask | other.mask,
+        }
     }
 
     /// Intervened concept indices, ascending.
@@ -84,7 +88,11 @@ impl Context {
     /// string is `obs` too, so "intervene on nothing" needs no special spelling.
     pub fn parse(text: &str, concepts: &[String]) -> Result<Context, UnknownConcept> {
         let mut context = Context::OBS;
-        for part in text.split(['+', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+        for part in text
+            .split(['+', ','])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             if part == "obs" {
                 continue;
             }
@@ -122,7 +130,10 @@ mod tests {
     use super::*;
 
     fn names() -> Vec<String> {
-        ["quad1", "quad2", "size"].iter().map(|s| s.to_string()).collect()
+        ["quad1", "quad2", "size"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]
@@ -139,7 +150,10 @@ mod tests {
     fn unknown_concept_lists_the_valid_ones() {
         let err = Context::parse("quad1+colour", &names()).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("colour") && msg.contains("quad1, quad2, size"), "{msg}");
+        assert!(
+            msg.contains("colour") && msg.contains("quad1, quad2, size"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -147,6 +161,11 @@ mod tests {
         let cs = Context::training_contexts(3);
         assert_eq!(cs.len(), 4);
         assert!(cs[0].is_obs());
-        assert!(cs[1..].iter().enumerate().all(|(k, c)| c.len() == 1 && c.contains(k)));
+        assert!(
+            cs[1..]
+                .iter()
+                .enumerate()
+                .all(|(k, c)| c.len() == 1 && c.contains(k))
+        );
     }
 }

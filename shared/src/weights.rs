@@ -57,7 +57,9 @@ struct Header {
 pub enum WeightsError {
     #[error("not an intervene weights file (bad magic bytes)")]
     BadMagic,
-    #[error("weights file format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "weights file format version {found} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
     UnsupportedVersion { found: u32 },
     #[error("weights file is truncated: expected {expected} bytes, found {found}")]
     Truncated { expected: u64, found: u64 },
@@ -87,7 +89,10 @@ pub fn encode(model: &Model, precision: Precision, metadata: serde_json::Value) 
         tensors: collect
             .tensors
             .iter()
-            .map(|(name, shape, _)| TensorEntry { name: name.clone(), shape: shape.clone() })
+            .map(|(name, shape, _)| TensorEntry {
+                name: name.clone(),
+                shape: shape.clone(),
+            })
             .collect(),
         metadata,
     };
@@ -125,11 +130,14 @@ pub fn decode(bytes: &[u8], device: &Device) -> Result<LoadedWeights, WeightsErr
     for entry in &header.tensors {
         let count: usize = entry.shape.iter().product();
         let len = count * header.precision.bytes();
-        let chunk = payload
-            .get(offset..offset + len)
-            .ok_or_else(|| WeightsError::Header(format!("tensor {} runs past the payload", entry.name)))?;
+        let chunk = payload.get(offset..offset + len).ok_or_else(|| {
+            WeightsError::Header(format!("tensor {} runs past the payload", entry.name))
+        })?;
         let values: Vec<f32> = match header.precision {
-            Precision::F32 => chunk.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            Precision::F32 => chunk
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
             Precision::F16 => chunk
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32())
@@ -148,15 +156,25 @@ pub fn decode(bytes: &[u8], device: &Device) -> Result<LoadedWeights, WeightsErr
     if !header.has_encoder {
         model = model.without_encoder();
     }
-    let mut fill = Fill { path: Vec::new(), tensors, device: device.clone(), problems: Vec::new() };
+    let mut fill = Fill {
+        path: Vec::new(),
+        tensors,
+        device: device.clone(),
+        problems: Vec::new(),
+    };
     let model = model.map(&mut fill);
     if let Some(name) = fill.tensors.keys().next() {
-        fill.problems.push(format!("file has a tensor the model lacks: {name}"));
+        fill.problems
+            .push(format!("file has a tensor the model lacks: {name}"));
     }
     if let Some(problem) = fill.problems.into_iter().next() {
         return Err(WeightsError::Mismatch(problem));
     }
-    Ok(LoadedWeights { model, precision: header.precision, metadata: header.metadata })
+    Ok(LoadedWeights {
+        model,
+        precision: header.precision,
+        metadata: header.metadata,
+    })
 }
 
 /// Validates framing and checksum, returning the header and the tensor payload.
@@ -166,7 +184,10 @@ fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), WeightsError> {
         return Err(WeightsError::BadMagic);
     }
     if bytes.len() < FIXED + 4 {
-        return Err(WeightsError::Truncated { expected: (FIXED + 4) as u64, found: bytes.len() as u64 });
+        return Err(WeightsError::Truncated {
+            expected: (FIXED + 4) as u64,
+            found: bytes.len() as u64,
+        });
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
     if version != FORMAT_VERSION {
@@ -175,7 +196,10 @@ fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), WeightsError> {
     let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap());
     let header_end = (FIXED as u64).saturating_add(header_len);
     if header_end + 4 > bytes.len() as u64 {
-        return Err(WeightsError::Truncated { expected: header_end + 4, found: bytes.len() as u64 });
+        return Err(WeightsError::Truncated {
+            expected: header_end + 4,
+            found: bytes.len() as u64,
+        });
     }
     let header_end = header_end as usize;
     let header: Header = serde_json::from_slice(&bytes[FIXED..header_end])
@@ -187,10 +211,16 @@ fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), WeightsError> {
         .sum();
     let expected = header_end as u64 + payload_len + 4;
     if (bytes.len() as u64) < expected {
-        return Err(WeightsError::Truncated { expected, found: bytes.len() as u64 });
+        return Err(WeightsError::Truncated {
+            expected,
+            found: bytes.len() as u64,
+        });
     }
     if bytes.len() as u64 > expected {
-        return Err(WeightsError::Header(format!("{} unexpected trailing bytes", bytes.len() as u64 - expected)));
+        return Err(WeightsError::Header(format!(
+            "{} unexpected trailing bytes",
+            bytes.len() as u64 - expected
+        )));
     }
     let body_end = bytes.len() - 4;
     let stored = u32::from_le_bytes(bytes[body_end..].try_into().unwrap());
@@ -217,7 +247,10 @@ impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val();
         let shape = value.dims().to_vec();
-        let values = value.into_data().try_into_vec_as::<f32>().expect("f32 data");
+        let values = value
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 data");
         self.tensors.push((self.path.join("."), shape, values));
     }
 }
@@ -245,7 +278,9 @@ impl ModuleMapper for Fill {
         };
         let expected = param.lazy_shape().dims::<D>().to_vec();
         if shape != expected {
-            self.problems.push(format!("tensor {name} has shape {shape:?}, the model needs {expected:?}"));
+            self.problems.push(format!(
+                "tensor {name} has shape {shape:?}, the model needs {expected:?}"
+            ));
             return param;
         }
         let device = self.device.clone();
@@ -274,9 +309,16 @@ mod tests {
     fn config() -> ModelConfig {
         ModelConfig {
             architecture: Architecture::Simple64bn,
-            image: ImageShape { channels: 3, size: 32 },
+            image: ImageShape {
+                channels: 3,
+                size: 32,
+            },
             concepts: vec!["a".into(), "b".into()],
-            widths: Widths { depth: 2, w_in: 4, w_out: 2 },
+            widths: Widths {
+                depth: 2,
+                w_in: 4,
+                w_out: 2,
+            },
             hidden: 16,
             method: Method::Cm,
         }
@@ -288,7 +330,11 @@ mod tests {
         let mut z = vec![0f32; 3 * 8];
         rng.fill_normal(&mut z);
         let z = Tensor::<2>::from_data(TensorData::new(z, [3, 8]), &device);
-        model.generate(z, Context::from_indices([0, 1])).into_data().try_into_vec_as::<f32>().unwrap()
+        model
+            .generate(z, Context::from_indices([0, 1]))
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap()
     }
 
     #[test]
@@ -311,27 +357,51 @@ mod tests {
     fn half_precision_decoder_only_stays_close() {
         let device = Device::flex();
         let model = Model::new(&config(), &device);
-        let bytes = encode(&model.clone().without_encoder(), Precision::F16, serde_json::Value::Null);
+        let bytes = encode(
+            &model.clone().without_encoder(),
+            Precision::F16,
+            serde_json::Value::Null,
+        );
         assert!(bytes.len() < encode(&model, Precision::F32, serde_json::Value::Null).len() / 2);
         let loaded = decode(&bytes, &device).unwrap();
         assert!(!loaded.model.has_encoder());
         let (a, b) = (generate(&model), generate(&loaded.model));
-        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(worst < 1e-2, "f16 moved a pixel by {worst}");
     }
 
     #[test]
     fn corrupt_truncated_and_foreign_files_are_refused() {
         let device = Device::flex();
-        let bytes = encode(&Model::new(&config(), &device), Precision::F32, serde_json::Value::Null);
+        let bytes = encode(
+            &Model::new(&config(), &device),
+            Precision::F32,
+            serde_json::Value::Null,
+        );
         let mut flipped = bytes.clone();
         let mid = flipped.len() - 100;
         flipped[mid] ^= 0x40;
-        assert!(matches!(decode(&flipped, &device), Err(WeightsError::Checksum)));
-        assert!(matches!(decode(&bytes[..bytes.len() / 2], &device), Err(WeightsError::Truncated { .. })));
-        assert!(matches!(decode(b"PK\x03\x04 not ours", &device), Err(WeightsError::BadMagic)));
+        assert!(matches!(
+            decode(&flipped, &device),
+            Err(WeightsError::Checksum)
+        ));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() / 2], &device),
+            Err(WeightsError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(b"PK\x03\x04 not ours", &device),
+            Err(WeightsError::BadMagic)
+        ));
         let mut future = bytes.clone();
         future[8] = 99;
-        assert!(matches!(decode(&future, &device), Err(WeightsError::UnsupportedVersion { found: 99 })));
+        assert!(matches!(
+            decode(&future, &device),
+            Err(WeightsError::UnsupportedVersion { found: 99 })
+        ));
     }
 }

@@ -11,7 +11,10 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("intervene");
     assert!(
         bin.exists(),
@@ -35,7 +38,11 @@ pub fn run(args: &[&str]) -> Output {
 /// Runs and insists on success, showing stderr if not.
 pub fn run_ok(args: &[&str]) -> Output {
     let out = run(args);
-    assert!(out.status.success(), "intervene {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "intervene {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -49,22 +56,48 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Flags for a model small enough to train in seconds on a CPU.
 pub const TINY: &[&str] = &[
-    "--preset", "quick", "--image-size", "32", "--widths", "2.8.4", "--hidden", "32",
-    "--per-context", "60", "--batch-size", "8", "--warmup-steps", "2", "--patience", "100",
+    "--preset",
+    "quick",
+    "--image-size",
+    "32",
+    "--widths",
+    "2.8.4",
+    "--hidden",
+    "32",
+    "--per-context",
+    "60",
+    "--batch-size",
+    "8",
+    "--warmup-steps",
+    "2",
+    "--patience",
+    "100",
 ];
 
 /// `train_loss` per epoch from a run's metrics.csv.
 pub fn train_losses(run: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect()
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
 }
 
 /// Asserts a failed run: non-zero exit, one line on stderr starting `error:`, no panic.
 pub fn assert_clean_error(out: &Output, expect: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "panic: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "panic: {stderr}"
+    );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("error:") && lines[0].contains(expect), "unexpected message: {stderr}");
+    assert!(
+        lines[0].starts_with("error:") && lines[0].contains(expect),
+        "unexpected message: {stderr}"
+    );
 }

@@ -9,11 +9,31 @@ fn trained() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
         let dir = scratch("commands").join("run");
-        let mut args = vec!["train", "--out", dir.to_str().unwrap(), "--device", "flex", "--epochs", "1"];
+        let mut args = vec![
+            "train",
+            "--out",
+            dir.to_str().unwrap(),
+            "--device",
+            "flex",
+            "--epochs",
+            "1",
+        ];
         args.extend_from_slice(TINY);
         run_ok(&args);
         dir
     })
+}
+
+/// Exports the shared run to `file` with extra flags.
+fn export_trained(file: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "export",
+        trained().to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args);
 }
 
 fn is_png(path: &Path) -> bool {
@@ -23,14 +43,36 @@ fn is_png(path: &Path) -> bool {
 #[test]
 fn data_preview_writes_real_images_of_composed_contexts() {
     let out = scratch("preview").join("grid.png");
-    run_ok(&["data", "preview", "--dataset", "quad-dependent", "--context", "quad1+quad2", "--out", out.to_str().unwrap()]);
+    run_ok(&[
+        "data",
+        "preview",
+        "--dataset",
+        "quad-dependent",
+        "--context",
+        "quad1+quad2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(is_png(&out));
 }
 
 #[test]
 fn sample_writes_a_grid_for_composed_interventions() {
     let out = scratch("sample").join("grid.png");
-    run_ok(&["sample", trained().to_str().unwrap(), "--intervene", "quad1,quad2", "--n", "4", "--seed", "3", "--out", out.to_str().unwrap(), "--device", "flex"]);
+    run_ok(&[
+        "sample",
+        trained().to_str().unwrap(),
+        "--intervene",
+        "quad1,quad2",
+        "--n",
+        "4",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "flex",
+    ]);
     assert!(is_png(&out));
 }
 
@@ -38,38 +80,84 @@ fn sample_writes_a_grid_for_composed_interventions() {
 fn eval_writes_every_metric() {
     let dir = scratch("eval");
     let file = dir.join("model.bin");
-    run_ok(&["export", trained().to_str().unwrap(), "--out", file.to_str().unwrap()]);
-    run_ok(&["eval", file.to_str().unwrap(), "--samples", "40", "--device", "flex"]);
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("model.metrics.json")).unwrap()).unwrap();
+    export_trained(&file, &[]);
+    run_ok(&[
+        "eval",
+        file.to_str().unwrap(),
+        "--samples",
+        "40",
+        "--device",
+        "flex",
+    ]);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.metrics.json")).unwrap()).unwrap();
     assert!(metrics["concept"]["mean"].as_f64().unwrap() > 0.0);
-    assert_eq!(metrics["concept"]["per_context"].as_object().unwrap().len(), 7);
+    assert_eq!(
+        metrics["concept"]["per_context"].as_object().unwrap().len(),
+        7
+    );
     assert_eq!(metrics["compo"]["per_pair"].as_object().unwrap().len(), 9);
-    assert!(metrics["compo"]["per_pair"]["quad1+quad2"].as_f64().is_some());
+    assert!(
+        metrics["compo"]["per_pair"]["quad1+quad2"]
+            .as_f64()
+            .is_some()
+    );
     assert!(metrics["recon"]["in_distribution_bpd"].as_f64().unwrap() > 0.0);
     assert!(metrics["recon"]["ood_bpd"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
-fn export_then_sample_matches_the_run_within_half_precision() {
+fn f32_export_samples_identically_to_its_run() {
     let dir = scratch("export");
     let file = dir.join("model.bin");
-    run_ok(&["export", trained().to_str().unwrap(), "--out", file.to_str().unwrap(), "--precision", "f32"]);
+    export_trained(&file, &["--precision", "f32"]);
     let (a, b) = (dir.join("a.png"), dir.join("b.png"));
-    run_ok(&["sample", trained().to_str().unwrap(), "--intervene", "size", "--n", "4", "--out", a.to_str().unwrap(), "--device", "flex"]);
-    run_ok(&["sample", file.to_str().unwrap(), "--intervene", "size", "--n", "4", "--out", b.to_str().unwrap(), "--device", "flex"]);
-    assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), "an f32 export must sample identically");
+    run_ok(&[
+        "sample",
+        trained().to_str().unwrap(),
+        "--intervene",
+        "size",
+        "--n",
+        "4",
+        "--out",
+        a.to_str().unwrap(),
+        "--device",
+        "flex",
+    ]);
+    run_ok(&[
+        "sample",
+        file.to_str().unwrap(),
+        "--intervene",
+        "size",
+        "--n",
+        "4",
+        "--out",
+        b.to_str().unwrap(),
+        "--device",
+        "flex",
+    ]);
+    assert_eq!(
+        std::fs::read(a).unwrap(),
+        std::fs::read(b).unwrap(),
+        "an f32 export must sample identically"
+    );
 }
 
 #[test]
 fn corrupt_export_is_refused_with_one_line() {
     let dir = scratch("corrupt");
     let file = dir.join("model.bin");
-    run_ok(&["export", trained().to_str().unwrap(), "--out", file.to_str().unwrap()]);
+    export_trained(&file, &[]);
     let mut bytes = std::fs::read(&file).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0xFF;
     std::fs::write(&file, &bytes).unwrap();
-    let out = run(&["sample", file.to_str().unwrap(), "--out", dir.join("x.png").to_str().unwrap()]);
+    let out = run(&[
+        "sample",
+        file.to_str().unwrap(),
+        "--out",
+        dir.join("x.png").to_str().unwrap(),
+    ]);
     assert_clean_error(&out, "corrupt");
     std::fs::write(&file, &bytes[..100]).unwrap();
     let out = run(&["eval", file.to_str().unwrap()]);
@@ -78,14 +166,29 @@ fn corrupt_export_is_refused_with_one_line() {
 
 #[test]
 fn unknown_concept_lists_the_valid_ones() {
-    let out = run(&["sample", trained().to_str().unwrap(), "--intervene", "quad1,colour", "--out", "/tmp/never.png", "--device", "flex"]);
-    assert_clean_error(&out, "unknown concept 'colour'; valid concepts are: quad1, quad2, quad3, quad4, size, orientation");
+    let out = run(&[
+        "sample",
+        trained().to_str().unwrap(),
+        "--intervene",
+        "quad1,colour",
+        "--out",
+        "/tmp/never.png",
+        "--device",
+        "flex",
+    ]);
+    assert_clean_error(
+        &out,
+        "unknown concept 'colour'; valid concepts are: quad1, quad2, quad3, quad4, size, orientation",
+    );
 }
 
 #[test]
 fn missing_run_folder_is_a_clean_error() {
     let out = run(&["eval", "/nonexistent/runs/nothing"]);
-    assert_clean_error(&out, "no run folder or weights file at /nonexistent/runs/nothing");
+    assert_clean_error(
+        &out,
+        "no run folder or weights file at /nonexistent/runs/nothing",
+    );
     let out = run(&["train", "--resume", "/nonexistent/runs/nothing"]);
     assert_clean_error(&out, "no run folder at /nonexistent/runs/nothing");
 }

@@ -4,7 +4,15 @@ use intervene_e2e::{TINY, command, run_ok, scratch, train_losses};
 use std::time::{Duration, Instant};
 
 fn tiny_train(dir: &std::path::Path, device: &str, epochs: &str) -> Vec<String> {
-    let mut args = vec!["train", "--out", dir.to_str().unwrap(), "--device", device, "--epochs", epochs];
+    let mut args = vec![
+        "train",
+        "--out",
+        dir.to_str().unwrap(),
+        "--device",
+        device,
+        "--epochs",
+        epochs,
+    ];
     args.extend_from_slice(TINY);
     args.into_iter().map(String::from).collect()
 }
@@ -16,9 +24,15 @@ fn loss_goes_down_on(device: &str) {
     run_ok(&args);
     let losses = train_losses(&dir);
     assert_eq!(losses.len(), 3, "one metrics row per epoch");
-    assert!(losses[2] < losses[0], "{device}: loss did not go down: {losses:?}");
+    assert!(
+        losses[2] < losses[0],
+        "{device}: loss did not go down: {losses:?}"
+    );
     for file in ["config.json", "metrics.csv", "best.bin", "checkpoint.bin"] {
-        assert!(dir.join(file).exists(), "{file} missing from the run folder");
+        assert!(
+            dir.join(file).exists(),
+            "{file} missing from the run folder"
+        );
     }
 }
 
@@ -44,7 +58,10 @@ fn kill_nine_then_resume_continues_from_the_checkpoint() {
     let deadline = Instant::now() + Duration::from_secs(300);
     while train_losses_or_empty(&dir).len() < 2 {
         assert!(Instant::now() < deadline, "training made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap(); // SIGKILL on Unix
@@ -54,13 +71,27 @@ fn kill_nine_then_resume_continues_from_the_checkpoint() {
 
     let out = run_ok(&["train", "--resume", dir.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("resuming"), "resume did not load the checkpoint: {stderr}");
-    assert!(!stderr.contains("from epoch 1 batch 0"), "resume restarted from scratch: {stderr}");
+    assert!(
+        stderr.contains("resuming"),
+        "resume did not load the checkpoint: {stderr}"
+    );
+    assert!(
+        !stderr.contains("from epoch 1 batch 0"),
+        "resume restarted from scratch: {stderr}"
+    );
     let after = train_losses(&dir);
     assert_eq!(after.len(), 8, "every epoch exactly once after resuming");
-    assert_eq!(after[..2], before[..2], "epochs finished before the kill were kept, not redone");
+    assert_eq!(
+        after[..2],
+        before[..2],
+        "epochs finished before the kill were kept, not redone"
+    );
 }
 
 fn train_losses_or_empty(dir: &std::path::Path) -> Vec<f64> {
-    if dir.join("metrics.csv").exists() { train_losses(dir) } else { Vec::new() }
+    if dir.join("metrics.csv").exists() {
+        train_losses(dir)
+    } else {
+        Vec::new()
+    }
 }

@@ -8,10 +8,10 @@ use crate::training::Learner;
 use crate::training::config::{Preset, TrainConfig};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use intervene::model::block_linear::BlockLinear;
 use intervene::config::Method;
 use intervene::context::Context;
 use intervene::data::DatasetKind;
+use intervene::model::block_linear::BlockLinear;
 use intervene::rng::Rng;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -66,11 +66,19 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
             .collect();
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        progress.line(format!("generate {n:>2} composed samples: {median:.1} ms (median of 7)"));
+        progress.line(format!(
+            "generate {n:>2} composed samples: {median:.1} ms (median of 7)"
+        ));
         gen_ms.insert(format!("n{n}"), median);
     }
     let block_diagonal_us = block_diagonal(&device, progress);
-    BenchReport { device: resolved.name, image_size: settings.image_size, train_imgs_per_s, gen_ms, block_diagonal_us }
+    BenchReport {
+        device: resolved.name,
+        image_size: settings.image_size,
+        train_imgs_per_s,
+        gen_ms,
+        block_diagonal_us,
+    }
 }
 
 /// Times the blocked form against the dense masked form of the same block-diagonal layer.
@@ -95,15 +103,26 @@ fn block_diagonal(device: &Device, progress: &Progress) -> BTreeMap<String, f64>
     };
     let blocked = time(&|| layer.forward(x.clone()));
     let masked = time(&|| x.clone().matmul(dense.clone() * mask.clone()));
-    progress.line(format!("block-diagonal layer: blocked {blocked:.0} us, dense masked {masked:.0} us"));
-    BTreeMap::from([("blocked".to_string(), blocked), ("dense_masked".to_string(), masked)])
+    progress.line(format!(
+        "block-diagonal layer: blocked {blocked:.0} us, dense masked {masked:.0} us"
+    ));
+    BTreeMap::from([
+        ("blocked".to_string(), blocked),
+        ("dense_masked".to_string(), masked),
+    ])
 }
 
 /// A real batch of the obs context, rendered once so the timing covers the training step only.
 fn synthetic_batch(config: &TrainConfig, batch_size: usize, latent: usize) -> Batch {
     let mut rng = Rng::new(7);
-    let images = config.dataset.images(Context::single(0), batch_size, config.image_size, &mut rng);
+    let images = config
+        .dataset
+        .images(Context::single(0), batch_size, config.image_size, &mut rng);
     let mut eps = vec![0f32; batch_size * latent];
     rng.fill_normal(&mut eps);
-    Batch { context: Context::single(0), images, eps }
+    Batch {
+        context: Context::single(0),
+        images,
+        eps,
+    }
 }

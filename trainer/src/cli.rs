@@ -8,7 +8,11 @@ use intervene::data::DatasetKind;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "intervene", version, about = "Train, evaluate and sample generative models whose concepts can be intervened on and composed.")]
+#[command(
+    name = "intervene",
+    version,
+    about = "Train, evaluate and sample generative models whose concepts can be intervened on and composed."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -36,29 +36,67 @@ pub fn run(args: &DemoArgs, progress: &Progress) -> Result<()> {
             training::start(&dir, config)?;
         }
         let device = args.device.resolve().device;
-        let model = model_source::Source::open(&dir)?.load(&device)?.model.valid();
-        let settings = EvalSettings { samples: DEMO_EVAL_SAMPLES, seed: args.seed, ..EvalSettings::default() };
+        let model = model_source::Source::open(&dir)?
+            .load(&device)?
+            .model
+            .valid();
+        let settings = EvalSettings {
+            samples: DEMO_EVAL_SAMPLES,
+            seed: args.seed,
+            ..EvalSettings::default()
+        };
         let metrics = evaluate(&model, dataset, &settings, &device, progress);
-        atomic_write(&dir.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+        atomic_write(
+            &dir.join("metrics.json"),
+            serde_json::to_string_pretty(&metrics)?.as_bytes(),
+        )?;
         progress.line(table(&metrics));
         if method == Method::Cm {
             let samples = args.out.join("samples");
-            let contexts = Context::training_contexts(dataset.concepts().len()).into_iter().chain(dataset.composed_contexts());
+            let contexts = Context::training_contexts(dataset.concepts().len())
+                .into_iter()
+                .chain(dataset.composed_contexts());
             for context in contexts {
                 let name = context.name(&model.config.concepts);
-                sample_grid(&model, context, 16, args.seed, &samples.join(format!("{name}-generated.png")), &device)?;
-                let real = dataset.images(context, 16, model.config.image.size, &mut Rng::new(args.seed));
-                write_grid(&samples.join(format!("{name}-real.png")), &real, model.config.image, 4)?;
+                sample_grid(
+                    &model,
+                    context,
+                    16,
+                    args.seed,
+                    &samples.join(format!("{name}-generated.png")),
+                    &device,
+                )?;
+                let real = dataset.images(
+                    context,
+                    16,
+                    model.config.image.size,
+                    &mut Rng::new(args.seed),
+                );
+                write_grid(
+                    &samples.join(format!("{name}-real.png")),
+                    &real,
+                    model.config.image,
+                    4,
+                )?;
             }
-            progress.line(format!("wrote generated and real grids of every context to {}", samples.display()));
+            progress.line(format!(
+                "wrote generated and real grids of every context to {}",
+                samples.display()
+            ));
         }
         results.push(metrics);
     }
     progress.line("comparison (lower is better):");
-    progress.line(format!("  {:<8} {:>8} {:>8} {:>10}", "method", "Concept", "Compo", "Recon bpd"));
+    progress.line(format!(
+        "  {:<8} {:>8} {:>8} {:>10}",
+        "method", "Concept", "Compo", "Recon bpd"
+    ));
     for m in &results {
         let recon = m.recon.as_ref().map_or(f64::NAN, |r| r.in_distribution_bpd);
-        progress.line(format!("  {:<8} {:>8.4} {:>8.4} {:>10.4}", m.method, m.concept.mean, m.compo.mean, recon));
+        progress.line(format!(
+            "  {:<8} {:>8.4} {:>8.4} {:>10.4}",
+            m.method, m.concept.mean, m.compo.mean, recon
+        ));
     }
     Ok(())
 }

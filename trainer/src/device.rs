@@ -27,10 +27,16 @@ impl DeviceChoice {
             DeviceChoice::Flex => flex(),
             DeviceChoice::Wgpu => Resolved {
                 device: Device::wgpu(DeviceKind::DefaultDevice),
-                name: format!("wgpu ({})", adapter_summary().unwrap_or_else(|| "no adapter found".into())),
+                name: format!(
+                    "wgpu ({})",
+                    adapter_summary().unwrap_or_else(|| "no adapter found".into())
+                ),
             },
             DeviceChoice::Auto => match hardware_gpu() {
-                Some(gpu) => Resolved { device: Device::wgpu(DeviceKind::DefaultDevice), name: format!("wgpu ({gpu})") },
+                Some(gpu) => Resolved {
+                    device: Device::wgpu(DeviceKind::DefaultDevice),
+                    name: format!("wgpu ({gpu})"),
+                },
                 None => flex(),
             },
         }
@@ -39,7 +45,10 @@ impl DeviceChoice {
 
 fn flex() -> Resolved {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Resolved { device: Device::flex(), name: format!("flex (CPU, {threads} threads)") }
+    Resolved {
+        device: Device::flex(),
+        name: format!("flex (CPU, {threads} threads)"),
+    }
 }
 
 fn adapters() -> Vec<wgpu::AdapterInfo> {
@@ -57,10 +66,17 @@ fn adapters() -> Vec<wgpu::AdapterInfo> {
 fn hardware_gpu() -> Option<String> {
     adapters()
         .into_iter()
-        .find(|a| matches!(a.device_type, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu))
+        .find(|a| {
+            matches!(
+                a.device_type,
+                wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu
+            )
+        })
         .map(|a| format!("{} via {:?}", a.name, a.backend))
 }
 
 fn adapter_summary() -> Option<String> {
-    adapters().first().map(|a| format!("{} via {:?}", a.name, a.backend))
+    adapters()
+        .first()
+        .map(|a| format!("{} via {:?}", a.name, a.backend))
 }

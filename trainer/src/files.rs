@@ -19,7 +19,12 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(err) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(err).with_context(|| format!("cannot write {} (the previous version, if any, is intact)", path.display()));
+        return Err(err).with_context(|| {
+            format!(
+                "cannot write {} (the previous version, if any, is intact)",
+                path.display()
+            )
+        });
     }
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         // Make the rename itself durable; failure here loses nothing, so it is not an error.
@@ -46,7 +51,8 @@ mod tests {
 
     #[test]
     fn failure_names_the_file_and_keeps_the_old_one() {
-        let dir = std::env::temp_dir().join(format!("intervene-atomic-fail-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("intervene-atomic-fail-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("missing-folder").join("state.bin");
         let err = atomic_write(&path, b"x").unwrap_err();

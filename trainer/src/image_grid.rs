@@ -18,13 +18,17 @@ pub fn grid_rgb(images: &[f32], shape: ImageShape, columns: usize) -> (Vec<u8>, 
     let height = rows * s + (rows + 1) * GAP;
     let mut rgb = vec![255u8; width * height * 3];
     for (i, image) in images.chunks_exact(shape.numel()).enumerate() {
-        let (x0, y0) = (GAP + (i % columns) * (s + GAP), GAP + (i / columns) * (s + GAP));
+        let (x0, y0) = (
+            GAP + (i % columns) * (s + GAP),
+            GAP + (i / columns) * (s + GAP),
+        );
         for y in 0..s {
             for x in 0..s {
                 for c in 0..3 {
                     let channel = if shape.channels == 1 { 0 } else { c };
                     let v = image[channel * s * s + y * s + x];
-                    rgb[((y0 + y) * width + x0 + x) * 3 + c] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    rgb[((y0 + y) * width + x0 + x) * 3 + c] =
+                        (v.clamp(0.0, 1.0) * 255.0).round() as u8;
                 }
             }
         }
@@ -40,14 +44,18 @@ pub fn write_grid(path: &Path, images: &[f32], shape: ImageShape, columns: usize
 
 pub fn write_png(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header()?;
-    writer.write_image_data(rgb).with_context(|| format!("cannot write {}", path.display()))?;
+    writer
+        .write_image_data(rgb)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -62,7 +70,10 @@ mod tests {
 
     #[test]
     fn tiles_land_where_expected() {
-        let shape = ImageShape { channels: 3, size: 2 };
+        let shape = ImageShape {
+            channels: 3,
+            size: 2,
+        };
         let mut images = vec![0f32; 2 * shape.numel()];
         images[shape.numel()..].fill(1.0); // second tile white, first black
         let (rgb, w, h) = grid_rgb(&images, shape, 2);

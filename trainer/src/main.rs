@@ -26,6 +26,7 @@ use progress::Progress;
 use training::config::TrainConfig;
 
 fn main() {
+    quiet_wayland_probe();
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
         eprintln!("error: {err:#}");
@@ -37,12 +38,29 @@ fn run(cli: Cli) -> Result<()> {
     let progress = Progress::new();
     match cli.command {
         Command::Demo(args) => demo::run(&args, &progress),
-        Command::Data { command: DataCommand::Preview(args) } => {
-            let shape = args.dataset.image_shape(args.image_size).map_err(anyhow::Error::msg)?;
+        Command::Data {
+            command: DataCommand::Preview(args),
+        } => {
+            let shape = args
+                .dataset
+                .image_shape(args.image_size)
+                .map_err(anyhow::Error::msg)?;
             let context = Context::parse(&args.context, &args.dataset.concepts())?;
-            let images = args.dataset.images(context, args.n, args.image_size, &mut Rng::new(args.seed));
-            image_grid::write_grid(&args.out, &images, shape, image_grid::square_columns(args.n))?;
-            progress.line(format!("wrote {} real images of {} to {}", args.n, context.name(&args.dataset.concepts()), args.out.display()));
+            let images =
+                args.dataset
+                    .images(context, args.n, args.image_size, &mut Rng::new(args.seed));
+            image_grid::write_grid(
+                &args.out,
+                &images,
+                shape,
+                image_grid::square_columns(args.n),
+            )?;
+            progress.line(format!(
+                "wrote {} real images of {} to {}",
+                args.n,
+                context.name(&args.dataset.concepts()),
+                args.out.display()
+            ));
             Ok(())
         }
         Command::Train(args) => {
@@ -57,7 +75,9 @@ fn run(cli: Cli) -> Result<()> {
                 "done: {} epochs on {}, best valid -ELBO {}, {} skipped batches",
                 summary.epochs,
                 summary.device,
-                summary.best_valid.map_or("n/a".into(), |v| format!("{v:.2}")),
+                summary
+                    .best_valid
+                    .map_or("n/a".into(), |v| format!("{v:.2}")),
                 summary.skipped_batches
             ));
             Ok(())
@@ -67,14 +87,21 @@ fn run(cli: Cli) -> Result<()> {
             let dataset = source.dataset()?;
             let resolved = args.device.resolve();
             let loaded = source.load(&resolved.device)?;
-            let mut settings = EvalSettings { seed: args.seed, ..EvalSettings::default() };
+            let mut settings = EvalSettings {
+                seed: args.seed,
+                ..EvalSettings::default()
+            };
             if let Some(n) = args.samples {
                 settings.samples = n;
             }
             let model = loaded.model.valid();
             let metrics = evaluate(&model, dataset, &settings, &resolved.device, &progress);
             print!("{}", table(&metrics));
-            let out = if args.model.is_dir() { args.model.join("metrics.json") } else { args.model.with_extension("metrics.json") };
+            let out = if args.model.is_dir() {
+                args.model.join("metrics.json")
+            } else {
+                args.model.with_extension("metrics.json")
+            };
             files::atomic_write(&out, serde_json::to_string_pretty(&metrics)?.as_bytes())?;
             progress.line(format!("wrote {}", out.display()));
             Ok(())
@@ -84,8 +111,20 @@ fn run(cli: Cli) -> Result<()> {
             let context = Context::parse(&args.intervene, &source.config.concepts)?;
             let resolved = args.device.resolve();
             let model = source.load(&resolved.device)?.model.valid();
-            sample::sample_grid(&model, context, args.n, args.seed, &args.out, &resolved.device)?;
-            progress.line(format!("wrote {} samples of {} to {}", args.n, context.name(&source.config.concepts), args.out.display()));
+            sample::sample_grid(
+                &model,
+                context,
+                args.n,
+                args.seed,
+                &args.out,
+                &resolved.device,
+            )?;
+            progress.line(format!(
+                "wrote {} samples of {} to {}",
+                args.n,
+                context.name(&source.config.concepts),
+                args.out.display()
+            ));
             Ok(())
         }
         Command::Export(args) => {
@@ -95,17 +134,38 @@ fn run(cli: Cli) -> Result<()> {
                 PrecisionArg::F16 => Precision::F16,
                 PrecisionArg::F32 => Precision::F32,
             };
-            export::export(loaded, &args.out, precision, args.decoder_only, &device, &progress)?;
+            export::export(
+                loaded,
+                &args.out,
+                precision,
+                args.decoder_only,
+                &device,
+                &progress,
+            )?;
             Ok(())
         }
         Command::Bench(args) => {
-            let settings = bench::BenchSettings { device: args.device, image_size: args.image_size, steps: args.steps };
+            let settings = bench::BenchSettings {
+                device: args.device,
+                image_size: args.image_size,
+                steps: args.steps,
+            };
             let report = bench::run(&settings, &progress);
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             }
             Ok(())
         }
+    }
+}
+
+/// Probing for GPUs loads Mesa's Vulkan drivers, whose Wayland code prints an error line when
+/// `XDG_RUNTIME_DIR` is unset (headless machines, CI). Pointing it at the temp folder makes the
+/// probe quiet; nothing of ours reads it.
+fn quiet_wayland_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
 }
 

@@ -21,18 +21,28 @@ pub struct Source {
 impl Source {
     pub fn open(path: &Path) -> Result<Self> {
         let file = weights_path(path)?;
-        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        let (config, metadata) = weights::read_config(&bytes).with_context(|| format!("cannot load {}", file.display()))?;
-        Ok(Self { file, bytes, config, metadata })
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let (config, metadata) = weights::read_config(&bytes)
+            .with_context(|| format!("cannot load {}", file.display()))?;
+        Ok(Self {
+            file,
+            bytes,
+            config,
+            metadata,
+        })
     }
 
     /// The dataset the weights were trained on, as recorded in their metadata.
     pub fn dataset(&self) -> Result<DatasetKind> {
-        let name = self.metadata["dataset"].as_str().context("these weights do not record their dataset")?;
+        let name = self.metadata["dataset"]
+            .as_str()
+            .context("these weights do not record their dataset")?;
         name.parse::<DatasetKind>().map_err(anyhow::Error::msg)
     }
 
     pub fn load(&self, device: &Device) -> Result<LoadedWeights> {
-        weights::decode(&self.bytes, device).with_context(|| format!("cannot load {}", self.file.display()))
+        weights::decode(&self.bytes, device)
+            .with_context(|| format!("cannot load {}", self.file.display()))
     }
 }

@@ -11,16 +11,27 @@ pub struct Progress {
 impl Progress {
     pub fn new() -> Self {
         let interactive = std::io::stderr().is_terminal();
-        let target = if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Self { multi: MultiProgress::with_draw_target(target), interactive }
+        let target = if interactive {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Self {
+            multi: MultiProgress::with_draw_target(target),
+            interactive,
+        }
     }
 
     /// A bar with a label, a count and a free-text message.
     pub fn bar(&self, label: &str, total: usize) -> ProgressBar {
-        let style = ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed_precise})")
-            .expect("valid template")
-            .progress_chars("=> ");
-        let bar = self.multi.add(ProgressBar::new(total as u64).with_style(style));
+        let style = ProgressStyle::with_template(
+            "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed_precise})",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
+        let bar = self
+            .multi
+            .add(ProgressBar::new(total as u64).with_style(style));
         bar.set_prefix(label.to_string());
         bar
     }

@@ -10,7 +10,14 @@ use intervene::rng::Rng;
 use std::path::Path;
 
 /// Writes `n` samples of `context` (seeded) to a PNG grid.
-pub fn sample_grid(model: &Model, context: Context, n: usize, seed: u64, out: &Path, device: &Device) -> Result<()> {
+pub fn sample_grid(
+    model: &Model,
+    context: Context,
+    n: usize,
+    seed: u64,
+    out: &Path,
+    device: &Device,
+) -> Result<()> {
     let images = generate(model, context, n, &mut Rng::new(seed), 64, device);
     write_grid(out, &images, model.config.image, square_columns(n))
 }

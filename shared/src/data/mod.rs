@@ -52,7 +52,10 @@ impl DatasetKind {
     }
 
     pub fn concepts(self) -> Vec<String> {
-        QUAD_CONCEPTS.iter().map(|(name, _)| name.to_string()).collect()
+        QUAD_CONCEPTS
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect()
     }
 
     pub fn architecture(self) -> Architecture {
@@ -63,18 +66,28 @@ impl DatasetKind {
     pub fn image_shape(self, size: usize) -> Result<ImageShape, String> {
         match size {
             32 | 64 => Ok(ImageShape { channels: 3, size }),
-            _ => Err(format!("{} renders at 32 or 64 px, not {size}", self.name())),
+            _ => Err(format!(
+                "{} renders at 32 or 64 px, not {size}",
+                self.name()
+            )),
         }
     }
 
     /// The paper's `depth.w_in.w_out` for this dataset.
     pub fn default_widths(self) -> crate::config::Widths {
-        crate::config::Widths { depth: 2, w_in: 32, w_out: 8 }
+        crate::config::Widths {
+            depth: 2,
+            w_in: 32,
+            w_out: 8,
+        }
     }
 
     /// Contexts held out of training and used to score composition.
     pub fn composed_contexts(self) -> Vec<Context> {
-        QUAD_PAIRS.iter().map(|&(a, b)| Context::from_indices([a, b])).collect()
+        QUAD_PAIRS
+            .iter()
+            .map(|&(a, b)| Context::from_indices([a, b]))
+            .collect()
     }
 
     fn graph(self) -> quad::QuadGraph {
@@ -90,7 +103,12 @@ impl DatasetKind {
         let w = self.graph().weights();
         QUAD_CONCEPTS
             .iter()
-            .map(|&(_, p)| QUAD_CONCEPTS.iter().map(|&(_, c)| f32::from(w[p][c] != 0.0)).collect())
+            .map(|&(_, p)| {
+                QUAD_CONCEPTS
+                    .iter()
+                    .map(|&(_, c)| f32::from(w[p][c] != 0.0))
+                    .collect()
+            })
             .collect()
     }
 
@@ -115,10 +133,16 @@ impl fmt::Display for DatasetKind {
 impl FromStr for DatasetKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DatasetKind::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| {
-            let valid: Vec<_> = DatasetKind::ALL.iter().map(|d| d.name()).collect();
-            format!("unknown dataset '{s}'; valid datasets are: {}", valid.join(", "))
-        })
+        DatasetKind::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                let valid: Vec<_> = DatasetKind::ALL.iter().map(|d| d.name()).collect();
+                format!(
+                    "unknown dataset '{s}'; valid datasets are: {}",
+                    valid.join(", ")
+                )
+            })
     }
 }
 

@@ -342,7 +342,12 @@ pub fn render(scene: &Scene, image_size: usize, out: &mut [f32]) {
 }
 
 /// `n` scenes drawn in the context that intervenes on the `intervened` variables.
-pub fn sample_scenes(graph: QuadGraph, intervened: &[usize], n: usize, rng: &mut Rng) -> Vec<Scene> {
+pub fn sample_scenes(
+    graph: QuadGraph,
+    intervened: &[usize],
+    n: usize,
+    rng: &mut Rng,
+) -> Vec<Scene> {
     let std = graph.obs_std();
     sample_latents(graph, intervened, n, rng)
         .iter()

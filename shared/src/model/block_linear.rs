@@ -21,7 +21,10 @@ impl BlockLinear {
     /// Blocks initialised uniform(-1/sqrt(w_in), 1/sqrt(w_in)), as the paper's reference does.
     pub fn new(blocks: usize, w_in: usize, w_out: usize, device: &Device) -> Self {
         let bound = 1.0 / (w_in as f64).sqrt();
-        let init = Initializer::Uniform { min: -bound, max: bound };
+        let init = Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        };
         Self {
             weight: init.init([blocks, w_in, w_out], device),
             bias: init.init([blocks, w_out], device),
@@ -57,11 +60,18 @@ mod tests {
         let device = Device::flex();
         let layer = BlockLinear::new(3, 2, 4, &device);
         let x: Vec<f32> = (0..6).map(|i| i as f32).collect();
-        let base = layer.forward(Tensor::from_data(TensorData::new(x.clone(), [1, 6]), &device));
+        let base = layer.forward(Tensor::from_data(
+            TensorData::new(x.clone(), [1, 6]),
+            &device,
+        ));
         let mut x2 = x.clone();
         x2[2] += 5.0; // concept 1's first input
         let moved = layer.forward(Tensor::from_data(TensorData::new(x2, [1, 6]), &device));
-        let diff: Vec<f32> = (moved - base).abs().into_data().try_into_vec_as::<f32>().unwrap();
+        let diff: Vec<f32> = (moved - base)
+            .abs()
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap();
         for (j, d) in diff.iter().enumerate() {
             let concept = j / 4;
             if concept == 1 {
@@ -69,18 +79,34 @@ mod tests {
             }
             assert!(*d < 1e-6, "output {j} of concept {concept} moved by {d}");
         }
-        assert!(diff[4..8].iter().any(|d| *d > 1e-4), "concept 1 should respond");
+        assert!(
+            diff[4..8].iter().any(|d| *d > 1e-4),
+            "concept 1 should respond"
+        );
     }
 
     #[test]
     fn matches_dense_block_diagonal_product() {
         let device = Device::flex();
         let layer = BlockLinear::new(2, 3, 2, &device);
-        let w: Vec<f32> = layer.weight.val().into_data().try_into_vec_as::<f32>().unwrap();
-        let b: Vec<f32> = layer.bias.val().into_data().try_into_vec_as::<f32>().unwrap();
+        let w: Vec<f32> = layer
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        let b: Vec<f32> = layer
+            .bias
+            .val()
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap();
         let x = [0.5f32, -1.0, 2.0, 1.5, 0.25, -0.75];
         let out: Vec<f32> = layer
-            .forward(Tensor::from_data(TensorData::new(x.to_vec(), [1, 6]), &device))
+            .forward(Tensor::from_data(
+                TensorData::new(x.to_vec(), [1, 6]),
+                &device,
+            ))
             .into_data()
             .try_into_vec_as::<f32>()
             .unwrap();

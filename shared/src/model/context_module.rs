@@ -68,7 +68,10 @@ impl CausalLayer {
         } else {
             1.0 / (((blocks - 1) * width) as f64).sqrt()
         };
-        let init = Initializer::Uniform { min: -bound, max: bound };
+        let init = Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        };
         let n = blocks * width;
         Self {
             b_obs: init.init([n, n], device),
@@ -130,7 +133,12 @@ impl CausalLayer {
     pub fn learned_graph(&self) -> Vec<Vec<f32>> {
         let (k, w) = (self.blocks, self.width);
         let n = k * w;
-        let values: Vec<f32> = self.b_obs.val().into_data().try_into_vec_as::<f32>().unwrap();
+        let values: Vec<f32> = self
+            .b_obs
+            .val()
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap();
         let mut graph = vec![vec![0f32; k]; k];
         for (parent, row) in graph.iter_mut().enumerate() {
             for (child, cell) in row.iter_mut().enumerate() {
@@ -155,7 +163,11 @@ impl CausalLayer {
 fn clamp_unit(t: Tensor<2>) -> Tensor<2> {
     let tracked = t.is_require_grad();
     let clamped = t.clamp(0.0, 1.0).detach();
-    if tracked { clamped.require_grad() } else { clamped }
+    if tracked {
+        clamped.require_grad()
+    } else {
+        clamped
+    }
 }
 
 /// The whole context module.
@@ -267,7 +279,10 @@ mod tests {
         let w = layer.width;
         let n = layer.blocks * w;
         let out = values(layer.forward(one_hot(n, noise * w, 1.0), context));
-        out[concept * w..(concept + 1) * w].iter().map(|v| v.abs()).sum()
+        out[concept * w..(concept + 1) * w]
+            .iter()
+            .map(|v| v.abs())
+            .sum()
     }
 
     #[test]
@@ -275,7 +290,11 @@ mod tests {
         let layer = causal_with(3, 2, 0.7, 0.4);
         let ctx = Context::single(1);
         for noise in [0, 2] {
-            assert_eq!(response(&layer, ctx, noise, 1), 0.0, "noise {noise} leaked into concept 1");
+            assert_eq!(
+                response(&layer, ctx, noise, 1),
+                0.0,
+                "noise {noise} leaked into concept 1"
+            );
         }
     }
 
@@ -296,13 +315,20 @@ mod tests {
     fn diagonal_blocks_act_as_identity_in_every_context() {
         let layer = causal_with(3, 2, 0.9, 0.3);
         let n = 6;
-        for ctx in [Context::OBS, Context::single(0), Context::from_indices([0, 2])] {
+        for ctx in [
+            Context::OBS,
+            Context::single(0),
+            Context::from_indices([0, 2]),
+        ] {
             for unit in 0..n {
                 let out = values(layer.forward(one_hot(n, unit, 1.0), ctx));
                 let block = unit / 2;
                 for (j, v) in out.iter().enumerate().filter(|(j, _)| j / 2 == block) {
                     let expect = f32::from(j == unit);
-                    assert!((v - expect).abs() < 1e-6, "ctx {ctx} unit {unit} -> {j}: {v}");
+                    assert!(
+                        (v - expect).abs() < 1e-6,
+                        "ctx {ctx} unit {unit} -> {j}: {v}"
+                    );
                 }
             }
         }
@@ -313,12 +339,28 @@ mod tests {
         // obs edges 0.7, ivn edges 0.4: the response tells which weight set a block used.
         let layer = causal_with(3, 1, 0.7, 0.4);
         let both = Context::from_indices([0, 1]);
-        assert!((response(&layer, both, 1, 0) - 0.4).abs() < 1e-6, "ivn between intervened");
-        assert!((response(&layer, both, 0, 1) - 0.4).abs() < 1e-6, "ivn between intervened");
-        assert_eq!(response(&layer, both, 2, 0), 0.0, "intervened concept loses incoming edge");
-        assert!((response(&layer, both, 0, 2) - 0.4).abs() < 1e-6, "intervened noise uses ivn");
+        assert!(
+            (response(&layer, both, 1, 0) - 0.4).abs() < 1e-6,
+            "ivn between intervened"
+        );
+        assert!(
+            (response(&layer, both, 0, 1) - 0.4).abs() < 1e-6,
+            "ivn between intervened"
+        );
+        assert_eq!(
+            response(&layer, both, 2, 0),
+            0.0,
+            "intervened concept loses incoming edge"
+        );
+        assert!(
+            (response(&layer, both, 0, 2) - 0.4).abs() < 1e-6,
+            "intervened noise uses ivn"
+        );
         let single = Context::single(0);
-        assert!((response(&layer, single, 1, 2) - 0.7).abs() < 1e-6, "untouched edge uses obs");
+        assert!(
+            (response(&layer, single, 1, 2) - 0.7).abs() < 1e-6,
+            "untouched edge uses obs"
+        );
         for r in 0..3 {
             for c in 0..3 {
                 let expect = match (r == c, both.contains(c), both.contains(r)) {
@@ -337,7 +379,11 @@ mod tests {
         let d = device();
         let layer = CausalLayer::new(3, 2, &d);
         let wild = CausalLayer {
-            b_obs: Param::from_tensor(Tensor::random([6, 6], burn::tensor::Distribution::Normal(0.0, 3.0), &d)),
+            b_obs: Param::from_tensor(Tensor::random(
+                [6, 6],
+                burn::tensor::Distribution::Normal(0.0, 3.0),
+                &d,
+            )),
             ..layer
         };
         let clamped = wild.clamped();

@@ -24,7 +24,12 @@ impl ElboTerms {
 }
 
 /// `images` are targets in `[0, 1]`, `logits` the decoder's pre-sigmoid output.
-pub fn elbo_terms(logits: Tensor<4>, images: Tensor<4>, mu: Tensor<2>, logvar: Tensor<2>) -> ElboTerms {
+pub fn elbo_terms(
+    logits: Tensor<4>,
+    images: Tensor<4>,
+    mu: Tensor<2>,
+    logvar: Tensor<2>,
+) -> ElboTerms {
     let logits = logits.clamp(-LOGIT_BOUND, LOGIT_BOUND);
     // BCE(x, sigmoid(l)) = softplus(l) - x * l, exactly.
     let bce = softplus(logits.clone(), 1.0) - images * logits;
@@ -54,7 +59,10 @@ mod tests {
         let expect_kl = 0.5 * (1.0 + (1.0f64.exp() - 1.0 - 1.0));
         let bce: f32 = terms.reconstruction.into_scalar();
         let kl: f32 = terms.kl.into_scalar();
-        assert!((bce as f64 - expect_bce).abs() < 1e-5, "{bce} vs {expect_bce}");
+        assert!(
+            (bce as f64 - expect_bce).abs() < 1e-5,
+            "{bce} vs {expect_bce}"
+        );
         assert!((kl as f64 - expect_kl).abs() < 1e-5, "{kl} vs {expect_kl}");
     }
 
@@ -64,7 +72,9 @@ mod tests {
         let logits = Tensor::<4>::from_data(TensorData::new(vec![1e6f32, -1e6], [1, 1, 1, 2]), &d);
         let images = Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 1, 1, 2]), &d);
         let z = Tensor::<2>::zeros([1, 1], &d);
-        let bce: f32 = elbo_terms(logits, images, z.clone(), z).reconstruction.into_scalar();
+        let bce: f32 = elbo_terms(logits, images, z.clone(), z)
+            .reconstruction
+            .into_scalar();
         // Each pixel is capped at -ln(1e-7) ~ 16.12.
         assert!((bce - 2.0 * 16.118_095).abs() < 1e-2, "{bce}");
     }

@@ -91,12 +91,17 @@ impl Model {
 
     /// The learned concept graph `[parent][child]`, if the model has a context module.
     pub fn learned_graph(&self) -> Option<Vec<Vec<f32>>> {
-        self.context_module.as_ref().map(|cm| cm.causal.learned_graph())
+        self.context_module
+            .as_ref()
+            .map(|cm| cm.causal.learned_graph())
     }
 
     /// The generative half only: what the browser needs.
     pub fn without_encoder(self) -> Self {
-        Self { encoder: None, ..self }
+        Self {
+            encoder: None,
+            ..self
+        }
     }
 }
 
@@ -110,7 +115,11 @@ mod tests {
             architecture: Architecture::Simple64bn,
             image: ImageShape { channels: 3, size },
             concepts: vec!["a".into(), "b".into(), "c".into()],
-            widths: Widths { depth: 2, w_in: 4, w_out: 2 },
+            widths: Widths {
+                depth: 2,
+                w_in: 4,
+                w_out: 2,
+            },
             hidden: 16,
             method,
         }
@@ -135,7 +144,11 @@ mod tests {
                 let images = Tensor::<4>::zeros([2, channels, size, size], &device);
                 let eps = Tensor::<2>::zeros([2, config.latent_size()], &device);
                 let out = model.forward(images, Context::single(1), eps);
-                assert_eq!(out.logits.dims(), [2, channels, size, size], "{arch:?} {method}");
+                assert_eq!(
+                    out.logits.dims(),
+                    [2, channels, size, size],
+                    "{arch:?} {method}"
+                );
                 assert_eq!(out.mu.dims(), [2, config.latent_size()]);
             }
         }

@@ -52,7 +52,11 @@ pub struct DeconvStage {
 }
 
 /// Stage kernel geometry: (kernel, stride, padding).
-fn stage_geometry(architecture: Architecture, stage: usize, stages: usize) -> (usize, usize, usize) {
+fn stage_geometry(
+    architecture: Architecture,
+    stage: usize,
+    stages: usize,
+) -> (usize, usize, usize) {
     match architecture {
         Architecture::Conv3 if stage == stages - 1 => (7, 1, 0),
         _ => (4, 2, 1),

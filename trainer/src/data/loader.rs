@@ -26,7 +26,10 @@ impl TrainingData {
     /// Draws `per_context` examples of each training context, deterministically from the seed.
     pub fn generate(config: &TrainConfig) -> Self {
         let all = Context::training_contexts(config.dataset.concepts().len());
-        let contexts: Vec<Context> = all.into_iter().take(config.training_context_count()).collect();
+        let contexts: Vec<Context> = all
+            .into_iter()
+            .take(config.training_context_count())
+            .collect();
         let mut train = Vec::new();
         let mut valid = Vec::new();
         for (i, &context) in contexts.iter().enumerate() {
@@ -35,7 +38,11 @@ impl TrainingData {
             valid.push(examples.split_off(config.train_per_context()));
             train.push(examples);
         }
-        Self { contexts, train, valid }
+        Self {
+            contexts,
+            train,
+            valid,
+        }
     }
 }
 
@@ -50,7 +57,11 @@ pub struct Batch {
 
 /// Which context and which examples each batch of an epoch uses: a pure function of
 /// (seed, epoch), so a resumed run replays exactly the batches it would have seen.
-pub fn plan_epoch(data: &TrainingData, config: &TrainConfig, epoch: usize) -> Vec<(usize, Vec<usize>)> {
+pub fn plan_epoch(
+    data: &TrainingData,
+    config: &TrainConfig,
+    epoch: usize,
+) -> Vec<(usize, Vec<usize>)> {
     let mut rng = Rng::derive(config.seed, stream::SCHEDULE + epoch as u64);
     let mut order: Vec<Vec<usize>> = data.train.iter().map(|e| (0..e.len()).collect()).collect();
     (0..config.batches_per_epoch())
@@ -82,7 +93,10 @@ pub fn spawn(
     let seed = config.seed;
     std::thread::spawn(move || {
         for (index, (c, indices)) in plan.into_iter().enumerate().skip(start) {
-            let mut noise = Rng::derive(seed ^ (epoch as u64).wrapping_mul(0x9E37), stream::NOISE + index as u64);
+            let mut noise = Rng::derive(
+                seed ^ (epoch as u64).wrapping_mul(0x9E37),
+                stream::NOISE + index as u64,
+            );
             let mut eps = vec![0f32; indices.len() * latent];
             noise.fill_normal(&mut eps);
             let batch = Batch {
@@ -105,7 +119,11 @@ mod tests {
     use intervene::data::DatasetKind;
 
     fn config() -> TrainConfig {
-        let mut c = TrainConfig::preset(crate::training::config::Preset::Quick, DatasetKind::QuadDependent, Method::Cm);
+        let mut c = TrainConfig::preset(
+            crate::training::config::Preset::Quick,
+            DatasetKind::QuadDependent,
+            Method::Cm,
+        );
         c.per_context = 100;
         c.batch_size = 10;
         c
@@ -126,7 +144,11 @@ mod tests {
             let mut sorted = indices.clone();
             sorted.sort();
             sorted.dedup();
-            assert_eq!(sorted.len(), indices.len(), "an example repeated within a batch");
+            assert_eq!(
+                sorted.len(),
+                indices.len(),
+                "an example repeated within a batch"
+            );
         }
     }
 
@@ -143,7 +165,9 @@ mod tests {
         let config = config();
         let data = Arc::new(TrainingData::generate(&config));
         let plan = plan_epoch(&data, &config, 0);
-        let full: Vec<Batch> = spawn(data.clone(), &config, 0, plan.clone(), 0, 4).iter().collect();
+        let full: Vec<Batch> = spawn(data.clone(), &config, 0, plan.clone(), 0, 4)
+            .iter()
+            .collect();
         let resumed: Vec<Batch> = spawn(data, &config, 0, plan, 2, 4).iter().collect();
         assert_eq!(resumed.len(), full.len() - 2);
         assert_eq!(resumed[0].images, full[2].images);

@@ -23,18 +23,27 @@ pub fn mean_negative_elbo(
     let mut rng = Rng::new(seed);
     let (mut total, mut count) = (0f64, 0usize);
     for &(context, examples) in sets {
-        let context = if model.config.method.uses_context_labels() { context } else { Context::OBS };
+        let context = if model.config.method.uses_context_labels() {
+            context
+        } else {
+            Context::OBS
+        };
         let mut start = 0;
         while start < examples.len() {
             let end = (start + batch_size).min(examples.len());
             let n = end - start;
             let images = examples.render(start..end, shape.size);
-            let images = Tensor::<4>::from_data(TensorData::new(images, [n, shape.channels, shape.size, shape.size]), device);
+            let images = Tensor::<4>::from_data(
+                TensorData::new(images, [n, shape.channels, shape.size, shape.size]),
+                device,
+            );
             let mut eps = vec![0f32; n * latent];
             rng.fill_normal(&mut eps);
             let eps = Tensor::<2>::from_data(TensorData::new(eps, [n, latent]), device);
             let out = model.forward(images.clone(), context, eps);
-            let nelbo = elbo_terms(out.logits, images, out.mu, out.logvar).negative_elbo(beta).sum();
+            let nelbo = elbo_terms(out.logits, images, out.mu, out.logvar)
+                .negative_elbo(beta)
+                .sum();
             total += nelbo.into_scalar::<f32>() as f64;
             count += n;
             start = end;

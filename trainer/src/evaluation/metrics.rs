@@ -23,7 +23,13 @@ pub struct EvalSettings {
 
 impl Default for EvalSettings {
     fn default() -> Self {
-        Self { samples: 2_000, projections: 50, seed: 0, batch_size: 256, beta: 1.0 }
+        Self {
+            samples: 2_000,
+            projections: 50,
+            seed: 0,
+            batch_size: 256,
+            beta: 1.0,
+        }
     }
 }
 
@@ -68,7 +74,14 @@ mod stream {
 }
 
 /// `n` generated images of `context` from seeded latents (pixel values, CHW, concatenated).
-pub fn generate(model: &Model, context: Context, n: usize, rng: &mut Rng, batch_size: usize, device: &Device) -> Vec<f32> {
+pub fn generate(
+    model: &Model,
+    context: Context,
+    n: usize,
+    rng: &mut Rng,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<f32> {
     let latent = model.config.latent_size();
     let mut out = Vec::with_capacity(n * model.config.image.numel());
     let mut done = 0;
@@ -77,7 +90,11 @@ pub fn generate(model: &Model, context: Context, n: usize, rng: &mut Rng, batch_
         let mut z = vec![0f32; b * latent];
         rng.fill_normal(&mut z);
         let z = Tensor::<2>::from_data(TensorData::new(z, [b, latent]), device);
-        let images: Vec<f32> = model.generate(z, context).into_data().try_into_vec_as::<f32>().expect("f32 images");
+        let images: Vec<f32> = model
+            .generate(z, context)
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 images");
         out.extend_from_slice(&images);
         done += b;
     }
@@ -85,7 +102,13 @@ pub fn generate(model: &Model, context: Context, n: usize, rng: &mut Rng, batch_
 }
 
 /// Scores `model` against fresh held-out images of `dataset`. `model` must be in evaluation mode.
-pub fn evaluate(model: &Model, dataset: DatasetKind, settings: &EvalSettings, device: &Device, progress: &Progress) -> Metrics {
+pub fn evaluate(
+    model: &Model,
+    dataset: DatasetKind,
+    settings: &EvalSettings,
+    device: &Device,
+    progress: &Progress,
+) -> Metrics {
     let config = &model.config;
     let concepts = &config.concepts;
     let size = config.image.size;
@@ -96,8 +119,20 @@ pub fn evaluate(model: &Model, dataset: DatasetKind, settings: &EvalSettings, de
     let swd_of = |context: Context| {
         bar.set_message(context.name(concepts));
         let key = context_key(context);
-        let real = dataset.images(context, settings.samples, size, &mut Rng::derive(settings.seed, stream::REAL + key));
-        let fake = generate(model, context, settings.samples, &mut Rng::derive(settings.seed, stream::LATENT + key), settings.batch_size, device);
+        let real = dataset.images(
+            context,
+            settings.samples,
+            size,
+            &mut Rng::derive(settings.seed, stream::REAL + key),
+        );
+        let fake = generate(
+            model,
+            context,
+            settings.samples,
+            &mut Rng::derive(settings.seed, stream::LATENT + key),
+            settings.batch_size,
+            device,
+        );
         let mut projections = Rng::derive(settings.seed, stream::PROJECTIONS);
         let d = sliced_wasserstein(&fake, &real, dim, settings.projections, &mut projections);
         bar.inc(1);
@@ -110,20 +145,49 @@ pub fn evaluate(model: &Model, dataset: DatasetKind, settings: &EvalSettings, de
         let draw = |contexts: &[Context]| -> Vec<(Context, intervene::data::Examples)> {
             contexts
                 .iter()
-                .map(|&c| (c, dataset.draw(c, settings.samples, &mut Rng::derive(settings.seed, stream::REAL + context_key(c)))))
+                .map(|&c| {
+                    (
+                        c,
+                        dataset.draw(
+                            c,
+                            settings.samples,
+                            &mut Rng::derive(settings.seed, stream::REAL + context_key(c)),
+                        ),
+                    )
+                })
                 .collect()
         };
         let score = |sets: &[(Context, intervene::data::Examples)]| {
-            let refs: Vec<(Context, &intervene::data::Examples)> = sets.iter().map(|(c, e)| (*c, e)).collect();
-            bits_per_dim(mean_negative_elbo(model, &refs, settings.beta, settings.batch_size, settings.seed ^ stream::RECON, device), size)
+            let refs: Vec<(Context, &intervene::data::Examples)> =
+                sets.iter().map(|(c, e)| (*c, e)).collect();
+            bits_per_dim(
+                mean_negative_elbo(
+                    model,
+                    &refs,
+                    settings.beta,
+                    settings.batch_size,
+                    settings.seed ^ stream::RECON,
+                    device,
+                ),
+                size,
+            )
         };
-        ReconScores { in_distribution_bpd: score(&draw(&training)), ood_bpd: score(&draw(&composed)) }
+        ReconScores {
+            in_distribution_bpd: score(&draw(&training)),
+            ood_bpd: score(&draw(&composed)),
+        }
     });
     bar.inc(1);
     bar.finish_and_clear();
     Metrics {
-        concept: ConceptScores { mean: mean(per_context.values()), per_context },
-        compo: CompoScores { mean: mean(per_pair.values()), per_pair },
+        concept: ConceptScores {
+            mean: mean(per_context.values()),
+            per_context,
+        },
+        compo: CompoScores {
+            mean: mean(per_pair.values()),
+            per_pair,
+        },
         recon,
         method: config.method.name().to_string(),
         dataset: dataset.name().to_string(),

@@ -36,10 +36,21 @@ pub struct LoopState {
     pub finished: bool,
 }
 
-pub fn save(path: &Path, state: &LoopState, model: &Model, optimizer: &ModuleOptimizer) -> Result<()> {
+pub fn save(
+    path: &Path,
+    state: &LoopState,
+    model: &Model,
+    optimizer: &ModuleOptimizer,
+) -> Result<()> {
     let state = serde_json::to_vec(state)?;
-    let model = model.clone().into_record().into_bytes().context("cannot serialise the model")?;
-    let optimizer = optimizer.into_bytes().context("cannot serialise the optimizer")?;
+    let model = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .context("cannot serialise the model")?;
+    let optimizer = optimizer
+        .into_bytes()
+        .context("cannot serialise the optimizer")?;
     let mut out = Vec::with_capacity(8 + 24 + state.len() + model.len() + optimizer.len());
     out.extend_from_slice(MAGIC);
     for section in [&state[..], &model[..], &optimizer[..]] {
@@ -50,9 +61,15 @@ pub fn save(path: &Path, state: &LoopState, model: &Model, optimizer: &ModuleOpt
 }
 
 /// Restores into freshly built `model` and `optimizer` (same config, same device).
-pub fn load(path: &Path, model: Model, optimizer: ModuleOptimizer) -> Result<(LoopState, Model, ModuleOptimizer)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let sections = split(&bytes).with_context(|| format!("checkpoint {} is damaged", path.display()))?;
+pub fn load(
+    path: &Path,
+    model: Model,
+    optimizer: ModuleOptimizer,
+) -> Result<(LoopState, Model, ModuleOptimizer)> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let sections =
+        split(&bytes).with_context(|| format!("checkpoint {} is damaged", path.display()))?;
     let state: LoopState = serde_json::from_slice(sections[0]).context("checkpoint loop state")?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(sections[1].to_vec()))
         .map_err(|e| anyhow::anyhow!("checkpoint model record: {e:?}"))?;

@@ -86,7 +86,9 @@ impl TrainConfig {
         let dataset = self.dataset;
         ModelConfig {
             architecture: dataset.architecture(),
-            image: dataset.image_shape(self.image_size).expect("validated image size"),
+            image: dataset
+                .image_shape(self.image_size)
+                .expect("validated image size"),
             concepts: dataset.concepts(),
             widths: self.widths,
             hidden: self.hidden,

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Seed of the fixed validation noise, so validation scores differ only when weights do.
-const VALIDATION_SEED: u64 = 0x5EED_0F_7A11D;
+const VALIDATION_SEED: u64 = 0x05EE_D0F7_A11D;
 
 /// What a finished (or stopped) run reports.
 pub struct Summary {
@@ -41,7 +41,9 @@ pub struct Summary {
 
 /// The result of one optimizer step.
 pub enum StepOutcome {
-    Trained { loss: f64 },
+    Trained {
+        loss: f64,
+    },
     /// The loss was not finite: no update, running statistics restored.
     Skipped,
 }
@@ -58,7 +60,12 @@ impl Learner {
     pub fn new(config: TrainConfig, device: Device) -> Self {
         device.seed(config.seed);
         let model = Model::new(&config.model_config(), &device);
-        Self { model, optimizer: AdamConfig::new().init(), config, device }
+        Self {
+            model,
+            optimizer: AdamConfig::new().init(),
+            config,
+            device,
+        }
     }
 
     /// One step on a batch; the NaN guard lives here.
@@ -67,23 +74,41 @@ impl Learner {
         let n = batch.images.len() / shape.numel();
         let latent = self.model.config.latent_size();
         let images = Tensor::<4>::from_data(
-            TensorData::new(batch.images.clone(), [n, shape.channels, shape.size, shape.size]),
+            TensorData::new(
+                batch.images.clone(),
+                [n, shape.channels, shape.size, shape.size],
+            ),
             &self.device,
         );
-        let eps = Tensor::<2>::from_data(TensorData::new(batch.eps.clone(), [n, latent]), &self.device);
-        let context = if self.config.method.uses_context_labels() { batch.context } else { Context::OBS };
+        let eps = Tensor::<2>::from_data(
+            TensorData::new(batch.eps.clone(), [n, latent]),
+            &self.device,
+        );
+        let context = if self.config.method.uses_context_labels() {
+            batch.context
+        } else {
+            Context::OBS
+        };
         let stats = RunningStats::snapshot(&self.model);
         let out = self.model.forward(images.clone(), context, eps);
-        let loss = elbo_terms(out.logits, images, out.mu, out.logvar).negative_elbo(self.config.beta).mean();
+        let loss = elbo_terms(out.logits, images, out.mu, out.logvar)
+            .negative_elbo(self.config.beta)
+            .mean();
         let value = loss.clone().into_scalar::<f32>() as f64;
         if !value.is_finite() {
             self.model = stats.restore(self.model.clone());
             return StepOutcome::Skipped;
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let model = self.optimizer.step(learning_rate, self.model.clone(), grads);
+        let model = self
+            .optimizer
+            .step(learning_rate, self.model.clone(), grads);
         self.model = model.clamped();
         StepOutcome::Trained { loss: value }
+    }
+
+    fn save_checkpoint(&self, run: &RunFolder, state: &LoopState) -> Result<()> {
+        checkpoint::save(&run.checkpoint_path(), state, &self.model, &self.optimizer)
     }
 }
 
@@ -109,8 +134,11 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
     let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff());
     let mut state = LoopState::default();
     if resuming && run.checkpoint_path().exists() {
-        let (s, model, optimizer) =
-            checkpoint::load(&run.checkpoint_path(), learner.model.clone(), learner.optimizer.clone())?;
+        let (s, model, optimizer) = checkpoint::load(
+            &run.checkpoint_path(),
+            learner.model.clone(),
+            learner.optimizer.clone(),
+        )?;
         (state, learner.model, learner.optimizer) = (s, model, optimizer);
         run.truncate_metrics(state.epoch)?;
         progress.line(format!(
@@ -122,7 +150,10 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
         ));
     } else if resuming {
         run.truncate_metrics(0)?;
-        progress.line(format!("{} has no checkpoint yet: starting from the beginning", run.dir.display()));
+        progress.line(format!(
+            "{} has no checkpoint yet: starting from the beginning",
+            run.dir.display()
+        ));
     }
     let summary = |state: &LoopState| Summary {
         epochs: state.epoch,
@@ -155,11 +186,24 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
     while state.epoch < config.max_epochs {
         let epoch_start = Instant::now();
         let plan = loader::plan_epoch(&data, &config, state.epoch);
-        let batches = loader::spawn(data.clone(), &config, state.epoch, plan, state.batch, latent);
+        let batches = loader::spawn(
+            data.clone(),
+            &config,
+            state.epoch,
+            plan,
+            state.batch,
+            latent,
+        );
         batches_bar.set_position(state.batch as u64);
         let (mut images_seen, mut lr) = (0usize, config.learning_rate);
         for batch in batches {
-            lr = schedule::learning_rate(state.step, config.learning_rate, config.warmup_steps, config.planned_steps(), config.final_lr_fraction);
+            lr = schedule::learning_rate(
+                state.step,
+                config.learning_rate,
+                config.warmup_steps,
+                config.planned_steps(),
+                config.final_lr_fraction,
+            );
             match learner.step(&batch, lr) {
                 StepOutcome::Trained { loss } => {
                     consecutive_bad = 0;
@@ -190,16 +234,34 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
                 rate,
                 best_text(&state)
             ));
-            if config.checkpoint_every > 0 && state.batch % config.checkpoint_every == 0 && state.batch < config.batches_per_epoch() {
-                checkpoint::save(&run.checkpoint_path(), &state, &learner.model, &learner.optimizer)?;
+            if config.checkpoint_every > 0
+                && state.batch % config.checkpoint_every == 0
+                && state.batch < config.batches_per_epoch()
+            {
+                learner.save_checkpoint(&run, &state)?;
             }
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let eval_model = learner.model.valid();
         let eval_device = learner.device.clone().inner();
-        let sets: Vec<(Context, &intervene::data::Examples)> = data.contexts.iter().copied().zip(data.valid.iter()).collect();
-        let valid = mean_negative_elbo(&eval_model, &sets, config.beta, 256, VALIDATION_SEED, &eval_device);
-        let improved = valid.is_finite() && state.best_valid.is_none_or(|best| valid < best - config.min_improvement);
+        let sets: Vec<(Context, &intervene::data::Examples)> = data
+            .contexts
+            .iter()
+            .copied()
+            .zip(data.valid.iter())
+            .collect();
+        let valid = mean_negative_elbo(
+            &eval_model,
+            &sets,
+            config.beta,
+            256,
+            VALIDATION_SEED,
+            &eval_device,
+        );
+        let improved = valid.is_finite()
+            && state
+                .best_valid
+                .is_none_or(|best| valid < best - config.min_improvement);
         if improved {
             state.best_valid = Some(valid);
             state.best_epoch = Some(state.epoch);
@@ -210,7 +272,10 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
                 "valid_negative_elbo": valid,
                 "seed": config.seed,
             });
-            atomic_write(&run.best_path(), &weights::encode(&eval_model, Precision::F32, metadata))?;
+            atomic_write(
+                &run.best_path(),
+                &weights::encode(&eval_model, Precision::F32, metadata),
+            )?;
         } else {
             state.epochs_without_improvement += 1;
         }
@@ -240,13 +305,16 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
         state.epoch_loss_count = 0;
         epochs_bar.set_position(state.epoch as u64);
         if state.epochs_without_improvement >= config.patience {
-            progress.line(format!("early stop: no improvement for {} epochs", config.patience));
+            progress.line(format!(
+                "early stop: no improvement for {} epochs",
+                config.patience
+            ));
             state.finished = true;
         }
         if state.epoch == config.max_epochs {
             state.finished = true;
         }
-        checkpoint::save(&run.checkpoint_path(), &state, &learner.model, &learner.optimizer)?;
+        learner.save_checkpoint(&run, &state)?;
         if state.finished {
             break;
         }
@@ -254,11 +322,18 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
     epochs_bar.finish_and_clear();
     batches_bar.finish_and_clear();
     if let (Some(best), Some(epoch)) = (state.best_valid, state.best_epoch) {
-        progress.line(format!("best weights: epoch {} (valid -ELBO {best:.2}) in {}", epoch + 1, run.best_path().display()));
+        progress.line(format!(
+            "best weights: epoch {} (valid -ELBO {best:.2}) in {}",
+            epoch + 1,
+            run.best_path().display()
+        ));
     }
     Ok(summary(&state))
 }
 
 fn best_text(state: &LoopState) -> String {
-    state.best_valid.map(|b| format!(" | best valid {b:.1}")).unwrap_or_default()
+    state
+        .best_valid
+        .map(|b| format!(" | best valid {b:.1}"))
+        .unwrap_or_default()
 }

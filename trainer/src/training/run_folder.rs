@@ -22,7 +22,8 @@ pub struct EpochRow {
     pub seconds: f64,
 }
 
-const CSV_HEADER: &str = "epoch,train_loss,valid_negative_elbo,learning_rate,skipped_batches,images_per_second,seconds";
+const CSV_HEADER: &str =
+    "epoch,train_loss,valid_negative_elbo,learning_rate,skipped_batches,images_per_second,seconds";
 
 impl RunFolder {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -51,8 +52,12 @@ impl RunFolder {
                 self.dir.display()
             );
         }
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
-        atomic_write(&self.config_path(), serde_json::to_string_pretty(config)?.as_bytes())?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        atomic_write(
+            &self.config_path(),
+            serde_json::to_string_pretty(config)?.as_bytes(),
+        )?;
         atomic_write(&self.metrics_path(), format!("{CSV_HEADER}\n").as_bytes())
     }
 
@@ -61,13 +66,23 @@ impl RunFolder {
         if !self.dir.is_dir() {
             bail!("no run folder at {}", self.dir.display());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{} is not a run folder (no config.json)", self.dir.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a valid run config", path.display()))
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} is not a run folder (no config.json)",
+                self.dir.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid run config", path.display()))
     }
 
     pub fn read_metrics(&self) -> Result<Vec<EpochRow>> {
         let text = std::fs::read_to_string(self.metrics_path()).unwrap_or_default();
-        text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(parse_row).collect()
+        text.lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .map(parse_row)
+            .collect()
     }
 
     /// Appends one epoch's row (rewriting the file atomically, it is small).
@@ -80,7 +95,11 @@ impl RunFolder {
     /// Keeps only rows of epochs before `epoch`: after a crash, rows newer than the checkpoint
     /// belong to work that will be redone.
     pub fn truncate_metrics(&self, epoch: usize) -> Result<()> {
-        let rows: Vec<EpochRow> = self.read_metrics()?.into_iter().filter(|r| r.epoch < epoch).collect();
+        let rows: Vec<EpochRow> = self
+            .read_metrics()?
+            .into_iter()
+            .filter(|r| r.epoch < epoch)
+            .collect();
         self.write_metrics(&rows)
     }
 
@@ -89,7 +108,13 @@ impl RunFolder {
         for r in rows {
             text.push_str(&format!(
                 "{},{:.4},{:.4},{:.3e},{},{:.1},{:.1}\n",
-                r.epoch, r.train_loss, r.valid_negative_elbo, r.learning_rate, r.skipped_batches, r.images_per_second, r.seconds
+                r.epoch,
+                r.train_loss,
+                r.valid_negative_elbo,
+                r.learning_rate,
+                r.skipped_batches,
+                r.images_per_second,
+                r.seconds
             ));
         }
         atomic_write(&self.metrics_path(), text.as_bytes())
@@ -101,7 +126,10 @@ fn parse_row(line: &str) -> Result<EpochRow> {
     if f.len() != 7 {
         bail!("bad metrics.csv row: {line}");
     }
-    let num = |i: usize| f[i].parse::<f64>().with_context(|| format!("bad metrics.csv row: {line}"));
+    let num = |i: usize| {
+        f[i].parse::<f64>()
+            .with_context(|| format!("bad metrics.csv row: {line}"))
+    };
     Ok(EpochRow {
         epoch: num(0)? as usize,
         train_loss: num(1)?,
@@ -118,7 +146,10 @@ pub fn weights_path(path: &Path) -> Result<PathBuf> {
     if path.is_dir() {
         let best = RunFolder::new(path).best_path();
         if !best.exists() {
-            bail!("run folder {} has no best.bin yet (train it first)", path.display());
+            bail!(
+                "run folder {} has no best.bin yet (train it first)",
+                path.display()
+            );
         }
         Ok(best)
     } else if path.is_file() {
