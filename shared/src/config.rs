@@ -26,28 +26,47 @@ pub enum Method {
     Base,
     /// Plain VAE trained on all contexts pooled.
     BasePooled,
+    /// Context module on a trained `base-pooled` encoder and decoder, which stay frozen.
+    CmFrozen,
+    /// As `cm-frozen` for the first 20% of epochs, then everything trains.
+    CmFinetune,
+    /// Plain VAE whose loss penalises the total correlation of its latents (the paper's
+    /// strongest baseline), trained on all contexts pooled.
+    BetaTcvae,
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [
+    /// In the order of the paper's table.
+    pub const ALL: [Method; 7] = [
         Method::Cm,
-        Method::CmPooled,
+        Method::CmFinetune,
+        Method::CmFrozen,
         Method::Base,
         Method::BasePooled,
+        Method::CmPooled,
+        Method::BetaTcvae,
     ];
 
     pub fn has_context_module(self) -> bool {
-        matches!(self, Method::Cm | Method::CmPooled)
+        matches!(
+            self,
+            Method::Cm | Method::CmPooled | Method::CmFrozen | Method::CmFinetune
+        )
     }
 
     /// Whether training batches tell the model their context (otherwise it sees `obs`).
     pub fn uses_context_labels(self) -> bool {
-        matches!(self, Method::Cm)
+        matches!(self, Method::Cm | Method::CmFrozen | Method::CmFinetune)
     }
 
     /// Whether training draws from every context or from `obs` alone.
     pub fn trains_on_all_contexts(self) -> bool {
         !matches!(self, Method::Base)
+    }
+
+    /// Whether the method starts from a trained `base-pooled` encoder and decoder.
+    pub fn starts_from_base_pooled(self) -> bool {
+        matches!(self, Method::CmFrozen | Method::CmFinetune)
     }
 
     pub fn name(self) -> &'static str {
@@ -56,6 +75,22 @@ impl Method {
             Method::CmPooled => "cm-pooled",
             Method::Base => "base",
             Method::BasePooled => "base-pooled",
+            Method::CmFrozen => "cm-frozen",
+            Method::CmFinetune => "cm-finetune",
+            Method::BetaTcvae => "beta-tcvae",
+        }
+    }
+
+    /// The row label of the paper's table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Cm => "CM (end-to-end)",
+            Method::CmPooled => "CM pooled",
+            Method::Base => "base",
+            Method::BasePooled => "base pooled",
+            Method::CmFrozen => "CM (frozen)",
+            Method::CmFinetune => "CM (fine-tune)",
+            Method::BetaTcvae => "beta-TCVAE",
         }
     }
 }

@@ -58,8 +58,6 @@ pub fn scratch(name: &str) -> PathBuf {
 pub const TINY: &[&str] = &[
     "--preset",
     "quick",
-    "--image-size",
-    "32",
     "--widths",
     "2.8.4",
     "--hidden",

@@ -192,3 +192,56 @@ fn missing_run_folder_is_a_clean_error() {
     let out = run(&["train", "--resume", "/nonexistent/runs/nothing"]);
     assert_clean_error(&out, "no run folder at /nonexistent/runs/nothing");
 }
+
+#[test]
+fn mnist_trains_evaluates_and_samples_perturbed_digits() {
+    let dir = scratch("mnist");
+    let run_dir = dir.join("run");
+    let mut args = vec![
+        "train",
+        "--dataset",
+        "mnist",
+        "--out",
+        run_dir.to_str().unwrap(),
+        "--device",
+        "flex",
+        "--epochs",
+        "1",
+    ];
+    args.extend_from_slice(TINY);
+    run_ok(&args);
+    run_ok(&[
+        "eval",
+        run_dir.to_str().unwrap(),
+        "--samples",
+        "30",
+        "--device",
+        "flex",
+    ]);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(
+        metrics["concept"]["per_context"].as_object().unwrap().len(),
+        7
+    );
+    assert!(
+        metrics["compo"]["per_pair"]["thic+shear"]
+            .as_f64()
+            .is_some()
+    );
+    assert!(metrics["recon"]["ood_bpd"].as_f64().unwrap() > 0.0);
+    let grid = dir.join("grid.png");
+    run_ok(&[
+        "sample",
+        run_dir.to_str().unwrap(),
+        "--intervene",
+        "thin+shift",
+        "--n",
+        "4",
+        "--out",
+        grid.to_str().unwrap(),
+        "--device",
+        "flex",
+    ]);
+    assert!(is_png(&grid));
+}

@@ -10,7 +10,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use intervene::config::Method;
 use intervene::context::Context;
-use intervene::data::DatasetKind;
+use intervene::data::{DatasetKind, Split};
 use intervene::model::block_linear::BlockLinear;
 use intervene::rng::Rng;
 use serde::Serialize;
@@ -39,7 +39,8 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     let mut config = TrainConfig::preset(Preset::Paper, DatasetKind::QuadDependent, Method::Cm);
     config.image_size = settings.image_size;
     let mut train_imgs_per_s = BTreeMap::new();
-    let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff());
+    let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff())
+        .expect("cm needs no --init-from");
     for batch_size in [64, 512] {
         let batch = synthetic_batch(&config, batch_size, learner.model.config.latent_size());
         learner.step(&batch, 1e-4); // warm-up: kernels, allocations
@@ -115,9 +116,13 @@ fn block_diagonal(device: &Device, progress: &Progress) -> BTreeMap<String, f64>
 /// A real batch of the obs context, rendered once so the timing covers the training step only.
 fn synthetic_batch(config: &TrainConfig, batch_size: usize, latent: usize) -> Batch {
     let mut rng = Rng::new(7);
-    let images = config
-        .dataset
-        .images(Context::single(0), batch_size, config.image_size, &mut rng);
+    let images = config.dataset.images(
+        Context::single(0),
+        batch_size,
+        config.image_size,
+        Split::Training,
+        &mut rng,
+    );
     let mut eps = vec![0f32; batch_size * latent];
     rng.fill_normal(&mut eps);
     Batch {

@@ -14,6 +14,10 @@ use std::path::PathBuf;
     about = "Train, evaluate and sample generative models whose concepts can be intervened on and composed."
 )]
 pub struct Cli {
+    /// Read MNIST from standard (uncompressed) IDX files in this folder instead of the 10,000
+    /// digits built in.
+    #[arg(long, global = true)]
+    pub mnist_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,6 +41,48 @@ pub enum Command {
     Export(ExportArgs),
     /// Measure training images/s and generation latency.
     Bench(BenchArgs),
+    /// Every method of the paper's table over seeds: train, evaluate, tabulate, plot.
+    Experiment(ExperimentArgs),
+}
+
+#[derive(Args)]
+pub struct ExperimentArgs {
+    #[arg(long, default_value = "quad-dependent", value_parser = parse_dataset)]
+    pub dataset: DatasetKind,
+    /// quick (2 CPU cores) or paper (the paper's settings).
+    #[arg(long, value_enum, default_value = "quick")]
+    pub budget: Preset,
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+    /// A subset of methods (default: all seven).
+    #[arg(long, value_delimiter = ',', value_parser = parse_method)]
+    pub methods: Vec<Method>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Root of the run folders.
+    #[arg(long, default_value = "runs/experiments")]
+    pub runs: PathBuf,
+    /// Where tables and plots go (`<results>/<dataset>/`).
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Write a Slurm job array (one task per method x seed) and its collect job here, run nothing.
+    #[arg(long)]
+    pub emit_slurm: Option<PathBuf>,
+    /// Train and evaluate only; write no tables.
+    #[arg(long, conflicts_with = "report_only")]
+    pub no_report: bool,
+    /// Write tables and plots from finished runs only.
+    #[arg(long)]
+    pub report_only: bool,
+    /// Override the budget's epochs (for smoke tests).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Override the budget's images per context (for smoke tests).
+    #[arg(long)]
+    pub per_context: Option<usize>,
+    /// Override the budget's evaluation samples per context (for smoke tests).
+    #[arg(long)]
+    pub eval_samples: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -56,8 +102,9 @@ pub struct PreviewArgs {
     pub n: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value_t = 64)]
-    pub image_size: usize,
+    /// Defaults to the dataset's native size (64 for quad, 28 for MNIST).
+    #[arg(long)]
+    pub image_size: Option<usize>,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -110,6 +157,21 @@ pub struct TrainArgs {
     /// Checkpoint every N batches within an epoch too (0: only at epoch ends).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// The trained base-pooled run (or weights file) that cm-frozen and cm-finetune start from.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// cm-finetune unfreezes everything after this fraction of the epochs.
+    #[arg(long)]
+    pub finetune_after: Option<f64>,
+    /// beta-TCVAE's weight on the total correlation.
+    #[arg(long)]
+    pub tc_beta: Option<f64>,
+    /// Causal-layer group sparsity weight (L1 of blockwise L2 norms).
+    #[arg(long)]
+    pub group_sparsity: Option<f64>,
+    /// Causal-layer L2 weight.
+    #[arg(long)]
+    pub causal_l2: Option<f64>,
 }
 
 #[derive(Args)]

@@ -15,7 +15,7 @@ use anyhow::Result;
 use burn::module::Module;
 use intervene::config::Method;
 use intervene::context::Context;
-use intervene::data::DatasetKind;
+use intervene::data::{DatasetKind, Split};
 use intervene::rng::Rng;
 
 /// Samples per context for the demo's scores: enough to rank methods, quick to compute.
@@ -70,6 +70,7 @@ pub fn run(args: &DemoArgs, progress: &Progress) -> Result<()> {
                     context,
                     16,
                     model.config.image.size,
+                    Split::HeldOut,
                     &mut Rng::new(args.seed),
                 );
                 write_grid(

@@ -6,9 +6,11 @@ mod data;
 mod demo;
 mod device;
 mod evaluation;
+mod experiment;
 mod export;
 mod files;
 mod image_grid;
+mod mnist_source;
 mod model_source;
 mod progress;
 mod sample;
@@ -19,7 +21,9 @@ use burn::module::Module;
 use clap::Parser;
 use cli::{Cli, Command, DataCommand, PrecisionArg, TrainArgs};
 use evaluation::metrics::{EvalSettings, evaluate, table};
+use intervene::config::Method;
 use intervene::context::Context;
+use intervene::data::Split;
 use intervene::rng::Rng;
 use intervene::weights::Precision;
 use progress::Progress;
@@ -36,19 +40,22 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let progress = Progress::new();
+    mnist_source::install(cli.mnist_dir.as_deref())?;
     match cli.command {
         Command::Demo(args) => demo::run(&args, &progress),
         Command::Data {
             command: DataCommand::Preview(args),
         } => {
-            let shape = args
-                .dataset
-                .image_shape(args.image_size)
-                .map_err(anyhow::Error::msg)?;
+            let size = args.image_size.unwrap_or(args.dataset.native_size());
+            let shape = args.dataset.image_shape(size).map_err(anyhow::Error::msg)?;
             let context = Context::parse(&args.context, &args.dataset.concepts())?;
-            let images =
-                args.dataset
-                    .images(context, args.n, args.image_size, &mut Rng::new(args.seed));
+            let images = args.dataset.images(
+                context,
+                args.n,
+                size,
+                Split::HeldOut,
+                &mut Rng::new(args.seed),
+            );
             image_grid::write_grid(
                 &args.out,
                 &images,
@@ -144,6 +151,41 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             Ok(())
         }
+        Command::Experiment(args) => {
+            let plan = experiment::Plan {
+                dataset: args.dataset,
+                budget: args.budget,
+                seeds: args.seeds,
+                methods: if args.methods.is_empty() {
+                    Method::ALL.to_vec()
+                } else {
+                    args.methods
+                },
+                device: args.device,
+                runs: args.runs,
+                results: args.results,
+                overrides: experiment::Overrides {
+                    epochs: args.epochs,
+                    per_context: args.per_context,
+                    eval_samples: args.eval_samples,
+                },
+            };
+            if let Some(dir) = &args.emit_slurm {
+                experiment::slurm::emit(&plan, dir)?;
+                progress.line(format!(
+                    "wrote {0}/experiment.sbatch, {0}/collect.sbatch and {0}/submit.sh",
+                    dir.display()
+                ));
+                return Ok(());
+            }
+            if !args.report_only {
+                experiment::run(&plan, &progress)?;
+            }
+            if !args.no_report {
+                experiment::report(&plan, &progress)?;
+            }
+            Ok(())
+        }
         Command::Bench(args) => {
             let settings = bench::BenchSettings {
                 device: args.device,
@@ -191,6 +233,11 @@ fn train_config(args: &TrainArgs) -> TrainConfig {
         validation_fraction <- validation_fraction,
         seed <- seed,
         checkpoint_every <- checkpoint_every,
+        finetune_after <- finetune_after,
+        tc_beta <- tc_beta,
+        group_sparsity <- group_sparsity,
+        causal_l2 <- causal_l2,
     );
+    c.init_from = args.init_from.clone();
     c
 }

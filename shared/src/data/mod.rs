@@ -1,12 +1,24 @@
 //! Datasets: which concepts exist, which contexts they form, and real images of any context.
 
+pub mod mnist;
+pub mod morpho;
 pub mod quad;
 
-use crate::config::{Architecture, ImageShape};
+use crate::config::{Architecture, ImageShape, Widths};
 use crate::context::Context;
 use crate::rng::Rng;
+use morpho::Perturbation;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::{fmt, str::FromStr};
+
+/// Which examples a draw may use. quad draws fresh scenes either way; MNIST keeps the digits it
+/// trains on apart from the digits it is evaluated on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Training,
+    HeldOut,
+}
 
 /// The datasets the trainer can make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,6 +28,8 @@ pub enum DatasetKind {
     QuadDependent,
     /// quad with no edges between variables.
     QuadIndependent,
+    /// Real MNIST digits under Morpho-MNIST-style perturbations.
+    Mnist,
 }
 
 /// quad's concepts: the intervened variables, in context-module order.
@@ -27,6 +41,10 @@ const QUAD_CONCEPTS: [(&str, usize); 6] = [
     ("size", 4),
     ("orientation", 7),
 ];
+
+/// MNIST's held-out composed pairs, as concept indices into [`Perturbation::ALL`]: a
+/// morphological perturbation with an affine one (two morphological ones could cancel out).
+const MNIST_PAIRS: [(usize, usize); 6] = [(1, 4), (0, 5), (2, 3), (1, 3), (0, 4), (2, 5)];
 
 /// quad's held-out composed pairs, as concept indices into [`QUAD_CONCEPTS`].
 const QUAD_PAIRS: [(usize, usize); 9] = [
@@ -42,30 +60,54 @@ const QUAD_PAIRS: [(usize, usize); 9] = [
 ];
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 2] = [DatasetKind::QuadDependent, DatasetKind::QuadIndependent];
+    pub const ALL: [DatasetKind; 3] = [
+        DatasetKind::QuadDependent,
+        DatasetKind::QuadIndependent,
+        DatasetKind::Mnist,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::QuadDependent => "quad-dependent",
             DatasetKind::QuadIndependent => "quad-independent",
+            DatasetKind::Mnist => "mnist",
         }
     }
 
     pub fn concepts(self) -> Vec<String> {
-        QUAD_CONCEPTS
-            .iter()
-            .map(|(name, _)| name.to_string())
-            .collect()
+        match self.graph() {
+            Some(_) => QUAD_CONCEPTS
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            None => Perturbation::ALL
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect(),
+        }
     }
 
     pub fn architecture(self) -> Architecture {
-        Architecture::Simple64bn
+        match self {
+            DatasetKind::Mnist => Architecture::Conv3,
+            _ => Architecture::Simple64bn,
+        }
+    }
+
+    /// The paper's image size for this dataset.
+    pub fn native_size(self) -> usize {
+        match self {
+            DatasetKind::Mnist => 28,
+            _ => 64,
+        }
     }
 
     /// Image sizes the dataset can be rendered at.
     pub fn image_shape(self, size: usize) -> Result<ImageShape, String> {
-        match size {
-            32 | 64 => Ok(ImageShape { channels: 3, size }),
+        match (self, size) {
+            (DatasetKind::Mnist, 28) => Ok(ImageShape { channels: 1, size }),
+            (DatasetKind::Mnist, _) => Err(format!("mnist images are 28 px, not {size}")),
+            (_, 32 | 64) => Ok(ImageShape { channels: 3, size }),
             _ => Err(format!(
                 "{} renders at 32 or 64 px, not {size}",
                 self.name()
@@ -74,33 +116,50 @@ impl DatasetKind {
     }
 
     /// The paper's `depth.w_in.w_out` for this dataset.
-    pub fn default_widths(self) -> crate::config::Widths {
-        crate::config::Widths {
-            depth: 2,
-            w_in: 32,
-            w_out: 8,
+    pub fn default_widths(self) -> Widths {
+        match self {
+            DatasetKind::Mnist => Widths {
+                depth: 2,
+                w_in: 15,
+                w_out: 5,
+            },
+            _ => Widths {
+                depth: 2,
+                w_in: 32,
+                w_out: 8,
+            },
         }
     }
 
     /// Contexts held out of training and used to score composition.
     pub fn composed_contexts(self) -> Vec<Context> {
-        QUAD_PAIRS
+        let pairs: &[(usize, usize)] = match self {
+            DatasetKind::Mnist => &MNIST_PAIRS,
+            _ => &QUAD_PAIRS,
+        };
+        pairs
             .iter()
             .map(|&(a, b)| Context::from_indices([a, b]))
             .collect()
     }
 
-    fn graph(self) -> quad::QuadGraph {
+    fn graph(self) -> Option<quad::QuadGraph> {
         match self {
-            DatasetKind::QuadDependent => quad::QuadGraph::Dependent,
-            DatasetKind::QuadIndependent => quad::QuadGraph::Independent,
+            DatasetKind::QuadDependent => Some(quad::QuadGraph::Dependent),
+            DatasetKind::QuadIndependent => Some(quad::QuadGraph::Independent),
+            DatasetKind::Mnist => None,
         }
     }
 
     /// The true concept graph `[parent][child]` (1 where an edge exists), for comparison with a
-    /// learned one. Edges between concepts through non-concept variables are not counted.
+    /// learned one. Edges between concepts through non-concept variables are not counted; MNIST's
+    /// perturbations are independent.
     pub fn true_graph(self) -> Vec<Vec<f32>> {
-        let w = self.graph().weights();
+        let Some(graph) = self.graph() else {
+            let k = self.concepts().len();
+            return vec![vec![0.0; k]; k];
+        };
+        let w = graph.weights();
         QUAD_CONCEPTS
             .iter()
             .map(|&(_, p)| {
@@ -113,14 +172,85 @@ impl DatasetKind {
     }
 
     /// `n` real examples of `context`, cheap to keep and rendered on demand.
-    pub fn draw(self, context: Context, n: usize, rng: &mut Rng) -> Examples {
-        let intervened: Vec<usize> = context.indices().map(|k| QUAD_CONCEPTS[k].1).collect();
-        Examples::Quad(quad::sample_scenes(self.graph(), &intervened, n, rng))
+    pub fn draw(self, context: Context, n: usize, split: Split, rng: &mut Rng) -> Examples {
+        match self.graph() {
+            Some(graph) => {
+                let intervened: Vec<usize> =
+                    context.indices().map(|k| QUAD_CONCEPTS[k].1).collect();
+                Examples::Quad(quad::sample_scenes(graph, &intervened, n, rng))
+            }
+            None => Examples::Mnist(MnistExamples::draw(context, n, split, rng)),
+        }
     }
 
     /// `n` real images of `context` at `size` px, CHW, values in `[0, 1]`.
-    pub fn images(self, context: Context, n: usize, size: usize, rng: &mut Rng) -> Vec<f32> {
-        self.draw(context, n, rng).render(.., size)
+    pub fn images(
+        self,
+        context: Context,
+        n: usize,
+        size: usize,
+        split: Split,
+        rng: &mut Rng,
+    ) -> Vec<f32> {
+        self.draw(context, n, split, rng).render(.., size)
+    }
+}
+
+/// Perturbed MNIST digits: which digit, under which perturbations, with which random parameters.
+#[derive(Clone)]
+pub struct MnistExamples {
+    digits: Arc<mnist::Digits>,
+    perturbations: Vec<Perturbation>,
+    /// (digit index, seed of the perturbation parameters).
+    items: Vec<(u32, u64)>,
+}
+
+impl fmt::Debug for MnistExamples {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MnistExamples({:?}, {} items)",
+            self.perturbations,
+            self.items.len()
+        )
+    }
+}
+
+impl MnistExamples {
+    /// Training draws of `obs` or one perturbation use that context's own digits; everything else
+    /// (evaluation, composed contexts) uses the held-out digits.
+    fn draw(context: Context, n: usize, split: Split, rng: &mut Rng) -> Self {
+        let digits = mnist::digits();
+        let pool = match (split, context.indices().next(), context.len()) {
+            (Split::Training, None, _) => digits.training_partition(0),
+            (Split::Training, Some(k), 1) => digits.training_partition(k + 1),
+            _ => digits.held_out(),
+        };
+        // Without replacement while the pool lasts, then again in a fresh order.
+        let mut order = pool.to_vec();
+        let items = (0..n)
+            .map(|i| {
+                if i % order.len() == 0 {
+                    rng.shuffle(&mut order);
+                }
+                (order[i % order.len()], rng.next_u64())
+            })
+            .collect();
+        let perturbations = context.indices().map(|k| Perturbation::ALL[k]).collect();
+        Self {
+            digits,
+            perturbations,
+            items,
+        }
+    }
+
+    fn render_one(&self, (digit, seed): (u32, u64), out: &mut Vec<f32>) {
+        let image = self.digits.image(digit as usize);
+        out.extend(morpho::apply_all(
+            &self.perturbations,
+            &image,
+            &mut Rng::new(seed),
+        ));
     }
 }
 
@@ -151,12 +281,14 @@ impl FromStr for DatasetKind {
 #[derive(Clone, Debug)]
 pub enum Examples {
     Quad(Vec<quad::Scene>),
+    Mnist(MnistExamples),
 }
 
 impl Examples {
     pub fn len(&self) -> usize {
         match self {
             Examples::Quad(scenes) => scenes.len(),
+            Examples::Mnist(m) => m.items.len(),
         }
     }
 
@@ -168,17 +300,18 @@ impl Examples {
     pub fn split_off(&mut self, at: usize) -> Examples {
         match self {
             Examples::Quad(scenes) => Examples::Quad(scenes.split_off(at)),
+            Examples::Mnist(m) => Examples::Mnist(MnistExamples {
+                items: m.items.split_off(at),
+                ..m.clone()
+            }),
         }
     }
 
-    /// Renders a range of examples.
+    /// Renders a range of examples (`size` is the dataset's image size; MNIST's is always 28).
     pub fn render(&self, range: impl std::ops::RangeBounds<usize>, size: usize) -> Vec<f32> {
-        match self {
-            Examples::Quad(scenes) => {
-                let range = (range.start_bound().cloned(), range.end_bound().cloned());
-                quad::render_all(&scenes[range], size)
-            }
-        }
+        let range = (range.start_bound().cloned(), range.end_bound().cloned());
+        let indices: Vec<usize> = (0..self.len()).collect();
+        self.render_indices(&indices[range], size)
     }
 
     /// Renders the examples at `indices`, in that order.
@@ -187,6 +320,13 @@ impl Examples {
             Examples::Quad(scenes) => {
                 let picked: Vec<quad::Scene> = indices.iter().map(|&i| scenes[i]).collect();
                 quad::render_all(&picked, size)
+            }
+            Examples::Mnist(m) => {
+                let mut out = Vec::with_capacity(indices.len() * mnist::SIDE * mnist::SIDE);
+                for &i in indices {
+                    m.render_one(m.items[i], &mut out);
+                }
+                out
             }
         }
     }
@@ -215,10 +355,60 @@ mod tests {
         assert!(g.iter().flatten().all(|&e| e == 0.0));
     }
 
+    fn install_built_in_digits() {
+        let bytes = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/mnist/digits.bin"
+        ));
+        mnist::install(mnist::Digits::from_compact(bytes, 7).unwrap());
+    }
+
+    #[test]
+    fn mnist_keeps_training_and_held_out_digits_apart() {
+        install_built_in_digits();
+        let d = DatasetKind::Mnist;
+        assert_eq!(
+            d.concepts(),
+            ["thin", "thic", "swel", "scaled", "shear", "shift"]
+        );
+        let digits = mnist::digits();
+        let Examples::Mnist(train) =
+            d.draw(Context::single(1), 50, Split::Training, &mut Rng::new(1))
+        else {
+            panic!("mnist draws mnist examples")
+        };
+        assert!(
+            train
+                .items
+                .iter()
+                .all(|(i, _)| digits.training_partition(2).contains(i))
+        );
+        let Examples::Mnist(pair) = d.draw(
+            Context::from_indices([1, 4]),
+            50,
+            Split::Training,
+            &mut Rng::new(1),
+        ) else {
+            panic!("mnist draws mnist examples")
+        };
+        assert!(
+            pair.items
+                .iter()
+                .all(|(i, _)| digits.held_out().contains(i))
+        );
+        assert_eq!(
+            pair.perturbations,
+            [Perturbation::Thick, Perturbation::Shear]
+        );
+        let images = Examples::Mnist(pair).render(..3, 28);
+        assert_eq!(images.len(), 3 * 784);
+        assert!(images.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
     #[test]
     fn rendering_indices_matches_rendering_ranges() {
         let d = DatasetKind::QuadDependent;
-        let examples = d.draw(Context::single(0), 5, &mut Rng::new(1));
+        let examples = d.draw(Context::single(0), 5, Split::Training, &mut Rng::new(1));
         let all = examples.render(.., 32);
         let picked = examples.render_indices(&[3], 32);
         let len = 3 * 32 * 32;

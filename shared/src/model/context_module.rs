@@ -128,6 +128,31 @@ impl CausalLayer {
         }
     }
 
+    /// Group sparsity (sum of the L2 norms of the off-diagonal blocks) and squared L2 norm of the
+    /// off-diagonal learned weights, over both weight sets: the optional regularisers of spec
+    /// section 5.
+    pub fn regularisers(&self) -> (Tensor<1>, Tensor<1>) {
+        let (k, w) = (self.blocks, self.width);
+        let device = self.b_obs.device();
+        let off: Vec<f32> = (0..k * k).map(|i| f32::from(i / k != i % k)).collect();
+        let off = Tensor::<2>::from_data(TensorData::new(off, [k, k]), &device);
+        let mut group = Tensor::<1>::zeros([1], &device);
+        let mut l2 = Tensor::<1>::zeros([1], &device);
+        for weights in [self.b_obs.val(), self.b_ivn.val()] {
+            // [noise block, i, concept block, j] -> per-block sums of squares [K, K]
+            let squares = weights
+                .reshape([k, w, k, w])
+                .powi_scalar(2)
+                .sum_dim(3)
+                .sum_dim(1)
+                .reshape([k, k])
+                * off.clone();
+            group = group + (squares.clone() + 1e-12).sqrt().sum().reshape([1]);
+            l2 = l2 + squares.sum().reshape([1]);
+        }
+        (group, l2)
+    }
+
     /// Mean |weight| of each off-diagonal `W_obs` block: `graph[parent][child]`, where parent is
     /// the noise block and child the concept it feeds. The diagonal is 0.
     pub fn learned_graph(&self) -> Vec<Vec<f32>> {

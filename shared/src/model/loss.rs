@@ -41,6 +41,36 @@ pub fn elbo_terms(
     ElboTerms { reconstruction, kl }
 }
 
+/// `log(sum(exp(x)))` along `dim`, kept as a size-1 dimension, without overflow.
+fn log_sum_exp<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let max = x.clone().max_dim(dim).detach();
+    (x - max.clone()).exp().sum_dim(dim).log() + max
+}
+
+/// Total correlation of the aggregate posterior, `E[log q(z) - sum_d log q(z_d)]`, estimated on
+/// one batch with minibatch-weighted sampling (Chen et al., 2018). `dataset_size` is the number
+/// of training images the batch stands for. beta-TCVAE adds `(beta - 1)` times this to the
+/// negative ELBO, which (with the KL already in the ELBO) weighs the TC term by `beta`.
+pub fn total_correlation(
+    z: Tensor<2>,
+    mu: Tensor<2>,
+    logvar: Tensor<2>,
+    dataset_size: usize,
+) -> Tensor<1> {
+    let [batch, _] = z.dims();
+    // log q(z_i | x_j) per dimension: [B (i), B (j), D]
+    let diff = z.unsqueeze_dim::<3>(1) - mu.unsqueeze_dim::<3>(0);
+    let logvar = logvar.unsqueeze_dim::<3>(0);
+    let log_density = (diff.powi_scalar(2) * logvar.clone().neg().exp()
+        + logvar
+        + (2.0 * std::f64::consts::PI).ln())
+        * -0.5;
+    let log_norm = ((batch * dataset_size) as f64).ln();
+    let log_qz = log_sum_exp(log_density.clone().sum_dim(2), 1) - log_norm; // [B, 1, 1]
+    let log_prod_qzd = (log_sum_exp(log_density, 1) - log_norm).sum_dim(2); // [B, 1, 1]
+    (log_qz - log_prod_qzd).mean().reshape([1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +94,25 @@ mod tests {
             "{bce} vs {expect_bce}"
         );
         assert!((kl as f64 - expect_kl).abs() < 1e-5, "{kl} vs {expect_kl}");
+    }
+
+    #[test]
+    fn total_correlation_is_larger_for_correlated_latents() {
+        let d = Device::flex();
+        let mut rng = crate::rng::Rng::new(3);
+        let n = 256;
+        let mut independent = vec![0f32; n * 2];
+        rng.fill_normal(&mut independent);
+        let correlated: Vec<f32> = (0..n)
+            .flat_map(|i| [independent[2 * i], independent[2 * i]])
+            .collect();
+        let tc = |values: Vec<f32>| {
+            let mu = Tensor::<2>::from_data(TensorData::new(values, [n, 2]), &d);
+            let logvar = Tensor::<2>::full([n, 2], -4.0, &d);
+            total_correlation(mu.clone(), mu, logvar, n).into_scalar::<f32>()
+        };
+        let (low, high) = (tc(independent), tc(correlated));
+        assert!(high > low + 0.5, "correlated {high} vs independent {low}");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct ForwardOutput {
     pub logits: Tensor<4>,
     pub mu: Tensor<2>,
     pub logvar: Tensor<2>,
+    /// The latent sample that was decoded.
+    pub z: Tensor<2>,
 }
 
 impl Model {
@@ -71,9 +73,10 @@ impl Model {
         let (mu, logvar) = encoder.forward(images);
         let z = mu.clone() + (logvar.clone() * 0.5).exp() * eps;
         ForwardOutput {
-            logits: self.decode_logits(z, context),
+            logits: self.decode_logits(z.clone(), context),
             mu,
             logvar,
+            z,
         }
     }
 
@@ -94,6 +97,54 @@ impl Model {
         self.context_module
             .as_ref()
             .map(|cm| cm.causal.learned_graph())
+    }
+
+    /// Takes the convolution stages and hidden layer of `base`'s encoder and its whole decoder,
+    /// keeping this model's `mu`/`logvar` heads and context module (spec section 6, CM frozen and
+    /// fine-tune). The two must share architecture, image shape and hidden size.
+    pub fn with_encoder_and_decoder_of(self, base: Model) -> Result<Self, String> {
+        let (a, b) = (&self.config, &base.config);
+        if (a.architecture, a.image, a.hidden) != (b.architecture, b.image, b.hidden) {
+            return Err(format!(
+                "its architecture ({:?}, {}x{} px, hidden {}) differs from this model's ({:?}, {}x{} px, hidden {})",
+                b.architecture,
+                b.image.size,
+                b.image.size,
+                b.hidden,
+                a.architecture,
+                a.image.size,
+                a.image.size,
+                a.hidden
+            ));
+        }
+        let (Some(mut encoder), Some(borrowed)) = (self.encoder, base.encoder) else {
+            return Err("it carries no encoder".into());
+        };
+        encoder.stages = borrowed.stages;
+        encoder.hidden = borrowed.hidden;
+        Ok(Self {
+            encoder: Some(encoder),
+            decoder: base.decoder,
+            ..self
+        })
+    }
+
+    /// Freezes (or unfreezes) everything but the `mu`/`logvar` heads and the context module.
+    /// Frozen BatchNorm layers use their running statistics.
+    pub fn with_backbone_frozen(mut self, frozen: bool) -> Self {
+        fn set<M: Module>(module: M, frozen: bool) -> M {
+            if frozen {
+                module.freeze()
+            } else {
+                module.unfreeze()
+            }
+        }
+        if let Some(encoder) = self.encoder.as_mut() {
+            encoder.stages = set(std::mem::take(&mut encoder.stages), frozen);
+            encoder.hidden = set(encoder.hidden.clone(), frozen);
+        }
+        self.decoder = set(self.decoder, frozen);
+        self
     }
 
     /// The generative half only: what the browser needs.

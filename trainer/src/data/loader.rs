@@ -3,7 +3,7 @@
 
 use crate::training::config::TrainConfig;
 use intervene::context::Context;
-use intervene::data::Examples;
+use intervene::data::{Examples, Split};
 use intervene::rng::Rng;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -34,7 +34,10 @@ impl TrainingData {
         let mut valid = Vec::new();
         for (i, &context) in contexts.iter().enumerate() {
             let mut rng = Rng::derive(config.seed, stream::DATA + i as u64);
-            let mut examples = config.dataset.draw(context, config.per_context, &mut rng);
+            let mut examples =
+                config
+                    .dataset
+                    .draw(context, config.per_context, Split::Training, &mut rng);
             valid.push(examples.split_off(config.train_per_context()));
             train.push(examples);
         }

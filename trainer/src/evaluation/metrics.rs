@@ -5,7 +5,7 @@ use super::swd::sliced_wasserstein;
 use crate::progress::Progress;
 use burn::tensor::{Device, Tensor, TensorData};
 use intervene::context::Context;
-use intervene::data::DatasetKind;
+use intervene::data::{DatasetKind, Split};
 use intervene::model::Model;
 use intervene::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -123,6 +123,7 @@ pub fn evaluate(
             context,
             settings.samples,
             size,
+            Split::HeldOut,
             &mut Rng::derive(settings.seed, stream::REAL + key),
         );
         let fake = generate(
@@ -151,6 +152,7 @@ pub fn evaluate(
                         dataset.draw(
                             c,
                             settings.samples,
+                            Split::HeldOut,
                             &mut Rng::derive(settings.seed, stream::REAL + context_key(c)),
                         ),
                     )

@@ -82,6 +82,15 @@ pub fn load(
     Ok((state, model, optimizer))
 }
 
+/// Only the loop state of a checkpoint (cheap: e.g. to tell whether a run has finished).
+pub fn read_state(path: &Path) -> Result<LoopState> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let sections =
+        split(&bytes).with_context(|| format!("checkpoint {} is damaged", path.display()))?;
+    serde_json::from_slice(sections[0]).context("checkpoint loop state")
+}
+
 fn split(bytes: &[u8]) -> Result<[&[u8]; 3]> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         bail!("not an intervene checkpoint");

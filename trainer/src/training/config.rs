@@ -5,6 +5,7 @@ use clap::ValueEnum;
 use intervene::config::{Method, ModelConfig, Widths};
 use intervene::data::DatasetKind;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Named starting points for the hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -43,17 +44,43 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Abort after this many consecutive non-finite batches.
     pub max_bad_batches: usize,
+    /// The trained `base-pooled` run (or weights file) that `cm-frozen` and `cm-finetune` start
+    /// from.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// `cm-finetune` unfreezes everything after this fraction of the epochs.
+    #[serde(default = "default_finetune_after")]
+    pub finetune_after: f64,
+    /// beta-TCVAE's weight on the total correlation.
+    #[serde(default = "default_tc_beta")]
+    pub tc_beta: f64,
+    /// Causal-layer group sparsity (L1 of blockwise L2 norms); 0 turns it off.
+    #[serde(default)]
+    pub group_sparsity: f64,
+    /// Causal-layer L2 penalty; 0 turns it off.
+    #[serde(default)]
+    pub causal_l2: f64,
+}
+
+fn default_finetune_after() -> f64 {
+    0.2
+}
+
+fn default_tc_beta() -> f64 {
+    6.0
 }
 
 impl TrainConfig {
     pub fn preset(preset: Preset, dataset: DatasetKind, method: Method) -> Self {
+        let mnist = dataset == DatasetKind::Mnist;
         let paper = TrainConfig {
             dataset,
             method,
-            image_size: 64,
+            image_size: dataset.native_size(),
             widths: dataset.default_widths(),
             hidden: 128,
-            per_context: 50_000,
+            // MNIST's built-in digits give each context a partition of 1,000.
+            per_context: if mnist { 1_000 } else { 50_000 },
             batch_size: 512,
             max_epochs: 100,
             learning_rate: 1e-3,
@@ -67,16 +94,28 @@ impl TrainConfig {
             device: DeviceChoice::Auto,
             checkpoint_every: 100,
             max_bad_batches: 50,
+            init_from: None,
+            finetune_after: default_finetune_after(),
+            tc_beta: default_tc_beta(),
+            group_sparsity: 0.0,
+            causal_l2: 0.0,
         };
-        match preset {
-            Preset::Paper => paper,
-            Preset::Quick => TrainConfig {
+        match (preset, mnist) {
+            (Preset::Paper, _) => paper,
+            (Preset::Quick, false) => TrainConfig {
                 image_size: 32,
                 per_context: 3_000,
                 batch_size: 64,
                 max_epochs: 6,
                 warmup_steps: 100,
                 patience: 3,
+                ..paper
+            },
+            (Preset::Quick, true) => TrainConfig {
+                batch_size: 64,
+                max_epochs: 30,
+                warmup_steps: 100,
+                patience: 5,
                 ..paper
             },
         }
@@ -122,6 +161,18 @@ impl TrainConfig {
         if self.max_epochs == 0 {
             return Err("--epochs must be positive".into());
         }
+        if self.method.starts_from_base_pooled() && self.init_from.is_none() {
+            return Err(format!(
+                "--method {} needs --init-from, a trained base-pooled run",
+                self.method
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.finetune_after) {
+            return Err("--finetune-after must be in [0, 1]".into());
+        }
+        if self.group_sparsity < 0.0 || self.causal_l2 < 0.0 || self.tc_beta < 0.0 {
+            return Err("regulariser weights must be non-negative".into());
+        }
         Ok(())
     }
 
@@ -149,5 +200,16 @@ impl TrainConfig {
 
     pub fn planned_steps(&self) -> usize {
         self.batches_per_epoch() * self.max_epochs
+    }
+
+    /// Whether the borrowed encoder and decoder are frozen during `epoch`.
+    pub fn frozen_in(&self, epoch: usize) -> bool {
+        match self.method {
+            Method::CmFrozen => true,
+            Method::CmFinetune => {
+                (epoch as f64) < (self.max_epochs as f64 * self.finetune_after).ceil()
+            }
+            _ => false,
+        }
     }
 }

@@ -12,15 +12,16 @@ use crate::data::loader::{self, Batch, TrainingData};
 use crate::evaluation::elbo::mean_negative_elbo;
 use crate::files::atomic_write;
 use crate::progress::Progress;
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use checkpoint::LoopState;
 use config::TrainConfig;
+use intervene::config::Method;
 use intervene::context::Context;
 use intervene::model::Model;
-use intervene::model::loss::elbo_terms;
+use intervene::model::loss::{elbo_terms, total_correlation};
 use intervene::weights::{self, Precision};
 use nan_guard::RunningStats;
 use run_folder::{EpochRow, RunFolder};
@@ -54,17 +55,62 @@ pub struct Learner {
     pub optimizer: ModuleOptimizer,
     pub config: TrainConfig,
     pub device: Device,
+    /// Training images per epoch, for beta-TCVAE's total-correlation estimator.
+    dataset_size: usize,
+    /// Whether the borrowed encoder and decoder are frozen now (cm-frozen, cm-finetune).
+    frozen: bool,
 }
 
 impl Learner {
-    pub fn new(config: TrainConfig, device: Device) -> Self {
+    /// A fresh model; `cm-frozen` and `cm-finetune` take their encoder and decoder from the
+    /// `base-pooled` weights named by `init_from`.
+    pub fn new(config: TrainConfig, device: Device) -> Result<Self> {
         device.seed(config.seed);
-        let model = Model::new(&config.model_config(), &device);
-        Self {
+        let mut model = Model::new(&config.model_config(), &device);
+        if config.method.starts_from_base_pooled() {
+            let path = config
+                .init_from
+                .as_deref()
+                .context("this method needs --init-from")?;
+            let base = crate::model_source::Source::open(path)?;
+            if base.config.method != Method::BasePooled {
+                bail!(
+                    "--init-from {} holds a {} model; {} starts from base-pooled",
+                    path.display(),
+                    base.config.method,
+                    config.method
+                );
+            }
+            let base = base.load(&device)?.model;
+            model = model
+                .with_encoder_and_decoder_of(base)
+                .map_err(|e| anyhow::anyhow!("--init-from {}: {e}", path.display()))?;
+        }
+        let dataset_size = config.training_context_count() * config.train_per_context();
+        let mut learner = Self {
             model,
             optimizer: AdamConfig::new().init(),
             config,
             device,
+            dataset_size,
+            frozen: false,
+        };
+        learner.enter_epoch(0);
+        Ok(learner)
+    }
+
+    /// Freezes or unfreezes the borrowed encoder and decoder for `epoch`, if that changes.
+    pub fn enter_epoch(&mut self, epoch: usize) {
+        if self.config.frozen_in(epoch) != self.frozen {
+            self.apply_phase(epoch);
+        }
+    }
+
+    /// Sets the frozen state for `epoch` unconditionally (after loading a checkpoint).
+    fn apply_phase(&mut self, epoch: usize) {
+        self.frozen = self.config.frozen_in(epoch);
+        if self.config.method.starts_from_base_pooled() {
+            self.model = self.model.clone().with_backbone_frozen(self.frozen);
         }
     }
 
@@ -91,9 +137,19 @@ impl Learner {
         };
         let stats = RunningStats::snapshot(&self.model);
         let out = self.model.forward(images.clone(), context, eps);
-        let loss = elbo_terms(out.logits, images, out.mu, out.logvar)
+        let mut loss = elbo_terms(out.logits, images, out.mu.clone(), out.logvar.clone())
             .negative_elbo(self.config.beta)
             .mean();
+        if self.config.method == Method::BetaTcvae {
+            let tc = total_correlation(out.z, out.mu, out.logvar, self.dataset_size);
+            loss = loss + tc * (self.config.tc_beta - 1.0);
+        }
+        if let Some(cm) = &self.model.context_module
+            && (self.config.group_sparsity > 0.0 || self.config.causal_l2 > 0.0)
+        {
+            let (group, l2) = cm.causal.regularisers();
+            loss = loss + group * self.config.group_sparsity + l2 * self.config.causal_l2;
+        }
         let value = loss.clone().into_scalar::<f32>() as f64;
         if !value.is_finite() {
             self.model = stats.restore(self.model.clone());
@@ -131,7 +187,7 @@ pub fn resume(dir: &Path) -> Result<Summary> {
 fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary> {
     let progress = Progress::new();
     let resolved = config.device.resolve();
-    let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff());
+    let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff())?;
     let mut state = LoopState::default();
     if resuming && run.checkpoint_path().exists() {
         let (s, model, optimizer) = checkpoint::load(
@@ -140,6 +196,7 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
             learner.optimizer.clone(),
         )?;
         (state, learner.model, learner.optimizer) = (s, model, optimizer);
+        learner.apply_phase(state.epoch);
         run.truncate_metrics(state.epoch)?;
         progress.line(format!(
             "resuming {} from epoch {} batch {} (step {})",
@@ -184,6 +241,7 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
     let mut consecutive_bad = 0usize;
 
     while state.epoch < config.max_epochs {
+        learner.enter_epoch(state.epoch);
         let epoch_start = Instant::now();
         let plan = loader::plan_epoch(&data, &config, state.epoch);
         let batches = loader::spawn(

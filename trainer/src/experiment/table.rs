@@ -1,0 +1,265 @@
+//! The paper's table: methods x (Concept, Compo, Recon), mean +- std over seeds, plus the
+//! per-context and per-pair breakdown and the graph-recovery score the paper does not report.
+
+use super::{Plan, budget_name};
+use crate::evaluation::metrics::Metrics;
+use intervene::config::Method;
+use intervene::data::DatasetKind;
+use std::collections::BTreeMap;
+
+/// Mean and sample standard deviation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+        let var = if n > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        Stat {
+            mean,
+            std: var.sqrt(),
+            n,
+        }
+    }
+
+    fn text(self) -> String {
+        if self.n > 1 {
+            format!("{:.3} ± {:.3}", self.mean, self.std)
+        } else {
+            format!("{:.3}", self.mean)
+        }
+    }
+}
+
+struct Row {
+    method: Method,
+    concept: Stat,
+    compo: Stat,
+    recon: Option<Stat>,
+    graph_auroc: Option<Stat>,
+    per_context: BTreeMap<String, Stat>,
+    per_pair: BTreeMap<String, Stat>,
+}
+
+pub struct Tables {
+    rows: Vec<Row>,
+    runs: Vec<(Method, u64, Metrics)>,
+}
+
+impl Tables {
+    pub fn new(dataset: DatasetKind, all: &[(Method, u64, Metrics)]) -> Self {
+        let mut methods: Vec<Method> = all.iter().map(|(m, _, _)| *m).collect();
+        methods.dedup();
+        let rows = methods
+            .into_iter()
+            .map(|method| {
+                let runs: Vec<&Metrics> = all
+                    .iter()
+                    .filter(|(m, _, _)| *m == method)
+                    .map(|(_, _, r)| r)
+                    .collect();
+                let stat = |f: &dyn Fn(&Metrics) -> Option<f64>| {
+                    let v: Vec<f64> = runs.iter().filter_map(|r| f(r)).collect();
+                    (!v.is_empty()).then(|| Stat::of(&v))
+                };
+                let keyed = |f: &dyn Fn(&Metrics) -> &BTreeMap<String, f64>| {
+                    f(runs[0])
+                        .keys()
+                        .map(|k| {
+                            (
+                                k.clone(),
+                                Stat::of(&runs.iter().map(|r| f(r)[k]).collect::<Vec<_>>()),
+                            )
+                        })
+                        .collect()
+                };
+                Row {
+                    method,
+                    concept: stat(&|r| Some(r.concept.mean)).expect("at least one run"),
+                    compo: stat(&|r| Some(r.compo.mean)).expect("at least one run"),
+                    recon: stat(&|r| r.recon.as_ref().map(|x| x.in_distribution_bpd)),
+                    graph_auroc: stat(&|r| {
+                        r.learned_graph
+                            .as_ref()
+                            .and_then(|g| graph_auroc(g, &dataset.true_graph()))
+                    }),
+                    per_context: keyed(&|r| &r.concept.per_context),
+                    per_pair: keyed(&|r| &r.compo.per_pair),
+                }
+            })
+            .collect();
+        Self {
+            rows,
+            runs: all.to_vec(),
+        }
+    }
+
+    pub fn markdown(&self, plan: &Plan) -> String {
+        let seeds: Vec<String> = plan.seeds.iter().map(u64::to_string).collect();
+        let mut out = format!(
+            "# {} ({} budget, seeds {})\n\nLower is better: Concept and Compo are sliced Wasserstein distances, Recon is held-out negative ELBO in bits/dim. Graph AUROC (higher is better) scores the learned concept graph against the true edges.\n\n",
+            plan.dataset.name(),
+            budget_name(plan.budget),
+            seeds.join(",")
+        );
+        out.push_str("| method | Concept | Compo | Recon | graph AUROC |\n|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let opt = |s: Option<Stat>| s.map_or("n/a".to_string(), Stat::text);
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                r.method.label(),
+                r.concept.text(),
+                r.compo.text(),
+                opt(r.recon),
+                opt(r.graph_auroc)
+            ));
+        }
+        for (title, pick) in [
+            ("Concept per context", true),
+            ("Compo per composed pair", false),
+        ] {
+            let names: Vec<&String> = if pick {
+                self.rows[0].per_context.keys().collect()
+            } else {
+                self.rows[0].per_pair.keys().collect()
+            };
+            out.push_str(&format!(
+                "\n## {title} (mean over seeds)\n\n| method | {} |\n|---|{}\n",
+                names
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                "---|".repeat(names.len())
+            ));
+            for r in &self.rows {
+                let map = if pick { &r.per_context } else { &r.per_pair };
+                let cells: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("{:.3}", map[*n].mean))
+                    .collect();
+                out.push_str(&format!(
+                    "| {} | {} |\n",
+                    r.method.label(),
+                    cells.join(" | ")
+                ));
+            }
+        }
+        out.push_str("\nPlots in `plots/`: `samples-<method>.png` (each row a context: 8 real images, then 8 generated), `reconstructions-<method>.png` (rows of real images, each followed by its reconstruction), `curves-<method>.png` (blue: training loss, orange: validation negative ELBO, per epoch, on one shared scale), `graph-<method>.png` (learned concept graph, then the true one; brighter is stronger, row = parent, column = child).\n");
+        out
+    }
+
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "method,seeds,concept_mean,concept_std,compo_mean,compo_std,recon_mean,recon_std,graph_auroc_mean,graph_auroc_std\n",
+        );
+        for r in &self.rows {
+            let opt = |s: Option<Stat>| {
+                s.map_or(",".to_string(), |s| format!("{:.5},{:.5}", s.mean, s.std))
+            };
+            out.push_str(&format!(
+                "{},{},{:.5},{:.5},{:.5},{:.5},{},{}\n",
+                r.method.name(),
+                r.concept.n,
+                r.concept.mean,
+                r.concept.std,
+                r.compo.mean,
+                r.compo.std,
+                opt(r.recon),
+                opt(r.graph_auroc)
+            ));
+        }
+        out
+    }
+
+    /// Long format: one line per method, seed and context or pair.
+    pub fn breakdown_csv(&self) -> String {
+        let mut out = String::from("method,seed,kind,name,swd\n");
+        for (method, seed, m) in &self.runs {
+            for (kind, map) in [
+                ("context", &m.concept.per_context),
+                ("pair", &m.compo.per_pair),
+            ] {
+                for (name, v) in map {
+                    out.push_str(&format!("{},{seed},{kind},{name},{v:.5}\n", method.name()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Area under the ROC curve of off-diagonal edge weights against the true edges (ties count
+/// half). `None` when the true graph has no edges or no non-edges.
+pub fn graph_auroc(learned: &[Vec<f32>], truth: &[Vec<f32>]) -> Option<f64> {
+    let mut positives = Vec::new();
+    let mut negatives = Vec::new();
+    for (p, row) in truth.iter().enumerate() {
+        for (c, &edge) in row.iter().enumerate() {
+            if p != c {
+                if edge > 0.0 {
+                    positives.push(learned[p][c])
+                } else {
+                    negatives.push(learned[p][c])
+                }
+            }
+        }
+    }
+    if positives.is_empty() || negatives.is_empty() {
+        return None;
+    }
+    let wins: f64 = positives
+        .iter()
+        .flat_map(|&p| {
+            negatives.iter().map(move |&n| {
+                if p > n {
+                    1.0
+                } else if p == n {
+                    0.5
+                } else {
+                    0.0
+                }
+            })
+        })
+        .sum();
+    Some(wins / (positives.len() * negatives.len()) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_uses_the_sample_standard_deviation() {
+        let s = Stat::of(&[1.0, 2.0, 3.0]);
+        assert_eq!((s.mean, s.std, s.n), (2.0, 1.0, 3));
+        assert_eq!(Stat::of(&[5.0]).text(), "5.000");
+    }
+
+    #[test]
+    fn auroc_is_one_for_a_perfect_ranking_and_half_for_ties() {
+        let truth = vec![
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 0.0],
+            vec![1.0, 0.0, 0.0],
+        ];
+        let perfect = vec![
+            vec![0.0, 0.9, 0.1],
+            vec![0.2, 0.0, 0.1],
+            vec![0.8, 0.3, 0.0],
+        ];
+        assert_eq!(graph_auroc(&perfect, &truth), Some(1.0));
+        let flat = vec![vec![0.5; 3]; 3];
+        assert_eq!(graph_auroc(&flat, &truth), Some(0.5));
+        assert_eq!(graph_auroc(&flat, &vec![vec![0.0; 3]; 3]), None);
+    }
+}
