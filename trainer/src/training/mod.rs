@@ -20,6 +20,7 @@ use checkpoint::LoopState;
 use config::TrainConfig;
 use intervene::config::Method;
 use intervene::context::Context;
+use intervene::data::Examples;
 use intervene::model::Model;
 use intervene::model::loss::{elbo_terms, total_correlation};
 use intervene::weights::{self, Precision};
@@ -185,137 +186,221 @@ pub fn resume(dir: &Path) -> Result<Summary> {
 }
 
 fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary> {
-    let progress = Progress::new();
-    let resolved = config.device.resolve();
-    let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff())?;
-    let mut state = LoopState::default();
-    if resuming && run.checkpoint_path().exists() {
-        let (s, model, optimizer) = checkpoint::load(
-            &run.checkpoint_path(),
-            learner.model.clone(),
-            learner.optimizer.clone(),
-        )?;
-        (state, learner.model, learner.optimizer) = (s, model, optimizer);
-        learner.apply_phase(state.epoch);
-        run.truncate_metrics(state.epoch)?;
-        progress.line(format!(
-            "resuming {} from epoch {} batch {} (step {})",
-            run.dir.display(),
-            state.epoch + 1,
-            state.batch,
-            state.step
-        ));
-    } else if resuming {
-        run.truncate_metrics(0)?;
-        progress.line(format!(
-            "{} has no checkpoint yet: starting from the beginning",
-            run.dir.display()
+    let mut session = Session::open(run, config, resuming)?;
+    if session.state.finished {
+        session.progress.line("this run has already finished");
+        return Ok(session.summary());
+    }
+    session.announce();
+    let data = Arc::new(TrainingData::generate(&session.config));
+    let epochs_bar = session.progress.bar("epoch", session.config.max_epochs);
+    let batches_bar = session
+        .progress
+        .bar("batch", session.config.batches_per_epoch());
+    while !session.state.finished {
+        epochs_bar.set_position(session.state.epoch as u64);
+        let epoch = session.train_epoch(&data, &batches_bar)?;
+        session.end_epoch(&data, epoch)?;
+    }
+    epochs_bar.finish_and_clear();
+    batches_bar.finish_and_clear();
+    if let (Some(best), Some(epoch)) = (session.state.best_valid, session.state.best_epoch) {
+        session.progress.line(format!(
+            "best weights: epoch {} (valid -ELBO {best:.2}) in {}",
+            epoch + 1,
+            session.run.best_path().display()
         ));
     }
-    let summary = |state: &LoopState| Summary {
-        epochs: state.epoch,
-        best_valid: state.best_valid,
-        skipped_batches: state.skipped_batches,
-        device: resolved.name.clone(),
-    };
-    if state.finished {
-        progress.line("this run has already finished");
-        return Ok(summary(&state));
-    }
-    progress.line(format!(
-        "training {} on {} with {}: {} px, {} images/context, batch {}, up to {} epochs of {} batches",
-        config.method,
-        config.dataset,
-        resolved.name,
-        config.image_size,
-        config.per_context,
-        config.batch_size,
-        config.max_epochs,
-        config.batches_per_epoch()
-    ));
-    let data = Arc::new(TrainingData::generate(&config));
-    let latent = learner.model.config.latent_size();
-    let epochs_bar = progress.bar("epoch", config.max_epochs);
-    epochs_bar.set_position(state.epoch as u64);
-    let batches_bar = progress.bar("batch", config.batches_per_epoch());
-    let mut consecutive_bad = 0usize;
+    Ok(session.summary())
+}
 
-    while state.epoch < config.max_epochs {
-        learner.enter_epoch(state.epoch);
-        let epoch_start = Instant::now();
-        let plan = loader::plan_epoch(&data, &config, state.epoch);
+/// A run being trained: its folder, its learner and where the loop stands.
+struct Session {
+    run: RunFolder,
+    config: TrainConfig,
+    learner: Learner,
+    state: LoopState,
+    progress: Progress,
+    device_name: String,
+    consecutive_bad: usize,
+}
+
+/// What one epoch's training pass measured.
+struct EpochPass {
+    started: Instant,
+    train_seconds: f64,
+    images: usize,
+    learning_rate: f64,
+}
+
+impl Session {
+    /// A fresh learner, or the last checkpoint's when resuming.
+    fn open(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Self> {
+        let progress = Progress::new();
+        let resolved = config.device.resolve();
+        let mut learner = Learner::new(config.clone(), resolved.device.autodiff())?;
+        let mut state = LoopState::default();
+        if resuming && run.checkpoint_path().exists() {
+            let (s, model, optimizer) = checkpoint::load(
+                &run.checkpoint_path(),
+                learner.model.clone(),
+                learner.optimizer.clone(),
+            )?;
+            (state, learner.model, learner.optimizer) = (s, model, optimizer);
+            learner.apply_phase(state.epoch);
+            run.truncate_metrics(state.epoch)?;
+            progress.line(format!(
+                "resuming {} from epoch {} batch {} (step {})",
+                run.dir.display(),
+                state.epoch + 1,
+                state.batch,
+                state.step
+            ));
+        } else if resuming {
+            run.truncate_metrics(0)?;
+            progress.line(format!(
+                "{} has no checkpoint yet: starting from the beginning",
+                run.dir.display()
+            ));
+        }
+        Ok(Self {
+            run,
+            config,
+            learner,
+            state,
+            progress,
+            device_name: resolved.name,
+            consecutive_bad: 0,
+        })
+    }
+
+    fn announce(&self) {
+        let c = &self.config;
+        self.progress.line(format!(
+            "training {} on {} with {}: {} px, {} images/context, batch {}, up to {} epochs of {} batches",
+            c.method,
+            c.dataset,
+            self.device_name,
+            c.image_size,
+            c.per_context,
+            c.batch_size,
+            c.max_epochs,
+            c.batches_per_epoch()
+        ));
+    }
+
+    fn summary(&self) -> Summary {
+        Summary {
+            epochs: self.state.epoch,
+            best_valid: self.state.best_valid,
+            skipped_batches: self.state.skipped_batches,
+            device: self.device_name.clone(),
+        }
+    }
+
+    fn mean_loss(&self) -> f64 {
+        self.state.epoch_loss_sum / self.state.epoch_loss_count.max(1) as f64
+    }
+
+    /// Trains the rest of the current epoch, checkpointing every `checkpoint_every` batches.
+    fn train_epoch(
+        &mut self,
+        data: &Arc<TrainingData>,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<EpochPass> {
+        let config = self.config.clone();
+        self.learner.enter_epoch(self.state.epoch);
+        let started = Instant::now();
+        let plan = loader::plan_epoch(data, &config, self.state.epoch);
+        let latent = self.learner.model.config.latent_size();
         let batches = loader::spawn(
             data.clone(),
             &config,
-            state.epoch,
+            self.state.epoch,
             plan,
-            state.batch,
+            self.state.batch,
             latent,
         );
-        batches_bar.set_position(state.batch as u64);
-        let (mut images_seen, mut lr) = (0usize, config.learning_rate);
+        bar.set_position(self.state.batch as u64);
+        let (mut images, mut learning_rate) = (0usize, config.learning_rate);
         for batch in batches {
-            lr = schedule::learning_rate(
-                state.step,
+            learning_rate = schedule::learning_rate(
+                self.state.step,
                 config.learning_rate,
                 config.warmup_steps,
                 config.planned_steps(),
                 config.final_lr_fraction,
             );
-            match learner.step(&batch, lr) {
+            match self.learner.step(&batch, learning_rate) {
                 StepOutcome::Trained { loss } => {
-                    consecutive_bad = 0;
-                    state.epoch_loss_sum += loss;
-                    state.epoch_loss_count += 1;
+                    self.consecutive_bad = 0;
+                    self.state.epoch_loss_sum += loss;
+                    self.state.epoch_loss_count += 1;
                 }
-                StepOutcome::Skipped => {
-                    consecutive_bad += 1;
-                    state.skipped_batches += 1;
-                    if consecutive_bad >= config.max_bad_batches {
-                        bail!(
-                            "{consecutive_bad} consecutive batches gave a non-finite loss (at step {}); stopping. \
-                             Best weights so far are in {}; try a lower --lr",
-                            state.step,
-                            run.best_path().display()
-                        );
-                    }
-                }
+                StepOutcome::Skipped => self.skipped()?,
             }
-            images_seen += batch.images.len() / learner.model.config.image.numel();
-            state.batch += 1;
-            state.step += 1;
-            let rate = images_seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
-            batches_bar.set_position(state.batch as u64);
-            batches_bar.set_message(format!(
+            images += batch.images.len() / self.learner.model.config.image.numel();
+            self.state.batch += 1;
+            self.state.step += 1;
+            bar.set_position(self.state.batch as u64);
+            bar.set_message(format!(
                 "loss {:.1} | {:.0} img/s{}",
-                state.epoch_loss_sum / state.epoch_loss_count.max(1) as f64,
-                rate,
-                best_text(&state)
+                self.mean_loss(),
+                images as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                best_text(&self.state)
             ));
-            if config.checkpoint_every > 0
-                && state.batch % config.checkpoint_every == 0
-                && state.batch < config.batches_per_epoch()
+            let every = config.checkpoint_every;
+            if every > 0
+                && self.state.batch % every == 0
+                && self.state.batch < config.batches_per_epoch()
             {
-                learner.save_checkpoint(&run, &state)?;
+                self.learner.save_checkpoint(&self.run, &self.state)?;
             }
         }
-        let train_seconds = epoch_start.elapsed().as_secs_f64();
-        let eval_model = learner.model.valid();
-        let eval_device = learner.device.clone().inner();
-        let sets: Vec<(Context, &intervene::data::Examples)> = data
+        Ok(EpochPass {
+            started,
+            train_seconds: started.elapsed().as_secs_f64(),
+            images,
+            learning_rate,
+        })
+    }
+
+    /// The NaN guard's bookkeeping: count, and stop after too many in a row.
+    fn skipped(&mut self) -> Result<()> {
+        self.consecutive_bad += 1;
+        self.state.skipped_batches += 1;
+        if self.consecutive_bad >= self.config.max_bad_batches {
+            bail!(
+                "{} consecutive batches gave a non-finite loss (at step {}); stopping. Best weights so far are in {}; try a lower --lr",
+                self.consecutive_bad,
+                self.state.step,
+                self.run.best_path().display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Validates, keeps the best weights, records the epoch, decides on early stopping and
+    /// checkpoints.
+    fn end_epoch(&mut self, data: &TrainingData, pass: EpochPass) -> Result<()> {
+        let config = &self.config;
+        let eval_model = self.learner.model.valid();
+        let sets: Vec<(Context, &Examples)> = data
             .contexts
             .iter()
             .copied()
             .zip(data.valid.iter())
             .collect();
+        let device = self.learner.device.clone().inner();
         let valid = mean_negative_elbo(
             &eval_model,
             &sets,
             config.beta,
             256,
             VALIDATION_SEED,
-            &eval_device,
+            &device,
         );
+        let state = &mut self.state;
         let improved = valid.is_finite()
             && state
                 .best_valid
@@ -331,62 +416,47 @@ fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary>
                 "seed": config.seed,
             });
             atomic_write(
-                &run.best_path(),
+                &self.run.best_path(),
                 &weights::encode(&eval_model, Precision::F32, metadata),
             )?;
         } else {
             state.epochs_without_improvement += 1;
         }
-        run.append_metrics(&EpochRow {
+        let train_loss = state.epoch_loss_sum / state.epoch_loss_count.max(1) as f64;
+        let images_per_second = pass.images as f64 / pass.train_seconds.max(1e-9);
+        let seconds = pass.started.elapsed().as_secs_f64();
+        self.run.append_metrics(&EpochRow {
             epoch: state.epoch,
-            train_loss: state.epoch_loss_sum / state.epoch_loss_count.max(1) as f64,
+            train_loss,
             valid_negative_elbo: valid,
-            learning_rate: lr,
+            learning_rate: pass.learning_rate,
             skipped_batches: state.skipped_batches,
-            images_per_second: images_seen as f64 / train_seconds.max(1e-9),
-            seconds: epoch_start.elapsed().as_secs_f64(),
+            images_per_second,
+            seconds,
         })?;
-        progress.line(format!(
-            "epoch {:>3}/{}: train loss {:.2}, valid -ELBO {:.2}{}, {:.0} img/s, {:.1}s",
+        self.progress.line(format!(
+            "epoch {:>3}/{}: train loss {train_loss:.2}, valid -ELBO {valid:.2}{}, {images_per_second:.0} img/s, {seconds:.1}s",
             state.epoch + 1,
             config.max_epochs,
-            state.epoch_loss_sum / state.epoch_loss_count.max(1) as f64,
-            valid,
             if improved { " (best)" } else { "" },
-            images_seen as f64 / train_seconds.max(1e-9),
-            epoch_start.elapsed().as_secs_f64()
         ));
-        state.elapsed_seconds += epoch_start.elapsed().as_secs_f64();
+        state.elapsed_seconds += seconds;
         state.epoch += 1;
         state.batch = 0;
         state.epoch_loss_sum = 0.0;
         state.epoch_loss_count = 0;
-        epochs_bar.set_position(state.epoch as u64);
         if state.epochs_without_improvement >= config.patience {
-            progress.line(format!(
+            self.progress.line(format!(
                 "early stop: no improvement for {} epochs",
                 config.patience
             ));
             state.finished = true;
         }
-        if state.epoch == config.max_epochs {
+        if state.epoch >= config.max_epochs {
             state.finished = true;
         }
-        learner.save_checkpoint(&run, &state)?;
-        if state.finished {
-            break;
-        }
+        self.learner.save_checkpoint(&self.run, &self.state)
     }
-    epochs_bar.finish_and_clear();
-    batches_bar.finish_and_clear();
-    if let (Some(best), Some(epoch)) = (state.best_valid, state.best_epoch) {
-        progress.line(format!(
-            "best weights: epoch {} (valid -ELBO {best:.2}) in {}",
-            epoch + 1,
-            run.best_path().display()
-        ));
-    }
-    Ok(summary(&state))
 }
 
 fn best_text(state: &LoopState) -> String {
