@@ -14,4 +14,11 @@ if ((${#packages[@]})); then
 fi
 
 cargo build --release --locked --bin intervene
-cargo test --release --locked --workspace --no-fail-fast
+log=$(mktemp)
+status=0
+cargo test --release --locked --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"

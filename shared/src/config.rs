@@ -104,17 +104,27 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let valid: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown method '{s}'; valid methods are: {}",
-                    valid.join(", ")
-                )
-            })
+        parse_by_name(s, &Method::ALL, |m| m.name(), "method")
     }
+}
+
+/// Finds the variant called `text`, or says which names are valid.
+pub(crate) fn parse_by_name<T: Copy>(
+    text: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|&v| name(v) == text)
+        .ok_or_else(|| {
+            let valid: Vec<&str> = all.iter().map(|&v| name(v)).collect();
+            format!(
+                "unknown {what} '{text}'; valid {what}s are: {}",
+                valid.join(", ")
+            )
+        })
 }
 
 /// Image tensor shape, channels first.

@@ -72,6 +72,28 @@ pub const TINY: &[&str] = &[
     "100",
 ];
 
+/// `intervene train` arguments for a tiny model of `dataset` on `device`, written to `dir`.
+pub fn tiny_train_args(dir: &Path, dataset: &str, device: &str, epochs: &str) -> Vec<String> {
+    let fixed = [
+        "train",
+        "--out",
+        dir.to_str().unwrap(),
+        "--dataset",
+        dataset,
+        "--device",
+        device,
+        "--epochs",
+        epochs,
+    ];
+    fixed.iter().chain(TINY).map(|s| s.to_string()).collect()
+}
+
+/// Trains a tiny model to completion.
+pub fn train_tiny(dir: &Path, dataset: &str, device: &str, epochs: &str) {
+    let args = tiny_train_args(dir, dataset, device, epochs);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
 /// `train_loss` per epoch from a run's metrics.csv.
 pub fn train_losses(run: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();

@@ -1,6 +1,6 @@
 //! The other commands end to end, and the errors a user sees for bad input.
 
-use intervene_e2e::{TINY, assert_clean_error, run, run_ok, scratch};
+use intervene_e2e::{assert_clean_error, run, run_ok, scratch, train_tiny};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -9,17 +9,7 @@ fn trained() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
         let dir = scratch("commands").join("run");
-        let mut args = vec![
-            "train",
-            "--out",
-            dir.to_str().unwrap(),
-            "--device",
-            "flex",
-            "--epochs",
-            "1",
-        ];
-        args.extend_from_slice(TINY);
-        run_ok(&args);
+        train_tiny(&dir, "quad-dependent", "flex", "1");
         dir
     })
 }
@@ -34,6 +24,19 @@ fn export_trained(file: &Path, extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     run_ok(&args);
+}
+
+/// Runs `eval` on flex and reads the metrics file it writes.
+fn evaluate(model: &Path, samples: &str, written: &Path) -> serde_json::Value {
+    run_ok(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--samples",
+        samples,
+        "--device",
+        "flex",
+    ]);
+    serde_json::from_slice(&std::fs::read(written).unwrap()).unwrap()
 }
 
 fn is_png(path: &Path) -> bool {
@@ -81,16 +84,7 @@ fn eval_writes_every_metric() {
     let dir = scratch("eval");
     let file = dir.join("model.bin");
     export_trained(&file, &[]);
-    run_ok(&[
-        "eval",
-        file.to_str().unwrap(),
-        "--samples",
-        "40",
-        "--device",
-        "flex",
-    ]);
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("model.metrics.json")).unwrap()).unwrap();
+    let metrics = evaluate(&file, "40", &dir.join("model.metrics.json"));
     assert!(metrics["concept"]["mean"].as_f64().unwrap() > 0.0);
     assert_eq!(
         metrics["concept"]["per_context"].as_object().unwrap().len(),
@@ -197,29 +191,8 @@ fn missing_run_folder_is_a_clean_error() {
 fn mnist_trains_evaluates_and_samples_perturbed_digits() {
     let dir = scratch("mnist");
     let run_dir = dir.join("run");
-    let mut args = vec![
-        "train",
-        "--dataset",
-        "mnist",
-        "--out",
-        run_dir.to_str().unwrap(),
-        "--device",
-        "flex",
-        "--epochs",
-        "1",
-    ];
-    args.extend_from_slice(TINY);
-    run_ok(&args);
-    run_ok(&[
-        "eval",
-        run_dir.to_str().unwrap(),
-        "--samples",
-        "30",
-        "--device",
-        "flex",
-    ]);
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("metrics.json")).unwrap()).unwrap();
+    train_tiny(&run_dir, "mnist", "flex", "1");
+    let metrics = evaluate(&run_dir, "30", &run_dir.join("metrics.json"));
     assert_eq!(
         metrics["concept"]["per_context"].as_object().unwrap().len(),
         7

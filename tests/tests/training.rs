@@ -1,27 +1,11 @@
 //! Training end to end on both devices, and kill -9 followed by --resume.
 
-use intervene_e2e::{TINY, command, run_ok, scratch, train_losses};
+use intervene_e2e::{command, run_ok, scratch, tiny_train_args, train_losses, train_tiny};
 use std::time::{Duration, Instant};
-
-fn tiny_train(dir: &std::path::Path, device: &str, epochs: &str) -> Vec<String> {
-    let mut args = vec![
-        "train",
-        "--out",
-        dir.to_str().unwrap(),
-        "--device",
-        device,
-        "--epochs",
-        epochs,
-    ];
-    args.extend_from_slice(TINY);
-    args.into_iter().map(String::from).collect()
-}
 
 fn loss_goes_down_on(device: &str) {
     let dir = scratch(&format!("train-{device}")).join("run");
-    let args = tiny_train(&dir, device, "3");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_ok(&args);
+    train_tiny(&dir, "quad-dependent", device, "3");
     let losses = train_losses(&dir);
     assert_eq!(losses.len(), 3, "one metrics row per epoch");
     assert!(
@@ -49,7 +33,7 @@ fn training_lowers_the_loss_on_wgpu() {
 #[test]
 fn kill_nine_then_resume_continues_from_the_checkpoint() {
     let dir = scratch("resume").join("run");
-    let args = tiny_train(&dir, "flex", "8");
+    let args = tiny_train_args(&dir, "quad-dependent", "flex", "8");
     let mut child = command(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .stderr(std::process::Stdio::null())
         .spawn()

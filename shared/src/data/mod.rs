@@ -263,16 +263,7 @@ impl fmt::Display for DatasetKind {
 impl FromStr for DatasetKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DatasetKind::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                let valid: Vec<_> = DatasetKind::ALL.iter().map(|d| d.name()).collect();
-                format!(
-                    "unknown dataset '{s}'; valid datasets are: {}",
-                    valid.join(", ")
-                )
-            })
+        crate::config::parse_by_name(s, &DatasetKind::ALL, |d| d.name(), "dataset")
     }
 }
 
