@@ -86,7 +86,9 @@ impl QuadGraph {
     }
 
     /// Observational standard deviations, used to standardise every sample (observational or
-    /// not) so that interventions show up as shifts in the images.
+    /// not) so that interventions show up as shifts in the images. The reference standardises
+    /// with the mean and std of its finite obs sample; the closed form (mean 0, these stds) is
+    /// what that sample estimates, and keeps every draw independent of how many were made.
     pub fn obs_std(self) -> [f64; N_VARS] {
         let sigma = self.obs_covariance();
         std::array::from_fn(|i| sigma[i][i].sqrt())
