@@ -4,7 +4,6 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod nan_guard;
 pub mod run_folder;
 pub mod schedule;
 
@@ -24,7 +23,6 @@ use intervene::data::Examples;
 use intervene::model::Model;
 use intervene::model::loss::{elbo_terms, total_correlation};
 use intervene::weights::{self, Precision};
-use nan_guard::RunningStats;
 use run_folder::{EpochRow, RunFolder};
 use std::path::Path;
 use std::sync::Arc;
@@ -136,7 +134,6 @@ impl Learner {
         } else {
             Context::OBS
         };
-        let stats = RunningStats::snapshot(&self.model);
         let out = self.model.forward(images.clone(), context, eps);
         let mut loss = elbo_terms(out.logits, images, out.mu.clone(), out.logvar.clone())
             .negative_elbo(self.config.beta)
@@ -153,7 +150,7 @@ impl Learner {
         }
         let value = loss.clone().into_scalar::<f32>() as f64;
         if !value.is_finite() {
-            self.model = stats.restore(self.model.clone());
+            self.discard_pending_statistics();
             return StepOutcome::Skipped;
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
@@ -162,6 +159,21 @@ impl Learner {
             .step(learning_rate, self.model.clone(), grads);
         self.model = model.clamped();
         StepOutcome::Trained { loss: value }
+    }
+
+    /// A training-mode forward pass queues BatchNorm's new running statistics inside the layer,
+    /// to be merged at its next forward; after a non-finite batch that queue holds NaNs. Reloading
+    /// the weights into freshly built layers (same parameter ids, so the optimizer state still
+    /// applies) drops the queue, at the price of that one update.
+    fn discard_pending_statistics(&mut self) {
+        let record = self.model.clone().into_record();
+        let fresh = Model::new(&self.model.config, &self.device);
+        self.model = fresh
+            .try_load_record(record)
+            .expect("a model's own record fits a model of the same config");
+        if self.config.method.starts_from_base_pooled() {
+            self.model = self.model.clone().with_backbone_frozen(self.frozen);
+        }
     }
 
     fn save_checkpoint(&self, run: &RunFolder, state: &LoopState) -> Result<()> {
@@ -351,7 +363,7 @@ impl Session {
             ));
             let every = config.checkpoint_every;
             if every > 0
-                && self.state.batch % every == 0
+                && self.state.batch.is_multiple_of(every)
                 && self.state.batch < config.batches_per_epoch()
             {
                 self.learner.save_checkpoint(&self.run, &self.state)?;
@@ -464,4 +476,90 @@ fn best_text(state: &LoopState) -> String {
         .best_valid
         .map(|b| format!(" | best valid {b:.1}"))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::config::Preset;
+    use burn::module::{ModuleVisitor, Param};
+    use intervene::data::DatasetKind;
+
+    /// Every float in the model (weights and running statistics), in visiting order.
+    fn all_values(model: &Model) -> Vec<f32> {
+        struct Gather(Vec<f32>);
+        impl ModuleVisitor for Gather {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0
+                    .extend(param.val().into_data().try_into_vec_as::<f32>().unwrap());
+            }
+        }
+        let mut g = Gather(Vec::new());
+        model.visit(&mut g);
+        g.0
+    }
+
+    fn tiny_learner() -> Learner {
+        let mut config = TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm);
+        config.widths = "2.4.2".parse().unwrap();
+        config.hidden = 16;
+        Learner::new(config, Device::flex().autodiff()).unwrap()
+    }
+
+    /// A batch of grey images; `noise` fills the reparameterisation noise (NaN poisons the
+    /// context module's BatchNorm statistics).
+    fn batch(learner: &Learner, noise: f32) -> Batch {
+        let n = 4;
+        Batch {
+            context: Context::single(1),
+            images: vec![0.5; n * learner.model.config.image.numel()],
+            eps: vec![noise; n * learner.model.config.latent_size()],
+        }
+    }
+
+    #[test]
+    fn nan_batches_are_skipped_without_touching_weights_or_statistics() {
+        let mut learner = tiny_learner();
+        assert!(matches!(
+            learner.step(&batch(&learner, 0.1), 1e-3),
+            StepOutcome::Trained { .. }
+        ));
+        let weights_before = all_values(&learner.model);
+        assert!(matches!(
+            learner.step(&batch(&learner, f32::NAN), 1e-3),
+            StepOutcome::Skipped
+        ));
+        assert_eq!(weights_before.len(), all_values(&learner.model).len());
+        // Statistics queued by the bad batch would be merged by the next forward pass.
+        for _ in 0..2 {
+            assert!(matches!(
+                learner.step(&batch(&learner, 0.1), 1e-3),
+                StepOutcome::Trained { .. }
+            ));
+        }
+        let after = all_values(&learner.model);
+        assert!(
+            after.iter().all(|v| v.is_finite()),
+            "NaN reached the model after a skipped batch"
+        );
+        assert_ne!(after, weights_before, "good batches train");
+    }
+
+    #[test]
+    fn causal_weights_stay_clamped_after_steps() {
+        let mut learner = tiny_learner();
+        for _ in 0..3 {
+            learner.step(&batch(&learner, 0.3), 1e-1);
+        }
+        let graph_weights = learner
+            .model
+            .context_module
+            .as_ref()
+            .unwrap()
+            .causal
+            .b_obs
+            .val();
+        let values: Vec<f32> = graph_weights.into_data().try_into_vec_as::<f32>().unwrap();
+        assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
 }
