@@ -19,7 +19,10 @@ mod training;
 use anyhow::{Context as _, Result};
 use burn::module::Module;
 use clap::Parser;
-use cli::{Cli, Command, DataCommand, PrecisionArg, TrainArgs};
+use cli::{
+    BenchArgs, Cli, Command, DataCommand, EvalArgs, ExperimentArgs, ExportArgs, PrecisionArg,
+    PreviewArgs, SampleArgs, TrainArgs,
+};
 use evaluation::metrics::{EvalSettings, evaluate, table};
 use intervene::config::Method;
 use intervene::context::Context;
@@ -51,160 +54,173 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(&args, &progress),
         Command::Data {
             command: DataCommand::Preview(args),
-        } => {
-            let size = args.image_size.unwrap_or(args.dataset.native_size());
-            let shape = args.dataset.image_shape(size).map_err(anyhow::Error::msg)?;
-            let context = Context::parse(&args.context, &args.dataset.concepts())?;
-            let images = args.dataset.images(
-                context,
-                args.n,
-                size,
-                Split::HeldOut,
-                &mut Rng::new(args.seed),
-            );
-            image_grid::write_grid(
-                &args.out,
-                &images,
-                shape,
-                image_grid::square_columns(args.n),
-            )?;
-            progress.line(format!(
-                "wrote {} real images of {} to {}",
-                args.n,
-                context.name(&args.dataset.concepts()),
-                args.out.display()
-            ));
-            Ok(())
-        }
-        Command::Train(args) => {
-            let summary = match &args.resume {
-                Some(dir) => training::resume(dir)?,
-                None => {
-                    let out = args.out.clone().context("--out is required")?;
-                    training::start(&out, train_config(&args))?
-                }
-            };
-            progress.line(format!(
-                "done: {} epochs on {}, best valid -ELBO {}, {} skipped batches",
-                summary.epochs,
-                summary.device,
-                summary
-                    .best_valid
-                    .map_or("n/a".into(), |v| format!("{v:.2}")),
-                summary.skipped_batches
-            ));
-            Ok(())
-        }
-        Command::Eval(args) => {
-            let source = model_source::Source::open(&args.model)?;
-            let dataset = source.dataset()?;
-            let resolved = args.device.resolve();
-            let loaded = source.load(&resolved.device)?;
-            let mut settings = EvalSettings {
-                seed: args.seed,
-                ..EvalSettings::default()
-            };
-            if let Some(n) = args.samples {
-                settings.samples = n;
-            }
-            let model = loaded.model.valid();
-            let metrics = evaluate(&model, dataset, &settings, &resolved.device, &progress);
-            print!("{}", table(&metrics));
-            let out = if args.model.is_dir() {
-                args.model.join("metrics.json")
-            } else {
-                args.model.with_extension("metrics.json")
-            };
-            files::atomic_write(&out, serde_json::to_string_pretty(&metrics)?.as_bytes())?;
-            progress.line(format!("wrote {}", out.display()));
-            Ok(())
-        }
-        Command::Sample(args) => {
-            let source = model_source::Source::open(&args.model)?;
-            let context = Context::parse(&args.intervene, &source.config.concepts)?;
-            let resolved = args.device.resolve();
-            let model = source.load(&resolved.device)?.model.valid();
-            sample::sample_grid(
-                &model,
-                context,
-                args.n,
-                args.seed,
-                &args.out,
-                &resolved.device,
-            )?;
-            progress.line(format!(
-                "wrote {} samples of {} to {}",
-                args.n,
-                context.name(&source.config.concepts),
-                args.out.display()
-            ));
-            Ok(())
-        }
-        Command::Export(args) => {
-            let device = burn::tensor::Device::flex();
-            let loaded = model_source::Source::open(&args.model)?.load(&device)?;
-            let precision = match args.precision {
-                PrecisionArg::F16 => Precision::F16,
-                PrecisionArg::F32 => Precision::F32,
-            };
-            export::export(
-                loaded,
-                &args.out,
-                precision,
-                args.decoder_only,
-                &device,
-                &progress,
-            )?;
-            Ok(())
-        }
-        Command::Experiment(args) => {
-            let plan = experiment::Plan {
-                dataset: args.dataset,
-                budget: args.budget,
-                seeds: args.seeds,
-                methods: if args.methods.is_empty() {
-                    Method::ALL.to_vec()
-                } else {
-                    args.methods
-                },
-                device: args.device,
-                runs: args.runs,
-                results: args.results,
-                overrides: experiment::Overrides {
-                    epochs: args.epochs,
-                    per_context: args.per_context,
-                    eval_samples: args.eval_samples,
-                },
-            };
-            if let Some(dir) = &args.emit_slurm {
-                experiment::slurm::emit(&plan, dir)?;
-                progress.line(format!(
-                    "wrote {0}/experiment.sbatch, {0}/collect.sbatch and {0}/submit.sh",
-                    dir.display()
-                ));
-                return Ok(());
-            }
-            if !args.report_only {
-                experiment::run(&plan, &progress)?;
-            }
-            if !args.no_report {
-                experiment::report(&plan, &progress)?;
-            }
-            Ok(())
-        }
-        Command::Bench(args) => {
-            let settings = bench::BenchSettings {
-                device: args.device,
-                image_size: args.image_size,
-                steps: args.steps,
-            };
-            let report = bench::run(&settings, &progress);
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            }
-            Ok(())
-        }
+        } => preview(args, &progress),
+        Command::Train(args) => train(&args, &progress),
+        Command::Eval(args) => eval(args, &progress),
+        Command::Sample(args) => sample(args, &progress),
+        Command::Export(args) => export(args, &progress),
+        Command::Experiment(args) => experiment(args, &progress),
+        Command::Bench(args) => bench(args, &progress),
     }
+}
+
+fn preview(args: PreviewArgs, progress: &Progress) -> Result<()> {
+    let size = args.image_size.unwrap_or(args.dataset.native_size());
+    let shape = args.dataset.image_shape(size).map_err(anyhow::Error::msg)?;
+    let context = Context::parse(&args.context, &args.dataset.concepts())?;
+    let images = args.dataset.images(
+        context,
+        args.n,
+        size,
+        Split::HeldOut,
+        &mut Rng::new(args.seed),
+    );
+    image_grid::write_grid(
+        &args.out,
+        &images,
+        shape,
+        image_grid::square_columns(args.n),
+    )?;
+    let name = context.name(&args.dataset.concepts());
+    progress.line(format!(
+        "wrote {} real images of {name} to {}",
+        args.n,
+        args.out.display()
+    ));
+    Ok(())
+}
+
+fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
+    let summary = match &args.resume {
+        Some(dir) => training::resume(dir)?,
+        None => {
+            let out = args.out.clone().context("--out is required")?;
+            training::start(&out, train_config(args))?
+        }
+    };
+    progress.line(format!(
+        "done: {} epochs on {}, best valid -ELBO {}, {} skipped batches",
+        summary.epochs,
+        summary.device,
+        summary
+            .best_valid
+            .map_or("n/a".into(), |v| format!("{v:.2}")),
+        summary.skipped_batches
+    ));
+    Ok(())
+}
+
+/// Scores a run folder (writing `metrics.json` into it) or a weights file (`FILE.metrics.json`).
+fn eval(args: EvalArgs, progress: &Progress) -> Result<()> {
+    let source = model_source::Source::open(&args.model)?;
+    let dataset = source.dataset()?;
+    let resolved = args.device.resolve();
+    let model = source.load(&resolved.device)?.model.valid();
+    let defaults = EvalSettings::default();
+    let settings = EvalSettings {
+        seed: args.seed,
+        samples: args.samples.unwrap_or(defaults.samples),
+        ..defaults
+    };
+    let metrics = evaluate(&model, dataset, &settings, &resolved.device, progress);
+    print!("{}", table(&metrics));
+    let out = if args.model.is_dir() {
+        args.model.join("metrics.json")
+    } else {
+        args.model.with_extension("metrics.json")
+    };
+    files::atomic_write(&out, serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+    progress.line(format!("wrote {}", out.display()));
+    Ok(())
+}
+
+fn sample(args: SampleArgs, progress: &Progress) -> Result<()> {
+    let source = model_source::Source::open(&args.model)?;
+    let context = Context::parse(&args.intervene, &source.config.concepts)?;
+    let resolved = args.device.resolve();
+    let model = source.load(&resolved.device)?.model.valid();
+    sample::sample_grid(
+        &model,
+        context,
+        args.n,
+        args.seed,
+        &args.out,
+        &resolved.device,
+    )?;
+    let name = context.name(&source.config.concepts);
+    progress.line(format!(
+        "wrote {} samples of {name} to {}",
+        args.n,
+        args.out.display()
+    ));
+    Ok(())
+}
+
+fn export(args: ExportArgs, progress: &Progress) -> Result<()> {
+    let device = burn::tensor::Device::flex();
+    let loaded = model_source::Source::open(&args.model)?.load(&device)?;
+    let precision = match args.precision {
+        PrecisionArg::F16 => Precision::F16,
+        PrecisionArg::F32 => Precision::F32,
+    };
+    export::export(
+        loaded,
+        &args.out,
+        precision,
+        args.decoder_only,
+        &device,
+        progress,
+    )?;
+    Ok(())
+}
+
+fn experiment(args: ExperimentArgs, progress: &Progress) -> Result<()> {
+    let plan = experiment::Plan {
+        dataset: args.dataset,
+        budget: args.budget,
+        seeds: args.seeds,
+        methods: if args.methods.is_empty() {
+            Method::ALL.to_vec()
+        } else {
+            args.methods
+        },
+        device: args.device,
+        runs: args.runs,
+        results: args.results,
+        overrides: experiment::Overrides {
+            epochs: args.epochs,
+            per_context: args.per_context,
+            eval_samples: args.eval_samples,
+        },
+    };
+    if let Some(dir) = &args.emit_slurm {
+        experiment::slurm::emit(&plan, dir)?;
+        progress.line(format!(
+            "wrote {0}/experiment.sbatch, {0}/collect.sbatch and {0}/submit.sh",
+            dir.display()
+        ));
+        return Ok(());
+    }
+    if !args.report_only {
+        experiment::run(&plan, progress)?;
+    }
+    if !args.no_report {
+        experiment::report(&plan, progress)?;
+    }
+    Ok(())
+}
+
+fn bench(args: BenchArgs, progress: &Progress) -> Result<()> {
+    let settings = bench::BenchSettings {
+        device: args.device,
+        image_size: args.image_size,
+        steps: args.steps,
+    };
+    let report = bench::run(&settings, progress);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
 }
 
 /// Probing for GPUs loads Mesa's Vulkan drivers, whose Wayland code prints an error line when

@@ -25,6 +25,15 @@ pub struct Model {
     pub config: ModelConfig,
 }
 
+/// Reads every weight once, which makes burn draw its lazily initialised values.
+struct Materialise;
+
+impl burn::module::ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 /// What one training forward pass produces.
 pub struct ForwardOutput {
     /// Pre-sigmoid pixel logits `[B, C, H, W]`.
@@ -37,8 +46,11 @@ pub struct ForwardOutput {
 
 impl Model {
     /// A freshly initialised model (seed the device first for reproducible weights).
+    ///
+    /// burn draws a weight's initial values when it is first read; every weight is read here, in
+    /// declaration order, so that the seed alone fixes the weights, whatever code runs first.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
-        Self {
+        let model = Self {
             encoder: Some(Encoder::new(config, device)),
             context_module: config
                 .method
@@ -46,7 +58,9 @@ impl Model {
                 .then(|| ContextModule::new(config, device)),
             decoder: Decoder::new(config, device),
             config: config.clone(),
-        }
+        };
+        model.visit(&mut Materialise);
+        model
     }
 
     /// Latent `z [B, latent]` -> pixel logits, through the context module in `context`.
