@@ -50,6 +50,7 @@ impl TrainingData {
 }
 
 /// One training batch, ready to become tensors.
+#[derive(Clone)]
 pub struct Batch {
     pub context: Context,
     /// `[B, C, S, S]` pixel values in `[0, 1]`.

@@ -32,7 +32,6 @@ pub struct LoopState {
     /// Running sums for the epoch in progress.
     pub epoch_loss_sum: f64,
     pub epoch_loss_count: usize,
-    pub elapsed_seconds: f64,
     pub finished: bool,
 }
 

@@ -113,22 +113,17 @@ impl Learner {
         }
     }
 
-    /// One step on a batch; the NaN guard lives here.
-    pub fn step(&mut self, batch: &Batch, learning_rate: f64) -> StepOutcome {
+    /// One step on a batch (taken by value: its buffers become the input tensors without a
+    /// copy); the NaN guard lives here.
+    pub fn step(&mut self, batch: Batch, learning_rate: f64) -> StepOutcome {
         let shape = self.model.config.image;
         let n = batch.images.len() / shape.numel();
         let latent = self.model.config.latent_size();
         let images = Tensor::<4>::from_data(
-            TensorData::new(
-                batch.images.clone(),
-                [n, shape.channels, shape.size, shape.size],
-            ),
+            TensorData::new(batch.images, [n, shape.channels, shape.size, shape.size]),
             &self.device,
         );
-        let eps = Tensor::<2>::from_data(
-            TensorData::new(batch.eps.clone(), [n, latent]),
-            &self.device,
-        );
+        let eps = Tensor::<2>::from_data(TensorData::new(batch.eps, [n, latent]), &self.device);
         let context = if self.config.method.uses_context_labels() {
             batch.context
         } else {
@@ -343,7 +338,8 @@ impl Session {
                 config.planned_steps(),
                 config.final_lr_fraction,
             );
-            match self.learner.step(&batch, learning_rate) {
+            images += batch.images.len() / self.learner.model.config.image.numel();
+            match self.learner.step(batch, learning_rate) {
                 StepOutcome::Trained { loss } => {
                     self.consecutive_bad = 0;
                     self.state.epoch_loss_sum += loss;
@@ -351,7 +347,6 @@ impl Session {
                 }
                 StepOutcome::Skipped => self.skipped()?,
             }
-            images += batch.images.len() / self.learner.model.config.image.numel();
             self.state.batch += 1;
             self.state.step += 1;
             bar.set_position(self.state.batch as u64);
@@ -452,7 +447,6 @@ impl Session {
             config.max_epochs,
             if improved { " (best)" } else { "" },
         ));
-        state.elapsed_seconds += seconds;
         state.epoch += 1;
         state.batch = 0;
         state.epoch_loss_sum = 0.0;
@@ -521,19 +515,19 @@ mod tests {
     fn nan_batches_are_skipped_without_touching_weights_or_statistics() {
         let mut learner = tiny_learner();
         assert!(matches!(
-            learner.step(&batch(&learner, 0.1), 1e-3),
+            learner.step(batch(&learner, 0.1), 1e-3),
             StepOutcome::Trained { .. }
         ));
         let weights_before = all_values(&learner.model);
         assert!(matches!(
-            learner.step(&batch(&learner, f32::NAN), 1e-3),
+            learner.step(batch(&learner, f32::NAN), 1e-3),
             StepOutcome::Skipped
         ));
         assert_eq!(weights_before.len(), all_values(&learner.model).len());
         // Statistics queued by the bad batch would be merged by the next forward pass.
         for _ in 0..2 {
             assert!(matches!(
-                learner.step(&batch(&learner, 0.1), 1e-3),
+                learner.step(batch(&learner, 0.1), 1e-3),
                 StepOutcome::Trained { .. }
             ));
         }
@@ -549,7 +543,7 @@ mod tests {
     fn causal_weights_stay_clamped_after_steps() {
         let mut learner = tiny_learner();
         for _ in 0..3 {
-            learner.step(&batch(&learner, 0.3), 1e-1);
+            learner.step(batch(&learner, 0.3), 1e-1);
         }
         let graph_weights = learner
             .model
