@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh Debian machine (Mesa's lavapipe, so
-# the wgpu device has a Vulkan adapter without a GPU), builds the CLI, runs every test.
+# the wgpu device has a Vulkan adapter without a GPU; the web toolchain and Chromium), builds the
+# CLI and the web page, runs every test (the browser tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ if ((${#packages[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
+bash scripts/build-web.sh
 cargo build --release --locked --bin intervene
 log=$(mktemp)
 status=0

@@ -6,6 +6,8 @@
 pub mod config;
 pub mod context;
 pub mod data;
+pub mod image_grid;
 pub mod model;
 pub mod rng;
+pub mod sampling;
 pub mod weights;

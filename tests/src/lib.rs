@@ -1,6 +1,9 @@
 //! Helpers for the end-to-end tests: find the built `intervene` binary, run it, make scratch
 //! folders. The binary is built by the test command (`scripts/test.sh`) before the tests run.
 
+pub mod static_server;
+pub mod webdriver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

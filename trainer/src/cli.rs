@@ -208,6 +208,8 @@ pub struct SampleArgs {
 pub enum PrecisionArg {
     F16,
     F32,
+    /// 8-bit matrices with a scale per row, f16 vectors: half of f16's size (the web page's).
+    Q8,
 }
 
 #[derive(Args)]

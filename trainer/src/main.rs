@@ -162,6 +162,7 @@ fn export(args: ExportArgs, progress: &Progress) -> Result<()> {
     let precision = match args.precision {
         PrecisionArg::F16 => Precision::F16,
         PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::Q8 => Precision::Q8,
     };
     export::export(
         loaded,

@@ -371,7 +371,8 @@ pub fn generate(
     render_all(&sample_scenes(graph, intervened, n, rng), image_size)
 }
 
-/// Renders scenes into one buffer, in parallel across the machine's cores.
+/// Renders scenes into one buffer, in parallel across the machine's cores (on the calling thread
+/// where there is one core, or no threads at all, as in a browser).
 pub fn render_all(scenes: &[Scene], image_size: usize) -> Vec<f32> {
     let n = scenes.len();
     let image_len = 3 * image_size * image_size;
@@ -380,6 +381,12 @@ pub fn render_all(scenes: &[Scene], image_size: usize) -> Vec<f32> {
         return out;
     }
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    if threads == 1 {
+        for (scene, image) in scenes.iter().zip(out.chunks_exact_mut(image_len)) {
+            render(scene, image_size, image);
+        }
+        return out;
+    }
     let per_thread = n.div_ceil(threads);
     std::thread::scope(|scope| {
         for (batch, buffer) in scenes

@@ -156,31 +156,37 @@ impl CausalLayer {
     /// Mean |weight| of each off-diagonal `W_obs` block: `graph[parent][child]`, where parent is
     /// the noise block and child the concept it feeds. The diagonal is 0.
     pub fn learned_graph(&self) -> Vec<Vec<f32>> {
-        let (k, w) = (self.blocks, self.width);
-        let n = k * w;
         let values: Vec<f32> = self
             .b_obs
             .val()
             .into_data()
             .try_into_vec_as::<f32>()
             .unwrap();
-        let mut graph = vec![vec![0f32; k]; k];
-        for (parent, row) in graph.iter_mut().enumerate() {
-            for (child, cell) in row.iter_mut().enumerate() {
-                if parent == child {
-                    continue;
-                }
-                let mut sum = 0f32;
-                for i in 0..w {
-                    for j in 0..w {
-                        sum += values[(parent * w + i) * n + child * w + j].abs();
-                    }
-                }
-                *cell = sum / (w * w) as f32;
-            }
-        }
-        graph
+        graph_from_weights(&values, self.blocks, self.width)
     }
+}
+
+/// [`CausalLayer::learned_graph`] from `W_obs`'s values, for callers that must read them back
+/// asynchronously (WebGPU in a browser cannot read synchronously).
+pub fn graph_from_weights(b_obs: &[f32], blocks: usize, width: usize) -> Vec<Vec<f32>> {
+    let (k, w) = (blocks, width);
+    let n = k * w;
+    let mut graph = vec![vec![0f32; k]; k];
+    for (parent, row) in graph.iter_mut().enumerate() {
+        for (child, cell) in row.iter_mut().enumerate() {
+            if parent == child {
+                continue;
+            }
+            let mut sum = 0f32;
+            for i in 0..w {
+                for j in 0..w {
+                    sum += b_obs[(parent * w + i) * n + child * w + j].abs();
+                }
+            }
+            *cell = sum / (w * w) as f32;
+        }
+    }
+    graph
 }
 
 /// Clamps to `[0, 1]` as a fresh leaf: the clamp is a projection after the optimizer step, not

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Trains, scores and exports the models shipped in www/models (what the page's picker offers).
+# The shipped quad models were made with `--device wgpu` on an NVIDIA H100 (about 5 minutes each);
+# on 2 CPU cores (`DEVICE=flex`) the quad runs take roughly half an hour each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=${DEVICE:-auto}
+cargo build --release --locked --bin intervene
+bin=target/release/intervene
+for method in cm base; do
+  run=runs/web-quad-$method-64
+  $bin train --preset quick --dataset quad-dependent --method $method --image-size 64 \
+    --per-context 5000 --epochs 8 --device "$DEVICE" --out $run
+  $bin eval $run --device "$DEVICE"
+  $bin export $run --decoder-only --precision f16 --out www/models/quad-$method.bin
+done
+$bin train --preset quick --dataset mnist --method cm --device "$DEVICE" --out runs/m-cm
+$bin eval runs/m-cm --device "$DEVICE"
+$bin export runs/m-cm --decoder-only --precision f16 --out www/models/mnist-cm.bin

@@ -1,0 +1,211 @@
+//! The web page in Debian's headless Chromium, driven through chromedriver: once with WebGPU
+//! (SwiftShader when there is no GPU) and once with WebGPU off, where the page must fall back to
+//! the CPU. The site is built by the test command (`scripts/build-web.sh`, into `www/dist`).
+
+use intervene_e2e::scratch;
+use intervene_e2e::static_server::StaticServer;
+use intervene_e2e::webdriver::{Browser, Driver};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One browser at a time: two at once on a 2-core machine only measure each other.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+const LOAD: Duration = Duration::from_secs(90);
+
+/// `www/dist`, or the folder `INTERVENE_SITE` names.
+fn built_site() -> PathBuf {
+    let dist = std::env::var_os("INTERVENE_SITE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/dist"));
+    assert!(
+        dist.join("index.html").exists(),
+        "{} has no built site: run `bash scripts/build-web.sh` (scripts/test.sh does)",
+        dist.display()
+    );
+    dist
+}
+
+/// A copy of the built site plus `corrupt.bin`: the default model with one weight byte flipped.
+fn site_with_corrupt_model(name: &str) -> PathBuf {
+    let root = scratch(name).join("site");
+    copy_dir(&built_site(), &root);
+    let mut bytes = std::fs::read(root.join("models/quad-cm.bin")).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(root.join("corrupt.bin"), bytes).unwrap();
+    root
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Waits until the page has drawn at least `after + 1` times and is idle; returns the count.
+fn settled(browser: &Browser, after: u64) -> u64 {
+    let expression = format!(
+        "document.body.dataset.busy === '0' && Number(document.body.dataset.renders) > {after} && Number(document.body.dataset.renders)"
+    );
+    browser.wait_for(&expression, LOAD).as_u64().unwrap()
+}
+
+fn fingerprint(browser: &Browser) -> String {
+    browser
+        .script("return document.getElementById('samples').dataset.fingerprint;")
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn note(browser: &Browser) -> String {
+    browser
+        .script("const n = document.getElementById('note'); return n.hidden ? '' : n.textContent;")
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn check_page(webgpu: bool) {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let label = if webgpu { "webgpu" } else { "cpu" };
+    let root = site_with_corrupt_model(&format!("browser-{label}"));
+    let server = StaticServer::start(&root);
+    let driver = Driver::start();
+    let profile = root.with_file_name("profile");
+    let browser = driver.browser(webgpu, &profile);
+
+    // The page comes up with a grid and says which backend runs.
+    let opened = Instant::now();
+    browser.open(&server.url("/?bench=1"));
+    let mut renders = settled(&browser, 0);
+    eprintln!(
+        "[{label}] first grid after {:.2} s",
+        opened.elapsed().as_secs_f64()
+    );
+    let backend = browser.script("return document.getElementById('backend').dataset.backend;");
+    assert_eq!(
+        backend,
+        label,
+        "backend line: {}",
+        browser.script("return document.getElementById('backend').textContent;")
+    );
+    let spread = browser.script(
+        "const c = document.getElementById('samples');
+         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+         let lo = 255, hi = 0;
+         for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i + 1]); hi = Math.max(hi, d[i + 1]); }
+         return [c.width, hi - lo];",
+    );
+    assert!(
+        spread[0].as_u64().unwrap() > 200,
+        "grid too small: {spread}"
+    );
+    assert!(spread[1].as_u64().unwrap() > 60, "grid is blank: {spread}");
+    let bench = browser.wait_for("document.getElementById('bench').dataset.medianMs && document.getElementById('bench').textContent", LOAD);
+    eprintln!("[{label}] {}", bench.as_str().unwrap());
+    renders = renders.max(settled(&browser, renders - 1));
+
+    // Toggling two concepts (a composition) and moving a slider changes the pixels.
+    let plain = fingerprint(&browser);
+    browser.script("document.getElementById('do-quad1').click();");
+    renders = settled(&browser, renders);
+    browser.script("document.getElementById('do-quad2').click();");
+    renders = settled(&browser, renders);
+    let composed = fingerprint(&browser);
+    assert_ne!(
+        plain, composed,
+        "intervening on quad1+quad2 left the samples unchanged"
+    );
+    let caption = browser.script("return document.getElementById('samples-caption').textContent;");
+    assert!(
+        caption.as_str().unwrap().contains("quad1+quad2"),
+        "{caption}"
+    );
+    browser.script(
+        "const s = document.getElementById('shift-size'); s.value = '1.5';
+         s.dispatchEvent(new Event('input'));",
+    );
+    settled(&browser, renders);
+    let shifted = fingerprint(&browser);
+    assert_ne!(shifted, composed, "moving the size noise changed nothing");
+
+    // The share link, opened in a fresh browser, gives the same pixels.
+    let link = browser
+        .script("return document.getElementById('share-link').value;")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        link.contains("do=quad1,quad2") && link.contains("shift="),
+        "{link}"
+    );
+    drop(browser);
+    let fresh = driver.browser(webgpu, &root.with_file_name("profile-fresh"));
+    fresh.open(&link);
+    settled(&fresh, 0);
+    assert_eq!(
+        fingerprint(&fresh),
+        shifted,
+        "the share link drew different pixels"
+    );
+    assert_eq!(note(&fresh), "", "a good link showed a note");
+
+    // A broken link: a note, and the default view.
+    fresh.open(&server.url("/?model=quad-cm&do=quad1&seed=12ab&grid=99"));
+    settled(&fresh, 0);
+    let text = note(&fresh);
+    assert!(
+        text.contains("could not be read") && text.contains("12ab") && text.contains("99"),
+        "{text}"
+    );
+    assert_eq!(
+        fresh.script("return document.getElementById('seed').value;"),
+        "0"
+    );
+
+    // A corrupt model named by the link: its message, then the default model.
+    fresh.open(&server.url("/?model=corrupt.bin"));
+    settled(&fresh, 0);
+    let text = note(&fresh);
+    assert!(
+        text.contains("corrupt.bin") && text.contains("checksum"),
+        "{text}"
+    );
+
+    // A corrupt file from disk: its message, and the model on screen stays.
+    let before = fingerprint(&fresh);
+    let renders = settled(&fresh, 0);
+    fresh.script("const n = document.getElementById('note'); n.textContent = ''; n.hidden = true;");
+    fresh.choose_file("#model-file", &root.join("corrupt.bin"));
+    let text = fresh.wait_for(
+        "!document.getElementById('note').hidden && document.getElementById('note').textContent",
+        LOAD,
+    );
+    assert!(text.as_str().unwrap().contains("checksum"), "{text}");
+    assert_eq!(
+        settled(&fresh, renders - 1),
+        renders,
+        "a refused file redrew the page"
+    );
+    assert_eq!(fingerprint(&fresh), before);
+}
+
+#[test]
+fn page_on_webgpu() {
+    check_page(true);
+}
+
+#[test]
+fn page_on_cpu_fallback() {
+    check_page(false);
+}

@@ -1,0 +1,53 @@
+//! `?bench=1`: times a 4x4 grid of composed samples (the first two concepts intervened) on the
+//! running backend, generation and read-back included, and prints the figures on the page, where
+//! the browser test reads them.
+
+use super::{Shared, now};
+use crate::link::View;
+
+const WARM_UP: usize = 3;
+const RUNS: usize = 20;
+
+pub async fn run(app: &Shared) {
+    let page = &app.page;
+    let Some(engine) = app.state.borrow().engine.clone() else {
+        return;
+    };
+    let Some(current) = app.state.borrow().view.clone() else {
+        return;
+    };
+    let view = View {
+        intervened: engine.concepts().iter().take(2).cloned().collect(),
+        grid: 4,
+        shifts: Vec::new(),
+        ..current
+    };
+    page.bench.set_hidden(false);
+    page.bench.set_text_content(Some("bench: running…"));
+    let mut times = Vec::with_capacity(RUNS);
+    for i in 0..WARM_UP + RUNS {
+        let start = now();
+        if let Err(e) = engine.generate(&view).await {
+            page.bench
+                .set_text_content(Some(&format!("bench: failed: {e}")));
+            return;
+        }
+        if i >= WARM_UP {
+            times.push(now() - start);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[RUNS / 2];
+    let size = engine.shape().size;
+    let text = format!(
+        "bench: backend={} samples=16 size={size}px context={} runs={RUNS} median_ms={median:.2} min_ms={:.2} max_ms={:.2}",
+        app.backend.kind.label(),
+        engine.context(&view).name(engine.concepts()),
+        times[0],
+        times[RUNS - 1],
+    );
+    page.bench.set_text_content(Some(&text));
+    let _ = page
+        .bench
+        .set_attribute("data-median-ms", &format!("{median:.3}"));
+}

@@ -1,0 +1,107 @@
+//! A loaded model on a device: turns a [`View`] into pixels.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use intervene::config::ImageShape;
+use intervene::context::Context;
+use intervene::data::{DatasetKind, Split};
+use intervene::model::Model;
+use intervene::model::context_module::graph_from_weights;
+use intervene::rng::Rng;
+use intervene::sampling::latents;
+use intervene::weights;
+
+use crate::link::View;
+
+/// Real images use their own stream of the view's seed, so they never share draws with the noise.
+const REAL_IMAGES_STREAM: u64 = 0x0EA1;
+
+pub struct Engine {
+    pub model: Model,
+    /// The dataset the weights were trained on, if their metadata says.
+    pub dataset: Option<DatasetKind>,
+    /// The learned concept graph `[parent][child]`, if the model has a context module.
+    pub graph: Option<Vec<Vec<f32>>>,
+    pub device: Device,
+}
+
+impl Engine {
+    /// Checks and loads an exported weights file (any problem is a sentence for the page).
+    pub async fn load(bytes: &[u8], device: &Device) -> Result<Engine, String> {
+        let loaded = weights::decode(bytes, device).map_err(|e| e.to_string())?;
+        let dataset = loaded.metadata["dataset"]
+            .as_str()
+            .and_then(|name| name.parse().ok());
+        let graph = match &loaded.model.context_module {
+            Some(cm) => {
+                let causal = &cm.causal;
+                let values = read_back(causal.b_obs.val()).await?;
+                Some(graph_from_weights(&values, causal.blocks, causal.width))
+            }
+            None => None,
+        };
+        Ok(Engine {
+            model: loaded.model.valid(),
+            dataset,
+            graph,
+            device: device.clone(),
+        })
+    }
+
+    pub fn concepts(&self) -> &[String] {
+        &self.model.config.concepts
+    }
+
+    pub fn shape(&self) -> ImageShape {
+        self.model.config.image
+    }
+
+    pub fn context(&self, view: &View) -> Context {
+        Context::from_indices(
+            view.intervened
+                .iter()
+                .filter_map(|name| self.concepts().iter().position(|c| c == name)),
+        )
+    }
+
+    /// The view's `grid x grid` samples, CHW floats in `[0, 1]`.
+    pub async fn generate(&self, view: &View) -> Result<Vec<f32>, String> {
+        let n = view.grid * view.grid;
+        let config = &self.model.config;
+        let z = latents(
+            config,
+            n,
+            view.seed,
+            &view.shifts_for(config.num_concepts()),
+        );
+        let z = Tensor::<2>::from_data(TensorData::new(z, [n, config.latent_size()]), &self.device);
+        read_back(self.model.generate(z, self.context(view))).await
+    }
+
+    /// Real images of the view's context, when the dataset can be drawn in the browser (quad is
+    /// rendered from its causal model in `shared/`; MNIST's digits are not shipped with the page).
+    pub fn real_images(&self, view: &View) -> Result<Vec<f32>, String> {
+        match self.dataset {
+            Some(DatasetKind::Mnist) => {
+                Err("MNIST digits are not shipped with the page, so no real images here".into())
+            }
+            None => Err("these weights do not say which dataset they came from".into()),
+            Some(dataset) => {
+                let mut rng = Rng::derive(view.seed, REAL_IMAGES_STREAM);
+                let n = view.grid * view.grid;
+                let size = self.shape().size;
+                Ok(dataset.images(self.context(view), n, size, Split::HeldOut, &mut rng))
+            }
+        }
+    }
+}
+
+/// A tensor's values on the host; asynchronous, as WebGPU requires.
+async fn read_back<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, String> {
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|e| format!("reading from the device failed: {e:?}"))?
+        .try_into_vec_as::<f32>()
+        .map_err(|e| format!("the device returned non-f32 values: {e:?}"))
+}

@@ -1,0 +1,13 @@
+//! intervene in the browser: pick concepts, compose interventions, watch samples change live.
+//!
+//! Data flow: a share link ([`link`]) names the view; [`catalog`] names the shipped models;
+//! the browser side ([`app`]) picks a backend, loads weights through `shared/`, generates with
+//! the shared model and draws ([`picture`]) the result. Everything outside `app` is plain Rust
+//! and unit-tested natively.
+
+pub mod catalog;
+pub mod link;
+pub mod picture;
+
+#[cfg(target_arch = "wasm32")]
+mod app;
