@@ -42,6 +42,8 @@ struct State {
     real_key: Option<(Context, u64, usize)>,
     /// Listeners of the per-concept controls, dropped when a new model replaces them.
     concept_listeners: Vec<EventListener>,
+    /// Milestones of the page's start, in ms since navigation began (shown by `?bench=1`).
+    startup: Vec<(&'static str, f64)>,
 }
 
 type Shared = Rc<App>;
@@ -61,6 +63,7 @@ pub fn start() {
 }
 
 async fn run() -> Result<(), String> {
+    let wasm_ready = now();
     let page = Page::bind()?;
     let query = gloo::utils::window()
         .location()
@@ -69,6 +72,7 @@ async fn run() -> Result<(), String> {
     page.set_status("Starting the backend…");
     let force_cpu = link::page_option(&query, "backend").as_deref() == Some("cpu");
     let backend = backend::choose(force_cpu).await;
+    let backend_ready = now();
     page.backend
         .set_text_content(Some(&format!("Backend: {}.", backend.explanation)));
     let kind = match backend.kind {
@@ -92,7 +96,10 @@ async fn run() -> Result<(), String> {
     let app: Shared = Rc::new(App {
         page,
         backend,
-        state: RefCell::new(State::default()),
+        state: RefCell::new(State {
+            startup: vec![("wasm started", wasm_ready), ("backend ready", backend_ready)],
+            ..State::default()
+        }),
     });
     wire_static_controls(&app);
     if !open_view(&app, view.clone()).await && view.model != default_view.model {
@@ -121,7 +128,10 @@ async fn open_view(app: &Shared, view: View) -> bool {
     };
     app.page.set_status(&format!("Loading {name}…"));
     let bytes = match fetch_bytes(&url).await {
-        Ok(bytes) => bytes,
+        Ok(bytes) => {
+            app.state.borrow_mut().startup.push(("model fetched", now()));
+            bytes
+        }
         Err(e) => {
             app.page.add_note(&format!("Could not load {name}: {e}."));
             return false;
@@ -157,6 +167,7 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
 /// view stay on screen.
 async fn install(app: &Shared, view: View, bytes: &[u8]) -> Result<(), String> {
     let engine = Engine::load(bytes, &app.backend.device).await?;
+    app.state.borrow_mut().startup.push(("model loaded", now()));
     let view = match view.clone().fit_to(engine.concepts()) {
         Ok(view) => view,
         Err(problems) => {
@@ -594,6 +605,9 @@ async fn render(app: &Shared, engine: &Engine, view: &View) {
     let renders = {
         let mut state = app.state.borrow_mut();
         state.renders += 1;
+        if state.renders == 1 {
+            state.startup.push(("first grid", now()));
+        }
         state.renders
     };
     page.set_status(&format!(
