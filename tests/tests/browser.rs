@@ -84,9 +84,23 @@ fn check_page(webgpu: bool) {
     let profile = root.with_file_name("profile");
     let browser = driver.browser(webgpu, &profile);
 
+    // With WebGPU on, a plain visit picks WebGPU on a hardware adapter and the CPU on a software
+    // one (SwiftShader, when there is no GPU), and says why.
+    if webgpu {
+        browser.open(&server.url("/"));
+        settled(&browser, 0);
+        let line = browser.script("return document.getElementById('backend').textContent;");
+        eprintln!("[{label}] plain visit: {}", line.as_str().unwrap());
+    }
+
     // The page comes up with a grid and says which backend runs.
     let opened = Instant::now();
-    browser.open(&server.url("/?bench=1"));
+    let query = if webgpu {
+        "/?bench=1&backend=webgpu"
+    } else {
+        "/?bench=1"
+    };
+    browser.open(&server.url(query));
     let mut renders = settled(&browser, 0);
     eprintln!(
         "[{label}] first grid after {:.2} s",
@@ -161,7 +175,10 @@ fn check_page(webgpu: bool) {
     assert_eq!(note(&fresh), "", "a good link showed a note");
 
     // A broken link: a note, and the default view.
-    fresh.open(&server.url("/?model=quad-cm&do=quad1&seed=12ab&grid=99"));
+    let backend = if webgpu { "&backend=webgpu" } else { "" };
+    fresh.open(&server.url(&format!(
+        "/?model=quad-cm&do=quad1&seed=12ab&grid=99{backend}"
+    )));
     settled(&fresh, 0);
     let text = note(&fresh);
     assert!(
@@ -174,7 +191,7 @@ fn check_page(webgpu: bool) {
     );
 
     // A corrupt model named by the link: its message, then the default model.
-    fresh.open(&server.url("/?model=corrupt.bin"));
+    fresh.open(&server.url(&format!("/?model=corrupt.bin{backend}")));
     settled(&fresh, 0);
     let text = note(&fresh);
     assert!(

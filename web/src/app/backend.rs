@@ -28,15 +28,44 @@ pub struct Backend {
     pub explanation: String,
 }
 
-/// Picks the backend. `force_cpu` comes from `?backend=cpu`.
-pub async fn choose(force_cpu: bool) -> Backend {
-    if force_cpu {
+/// What `?backend=` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preference {
+    /// WebGPU on a hardware adapter, else the CPU.
+    Auto,
+    Cpu,
+    /// WebGPU even on a software adapter.
+    WebGpu,
+}
+
+impl Preference {
+    pub fn from_option(value: Option<&str>) -> Preference {
+        match value {
+            Some("cpu") => Preference::Cpu,
+            Some("webgpu") => Preference::WebGpu,
+            _ => Preference::Auto,
+        }
+    }
+}
+
+/// Picks the backend.
+pub async fn choose(preference: Preference) -> Backend {
+    if preference == Preference::Cpu {
         return cpu("running on CPU, as the link asks (backend=cpu)".into());
     }
     // Ask for an adapter ourselves first: burn's initialisation is not meant to fail softly when
     // a browser exposes `navigator.gpu` but has no adapter to give.
-    if let Err(why) = adapter_available().await {
-        return cpu(format!("WebGPU unavailable ({why}): running on CPU"));
+    match adapter().await {
+        Err(why) => return cpu(format!("WebGPU unavailable ({why}): running on CPU")),
+        // A software adapter (Chromium's SwiftShader) emulates the GPU on the CPU, far slower
+        // than our own CPU kernels: a 4x4 grid takes seconds instead of tens of milliseconds.
+        Ok(Adapter::Software(name)) if preference == Preference::Auto => {
+            return cpu(format!(
+                "the only WebGPU adapter is a software one ({name}), far slower than the CPU \
+                 kernels: running on CPU (backend=webgpu in the link forces WebGPU)"
+            ));
+        }
+        Ok(_) => {}
     }
     match Device::wgpu_options().init_async().await {
         Ok(device) => Backend {
@@ -56,7 +85,12 @@ fn cpu(explanation: String) -> Backend {
     }
 }
 
-async fn adapter_available() -> Result<(), String> {
+enum Adapter {
+    Hardware,
+    Software(String),
+}
+
+async fn adapter() -> Result<Adapter, String> {
     let navigator = gloo::utils::window().navigator();
     let gpu = Reflect::get(&navigator, &JsValue::from_str("gpu")).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
@@ -77,5 +111,30 @@ async fn adapter_available() -> Result<(), String> {
     if adapter.is_null() || adapter.is_undefined() {
         return Err("the browser offers no WebGPU adapter".into());
     }
-    Ok(())
+    let info = Reflect::get(&adapter, &JsValue::from_str("info")).unwrap_or(JsValue::UNDEFINED);
+    let field = |name: &str| {
+        Reflect::get(&info, &JsValue::from_str(name))
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    let fallback = Reflect::get(&info, &JsValue::from_str("isFallbackAdapter"))
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let description = [field("vendor"), field("architecture"), field("description")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if fallback || description.to_ascii_lowercase().contains("swiftshader") {
+        let name = if description.is_empty() {
+            "fallback adapter".into()
+        } else {
+            description
+        };
+        Ok(Adapter::Software(name))
+    } else {
+        Ok(Adapter::Hardware)
+    }
 }

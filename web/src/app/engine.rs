@@ -28,7 +28,10 @@ pub struct Engine {
 impl Engine {
     /// Checks and loads an exported weights file (any problem is a sentence for the page).
     pub async fn load(bytes: &[u8], device: &Device) -> Result<Engine, String> {
-        let loaded = weights::decode(bytes, device).map_err(|e| e.to_string())?;
+        // Built on the CPU, then moved: building on WebGPU would first compile and run the random
+        // initialisers' kernels for weights that are overwritten at once.
+        let mut loaded = weights::decode(bytes, &Device::flex()).map_err(|e| e.to_string())?;
+        loaded.model = loaded.model.to_device(device);
         let dataset = loaded.metadata["dataset"]
             .as_str()
             .and_then(|name| name.parse().ok());

@@ -13,7 +13,7 @@ mod page;
 use crate::catalog::{self, DEFAULT_MODEL};
 use crate::link::{self, GRID_SIDES, ModelRef, SHIFT_LIMIT, View};
 use crate::picture::Picture;
-use backend::{Backend, BackendKind};
+use backend::{Backend, BackendKind, Preference};
 use engine::Engine;
 use gloo::events::{EventListener, EventListenerOptions};
 use intervene::context::Context;
@@ -28,6 +28,8 @@ use web_sys::{HtmlAnchorElement, HtmlInputElement, HtmlOptionElement};
 struct App {
     page: Page,
     backend: Backend,
+    /// `?backend=` as the link gave it; share links keep it, so they pick the same backend.
+    preference: Preference,
     state: RefCell<State>,
 }
 
@@ -70,8 +72,8 @@ async fn run() -> Result<(), String> {
         .search()
         .unwrap_or_default();
     page.set_status("Starting the backend…");
-    let force_cpu = link::page_option(&query, "backend").as_deref() == Some("cpu");
-    let backend = backend::choose(force_cpu).await;
+    let preference = Preference::from_option(link::page_option(&query, "backend").as_deref());
+    let backend = backend::choose(preference).await;
     let backend_ready = now();
     page.backend
         .set_text_content(Some(&format!("Backend: {}.", backend.explanation)));
@@ -96,8 +98,12 @@ async fn run() -> Result<(), String> {
     let app: Shared = Rc::new(App {
         page,
         backend,
+        preference,
         state: RefCell::new(State {
-            startup: vec![("wasm started", wasm_ready), ("backend ready", backend_ready)],
+            startup: vec![
+                ("wasm started", wasm_ready),
+                ("backend ready", backend_ready),
+            ],
             ..State::default()
         }),
     });
@@ -129,7 +135,10 @@ async fn open_view(app: &Shared, view: View) -> bool {
     app.page.set_status(&format!("Loading {name}…"));
     let bytes = match fetch_bytes(&url).await {
         Ok(bytes) => {
-            app.state.borrow_mut().startup.push(("model fetched", now()));
+            app.state
+                .borrow_mut()
+                .startup
+                .push(("model fetched", now()));
             bytes
         }
         Err(e) => {
@@ -475,7 +484,7 @@ fn sync_controls(app: &Shared) {
             }
         }
     }
-    let link = share_url(view);
+    let link = share_url(view, app.preference);
     page.share_link.set_value(&link);
     let _ = gloo::utils::window()
         .history()
@@ -488,10 +497,15 @@ fn input(page: &Page, id: &str) -> Option<HtmlInputElement> {
         .and_then(|e| e.dyn_into().ok())
 }
 
-fn share_url(view: &View) -> String {
+fn share_url(view: &View, preference: Preference) -> String {
     let location = gloo::utils::window().location();
+    let backend = match preference {
+        Preference::Auto => "",
+        Preference::Cpu => "&backend=cpu",
+        Preference::WebGpu => "&backend=webgpu",
+    };
     format!(
-        "{}{}{}",
+        "{}{}{}{backend}",
         location.origin().unwrap_or_default(),
         location.pathname().unwrap_or_default(),
         view.to_query()
