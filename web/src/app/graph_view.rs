@@ -9,7 +9,7 @@ use wasm_bindgen::JsValue;
 use web_sys::HtmlCanvasElement;
 
 /// Arrows weaker than this fraction of the strongest one are left out.
-const MIN_SHOWN: f32 = 0.05;
+const MIN_SHOWN: f32 = 0.25;
 
 pub fn draw(canvas: &HtmlCanvasElement, concepts: &[String], graph: &[Vec<f32>], context: Context) {
     let ctx = context_2d(canvas);
