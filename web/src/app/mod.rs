@@ -266,16 +266,7 @@ fn wire_static_controls(app: &Shared) {
     let page = &app.page;
     let a = app.clone();
     listen(&page.model_picker, "change", move |_| {
-        let id = a.page.model_picker.value();
-        let view = {
-            let state = a.state.borrow();
-            let current = state.view.clone();
-            View {
-                seed: current.as_ref().map_or(0, |v| v.seed),
-                grid: current.as_ref().map_or(link::DEFAULT_GRID, |v| v.grid),
-                ..View::default_for(ModelRef::Shipped(id))
-            }
-        };
+        let view = view_for_new_model(&a, ModelRef::Shipped(a.page.model_picker.value()));
         let a = a.clone();
         spawn_local(async move {
             a.page.set_note("");
@@ -335,6 +326,18 @@ fn wire_static_controls(app: &Shared) {
     listen(&page.download, "click", move |_| download_png(&a));
 }
 
+/// Switching models keeps the seed and grid size; interventions and shifts belong to the old
+/// model's concepts, so they start afresh.
+fn view_for_new_model(app: &Shared, model: ModelRef) -> View {
+    let state = app.state.borrow();
+    let current = state.view.as_ref();
+    View {
+        seed: current.map_or(0, |v| v.seed),
+        grid: current.map_or(link::DEFAULT_GRID, |v| v.grid),
+        ..View::default_for(model)
+    }
+}
+
 fn load_local_file(app: &Shared, file: web_sys::File) {
     let app = app.clone();
     spawn_local(async move {
@@ -348,15 +351,7 @@ fn load_local_file(app: &Shared, file: web_sys::File) {
                 return;
             }
         };
-        let view = {
-            let state = app.state.borrow();
-            let current = state.view.clone();
-            View {
-                seed: current.as_ref().map_or(0, |v| v.seed),
-                grid: current.as_ref().map_or(link::DEFAULT_GRID, |v| v.grid),
-                ..View::default_for(ModelRef::Local(name.clone()))
-            }
-        };
+        let view = view_for_new_model(&app, ModelRef::Local(name.clone()));
         app.page.set_note("");
         if let Err(e) = install(&app, view, &bytes).await {
             app.page.set_note(&format!(
