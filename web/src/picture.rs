@@ -55,7 +55,7 @@ mod tests {
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_eq!(
             a.fingerprint(),
-            Picture::grid(&vec![0.5; 16], shape, 2).fingerprint()
+            Picture::grid(&[0.5; 16], shape, 2).fingerprint()
         );
     }
 }
