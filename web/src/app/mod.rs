@@ -52,7 +52,16 @@ type Shared = Rc<App>;
 
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    // A panic stops the module for good: say so on the page, not only in the console.
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        if let Ok(page) = Page::bind() {
+            page.set_status("The page stopped on an internal error.");
+            page.set_note(&format!(
+                "Internal error: {info}. Reloading may help; adding backend=cpu to the link avoids the GPU."
+            ));
+        }
+    }));
     spawn_local(async {
         if let Err(e) = run().await {
             gloo::console::error!(e.clone());
