@@ -38,7 +38,7 @@ struct State {
     rendering: bool,
     dirty: bool,
     renders: u32,
-    /// What the real-image panel last showed: (context, seed, grid).
+    /// What the real images and the graph were last drawn for: (context, seed, grid).
     real_key: Option<(Context, u64, usize)>,
     /// Listeners of the per-concept controls, dropped when a new model replaces them.
     concept_listeners: Vec<EventListener>,
