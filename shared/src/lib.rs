@@ -7,6 +7,7 @@ pub mod config;
 pub mod context;
 pub mod data;
 pub mod image_grid;
+pub mod kernels;
 pub mod model;
 pub mod rng;
 pub mod sampling;

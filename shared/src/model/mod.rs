@@ -2,6 +2,7 @@
 
 pub mod block_linear;
 pub mod context_module;
+pub mod conv;
 pub mod loss;
 pub mod vae;
 

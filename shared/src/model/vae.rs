@@ -1,21 +1,21 @@
 //! The black-box encoder and decoder (spec section 4): `conv3` for 28x28 grey images and
 //! `simple64bn` for RGB images (64x64, or 32x32 with one stride-2 stage fewer on each side).
 
+//!
+//! On burn's CPU backend the stages run channels-last through this crate's kernels
+//! (`crate::kernels`); on other backends, channels-first through burn's own layers. Both read
+//! the same weights.
+
+use super::conv::{self, Geometry};
 use crate::config::{Architecture, ModelConfig};
+use crate::kernels;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-/// Where BatchNorm sits relative to ReLU: the two architectures differ.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NormOrder {
-    /// Conv, ReLU, BN (simple64bn).
-    ReluThenNorm,
-    /// Conv, BN, ReLU (conv3).
-    NormThenRelu,
-}
+pub use crate::kernels::NormOrder;
 
 impl NormOrder {
     fn of(architecture: Architecture) -> Self {
@@ -41,6 +41,8 @@ pub struct ConvStage {
     pub norm: BatchNorm,
     #[module(skip)]
     pub order: NormOrder,
+    #[module(skip)]
+    pub geometry: Geometry,
 }
 
 #[derive(Module, Debug)]
@@ -49,17 +51,80 @@ pub struct DeconvStage {
     pub norm: BatchNorm,
     #[module(skip)]
     pub order: NormOrder,
+    #[module(skip)]
+    pub geometry: Geometry,
 }
 
-/// Stage kernel geometry: (kernel, stride, padding).
-fn stage_geometry(
-    architecture: Architecture,
-    stage: usize,
-    stages: usize,
-) -> (usize, usize, usize) {
+impl ConvStage {
+    /// Channels-first `[B, C, H, W]` in and out, burn's layers.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.order.apply(self.conv.forward(x), &self.norm)
+    }
+
+    /// Channels-last `[B, H, W, C]` in and out, the CPU kernels.
+    fn forward_channels_last(&self, x: Tensor<4>) -> Tensor<4> {
+        let bias = self.conv.bias.as_ref().expect("stages are built with a bias");
+        let y = conv::conv2d(x, self.conv.weight.val(), bias.val(), self.geometry);
+        normalise_channels_last(y, self.order, &self.norm)
+    }
+}
+
+impl DeconvStage {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.order.apply(self.deconv.forward(x), &self.norm)
+    }
+
+    fn forward_channels_last(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = deconv_channels_last(&self.deconv, x, self.geometry);
+        normalise_channels_last(y, self.order, &self.norm)
+    }
+}
+
+fn deconv_channels_last(layer: &ConvTranspose2d, x: Tensor<4>, geometry: Geometry) -> Tensor<4> {
+    let bias = layer.bias.as_ref().expect("stages are built with a bias");
+    conv::conv_transpose2d(x, layer.weight.val(), bias.val(), geometry)
+}
+
+/// ReLU and BatchNorm of a channels-last map, one row per pixel: burn's BatchNorm semantics
+/// (batch statistics and a running-average update when training, running statistics otherwise).
+fn normalise_channels_last(y: Tensor<4>, order: NormOrder, norm: &BatchNorm) -> Tensor<4> {
+    let dims = y.dims();
+    let [b, h, w, c] = dims;
+    let rows = y.reshape([b * h * w, c]);
+    let device = rows.device();
+    let out = if device.is_autodiff() && norm.training.is_enabled() {
+        let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
+        let (out, mean, variance) =
+            kernels::relu_batch_norm(rows, gamma, beta, norm.epsilon, order);
+        let momentum = norm.momentum;
+        let blend = |running: Tensor<1>, batch: Tensor<1>| {
+            (running.to_device(&device) * (1.0 - momentum) + batch * momentum).detach()
+        };
+        norm.running_mean
+            .update(blend(norm.running_mean.value_sync(), mean));
+        norm.running_var
+            .update(blend(norm.running_var.value_sync(), variance));
+        out
+    } else {
+        let mean = norm.running_mean.value().to_device(&device);
+        let variance = norm.running_var.value().to_device(&device);
+        let scale = norm.gamma.val() / (variance + norm.epsilon).sqrt();
+        let shift = norm.beta.val() - mean * scale.clone();
+        let (scale, shift) = (scale.unsqueeze_dim(0), shift.unsqueeze_dim(0));
+        match order {
+            NormOrder::ReluThenNorm => relu(rows) * scale + shift,
+            NormOrder::NormThenRelu => relu(rows * scale + shift),
+        }
+    };
+    out.reshape(dims)
+}
+
+/// Stage kernel geometry: every stage halves the side, except `conv3`'s last, a `7x7` valid
+/// convolution down to `1x1`.
+fn stage_geometry(architecture: Architecture, stage: usize, stages: usize) -> Geometry {
     match architecture {
-        Architecture::Conv3 if stage == stages - 1 => (7, 1, 0),
-        _ => (4, 2, 1),
+        Architecture::Conv3 if stage == stages - 1 => Geometry::Collapse(7),
+        _ => Geometry::Halve,
     }
 }
 
@@ -81,7 +146,8 @@ impl Encoder {
             .iter()
             .enumerate()
             .map(|(i, &out)| {
-                let (k, s, p) = stage_geometry(config.architecture, i, channels.len());
+                let geometry = stage_geometry(config.architecture, i, channels.len());
+                let (k, s, p) = geometry.kernel_stride_padding();
                 let stage = ConvStage {
                     conv: Conv2dConfig::new([input, out], [k, k])
                         .with_stride([s, s])
@@ -89,6 +155,7 @@ impl Encoder {
                         .init(device),
                     norm: BatchNormConfig::new(out).init(device),
                     order,
+                    geometry,
                 };
                 input = out;
                 stage
@@ -105,11 +172,21 @@ impl Encoder {
     }
 
     pub fn forward(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let mut x = images;
-        for stage in &self.stages {
-            x = stage.order.apply(stage.conv.forward(x), &stage.norm);
-        }
-        let h = relu(self.hidden.forward(x.flatten(1, 3)));
+        let features = if kernels::available(&images.device()) {
+            let mut x = images.permute([0, 2, 3, 1]);
+            for stage in &self.stages {
+                x = stage.forward_channels_last(x);
+            }
+            // Back to channels-first for flattening: `hidden`'s weights expect that order.
+            x.permute([0, 3, 1, 2])
+        } else {
+            let mut x = images;
+            for stage in &self.stages {
+                x = stage.forward(x);
+            }
+            x
+        };
+        let h = relu(self.hidden.forward(features.flatten(1, 3)));
         (self.mu.forward(h.clone()), self.logvar.forward(h))
     }
 }
@@ -123,6 +200,9 @@ fn bottleneck(config: &ModelConfig) -> (usize, usize) {
     };
     (*channels.last().expect("at least one stage"), side)
 }
+
+/// The output layer undoes the encoder's first stage, which always halves the side.
+const OUTPUT_GEOMETRY: Geometry = Geometry::Halve;
 
 /// `[B, hidden]` -> image logits `[B, C, H, W]` (apply a sigmoid for pixel values).
 #[derive(Module, Debug)]
@@ -141,8 +221,8 @@ impl Decoder {
         let order = NormOrder::of(config.architecture);
         let n = channels.len();
         let (c, side) = bottleneck(config);
-        let deconv = |from: usize, to: usize, encoder_stage: usize| {
-            let (k, s, p) = stage_geometry(config.architecture, encoder_stage, n);
+        let deconv = |from: usize, to: usize, geometry: Geometry| {
+            let (k, s, p) = geometry.kernel_stride_padding();
             ConvTranspose2dConfig::new([from, to], [k, k])
                 .with_stride([s, s])
                 .with_padding([p, p])
@@ -152,10 +232,12 @@ impl Decoder {
         let stages = (0..n - 1)
             .map(|i| {
                 let (from, to) = (channels[n - 1 - i], channels[n - 2 - i]);
+                let geometry = stage_geometry(config.architecture, n - 1 - i, n);
                 DeconvStage {
-                    deconv: deconv(from, to, n - 1 - i),
+                    deconv: deconv(from, to, geometry),
                     norm: BatchNormConfig::new(to).init(device),
                     order,
+                    geometry,
                 }
             })
             .collect();
@@ -163,7 +245,7 @@ impl Decoder {
             input: LinearConfig::new(config.hidden, config.hidden).init(device),
             expand: LinearConfig::new(config.hidden, c * side * side).init(device),
             stages,
-            output: deconv(channels[0], config.image.channels, 0),
+            output: deconv(channels[0], config.image.channels, OUTPUT_GEOMETRY),
             bottleneck: [c, side],
         }
     }
@@ -172,10 +254,15 @@ impl Decoder {
         let [batch, _] = h.dims();
         let [c, side] = self.bottleneck;
         let x = relu(self.expand.forward(relu(self.input.forward(h))));
-        let mut x = x.reshape([batch, c, side, side]);
-        for stage in &self.stages {
-            x = stage.order.apply(stage.deconv.forward(x), &stage.norm);
+        let x = x.reshape([batch, c, side, side]);
+        if !kernels::available(&x.device()) {
+            let x = self.stages.iter().fold(x, |x, stage| stage.forward(x));
+            return self.output.forward(x);
         }
-        self.output.forward(x)
+        let mut x = x.permute([0, 2, 3, 1]);
+        for stage in &self.stages {
+            x = stage.forward_channels_last(x);
+        }
+        deconv_channels_last(&self.output, x, OUTPUT_GEOMETRY).permute([0, 3, 1, 2])
     }
 }

@@ -1,0 +1,154 @@
+//! Backward passes of the CPU kernels, registered with burn's autodiff (the `train` feature).
+#![cfg(feature = "train")]
+
+use super::{CpuKernels, NormOrder, flex};
+use burn::backend::Flex;
+use burn::backend::autodiff::{
+    Autodiff,
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+
+/// Which of a convolution's two forms a backward node undoes.
+#[derive(Clone, Copy, Debug)]
+enum ConvForm {
+    Halve,
+    Double,
+}
+
+#[derive(Debug)]
+struct ConvBackward(ConvForm);
+
+impl Backward<Flex, 3> for ConvBackward {
+    /// The input and the weight.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = grads.consume::<Flex>(&ops.node);
+        let (x, weight) = ops.state;
+        let wanted = ops.parents.each_ref().map(Option::is_some);
+        let d = match self.0 {
+            ConvForm::Halve => flex::conv_backward(&x, &weight, &d_out, wanted),
+            ConvForm::Double => flex::deconv_backward(&x, &weight, &d_out, wanted),
+        };
+        for (parent, grad) in ops.parents.into_iter().zip(d) {
+            if let (Some(parent), Some(grad)) = (parent, grad) {
+                grads.register::<Flex>(parent.id, grad);
+            }
+        }
+    }
+}
+
+/// A float tensor on burn's autodiff-wrapped CPU backend.
+type Tracked<C> = FloatTensor<Autodiff<Flex, C>>;
+
+fn conv<C: CheckpointStrategy>(
+    form: ConvForm,
+    x: Tracked<C>,
+    weight: Tracked<C>,
+    bias: Tracked<C>,
+) -> Tracked<C> {
+    let forward = |x: &FlexTensor, w: &FlexTensor, b: &FlexTensor| match form {
+        ConvForm::Halve => flex::conv_forward(x, w, b),
+        ConvForm::Double => flex::deconv_forward(x, w, b),
+    };
+    match ConvBackward(form)
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
+            let out = forward(&x, &weight, bias.primitive());
+            prep.finish((x, weight), out)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(forward(x.primitive(), weight.primitive(), bias.primitive()))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NormBackward;
+
+/// What the norm's backward needs from its forward.
+#[derive(Clone, Debug)]
+struct NormState {
+    y: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    mean: FlexTensor,
+    variance: FlexTensor,
+    epsilon: f64,
+    order: NormOrder,
+}
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let d = flex::norm_backward(
+            &s.y, &s.gamma, &s.beta, &s.mean, &s.variance, &d_out, s.epsilon, s.order,
+        );
+        for (parent, grad) in ops.parents.into_iter().zip(d) {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(parent.id, grad);
+            }
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
+    fn conv_halve(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        conv::<C>(ConvForm::Halve, x, weight, bias)
+    }
+
+    fn deconv_double(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        conv::<C>(ConvForm::Double, x, weight, bias)
+    }
+
+    fn relu_batch_norm(
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        order: NormOrder,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let prep = NormBackward
+            .prepare::<C>([y.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let (out, mean, variance) =
+            flex::norm_forward(y.primitive(), gamma.primitive(), beta.primitive(), epsilon, order);
+        let out = match prep {
+            OpsKind::Tracked(prep) => {
+                let state = NormState {
+                    y: y.primitive().clone(),
+                    gamma: gamma.primitive().clone(),
+                    beta: beta.primitive().clone(),
+                    mean: mean.clone(),
+                    variance: variance.clone(),
+                    epsilon,
+                    order,
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        // The statistics feed the running averages only: no gradient flows through them.
+        (out, Tracked::<C>::new(mean), Tracked::<C>::new(variance))
+    }
+}

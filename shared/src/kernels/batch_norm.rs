@@ -1,0 +1,164 @@
+//! ReLU and training-mode BatchNorm fused over channels-last rows `[N, C]` (one row per pixel),
+//! forward and backward, in two passes over the activations each way.
+
+use super::parallel;
+
+/// Where BatchNorm sits relative to ReLU: the two architectures differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormOrder {
+    /// Conv, ReLU, BN (simple64bn).
+    ReluThenNorm,
+    /// Conv, BN, ReLU (conv3).
+    NormThenRelu,
+}
+
+/// The batch's per-channel statistics of the normalised input.
+pub struct BatchStats {
+    pub mean: Vec<f32>,
+    /// Biased variance (divided by N), as burn's BatchNorm reports it.
+    pub variance: Vec<f32>,
+}
+
+/// Per-channel sums of `f(channel, value)` over all rows, in f64.
+fn channel_sums(rows: &[f32], c: usize, f: impl Fn(usize, f32) -> f64 + Sync) -> Vec<f64> {
+    let per_task = parallel::rows_per_task(rows.len() / c.max(1)) * c;
+    parallel::map_reduce_chunks(
+        rows,
+        per_task,
+        |_, chunk| {
+            let mut sums = vec![0f64; c];
+            for row in chunk.chunks(c) {
+                for (ch, (s, v)) in sums.iter_mut().zip(row).enumerate() {
+                    *s += f(ch, *v);
+                }
+            }
+            sums
+        },
+        |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        },
+    )
+    .unwrap_or_else(|| vec![0.0; c])
+}
+
+/// The value BatchNorm normalises: the ReLU of the input when ReLU comes first.
+fn normalised_input(order: NormOrder, y: f32) -> f32 {
+    match order {
+        NormOrder::ReluThenNorm => y.max(0.0),
+        NormOrder::NormThenRelu => y,
+    }
+}
+
+fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f32> {
+    variance
+        .iter()
+        .map(|v| (1.0 / (*v as f64 + epsilon).sqrt()) as f32)
+        .collect()
+}
+
+/// Training forward of `y [N, C]`: the output and the batch statistics.
+pub fn forward(
+    y: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+    order: NormOrder,
+) -> (Vec<f32>, BatchStats) {
+    let n = (y.len() / c.max(1)).max(1) as f64;
+    let mean: Vec<f32> = channel_sums(y, c, |_, v| normalised_input(order, v) as f64)
+        .into_iter()
+        .map(|s| (s / n) as f32)
+        .collect();
+    let variance: Vec<f32> = channel_sums(y, c, |ch, v| {
+        let d = (normalised_input(order, v) - mean[ch]) as f64;
+        d * d
+    })
+    .into_iter()
+    .map(|s| (s / n) as f32)
+    .collect();
+    let inv_std = inverse_std(&variance, epsilon);
+    let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
+    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let mut out = y.to_vec();
+    parallel::for_each_chunk(&mut out, parallel::rows_per_task(y.len() / c.max(1)) * c, |_, chunk| {
+        for row in chunk.chunks_mut(c) {
+            for ((v, s), t) in row.iter_mut().zip(&scale).zip(&shift) {
+                *v = match order {
+                    NormOrder::ReluThenNorm => v.max(0.0) * s + t,
+                    NormOrder::NormThenRelu => (*v * s + t).max(0.0),
+                };
+            }
+        }
+    });
+    (out, BatchStats { mean, variance })
+}
+
+/// Gradients of the training forward: `(d y, d gamma, d beta)`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    y: &[f32],
+    d_out: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    stats: &BatchStats,
+    epsilon: f64,
+    order: NormOrder,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rows = y.len() / c.max(1);
+    let n = rows.max(1) as f32;
+    let inv_std = inverse_std(&stats.variance, epsilon);
+    let x_hat = |ch: usize, v: f32| (normalised_input(order, v) - stats.mean[ch]) * inv_std[ch];
+    // The gradient reaching BatchNorm's output: after a ReLU it passes only where the
+    // normalised value was positive.
+    let g = |ch: usize, v: f32, d: f32| match order {
+        NormOrder::ReluThenNorm => d,
+        NormOrder::NormThenRelu if x_hat(ch, v) * gamma[ch] + beta[ch] > 0.0 => d,
+        NormOrder::NormThenRelu => 0.0,
+    };
+    // One pass for both sums: sum(g) and sum(g * x_hat), interleaved per channel.
+    let per_task = parallel::rows_per_task(rows);
+    let sums = parallel::map_reduce_chunks(
+        y,
+        per_task * c,
+        |task, chunk| {
+            let grads = &d_out[task * per_task * c..][..chunk.len()];
+            let mut sums = vec![0f64; 2 * c];
+            for (row, d_row) in chunk.chunks(c).zip(grads.chunks(c)) {
+                for ch in 0..c {
+                    let gv = g(ch, row[ch], d_row[ch]);
+                    sums[2 * ch] += gv as f64;
+                    sums[2 * ch + 1] += (gv * x_hat(ch, row[ch])) as f64;
+                }
+            }
+            sums
+        },
+        |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        },
+    )
+    .unwrap_or_else(|| vec![0.0; 2 * c]);
+    let d_beta: Vec<f32> = (0..c).map(|ch| sums[2 * ch] as f32).collect();
+    let d_gamma: Vec<f32> = (0..c).map(|ch| sums[2 * ch + 1] as f32).collect();
+    let mut d_y = d_out.to_vec();
+    parallel::for_each_chunk(&mut d_y, per_task * c, |task, chunk| {
+        let inputs = &y[task * per_task * c..][..chunk.len()];
+        for (d_row, row) in chunk.chunks_mut(c).zip(inputs.chunks(c)) {
+            for ch in 0..c {
+                let v = row[ch];
+                let gv = g(ch, v, d_row[ch]);
+                let d_norm = gamma[ch]
+                    * inv_std[ch]
+                    * (gv - d_beta[ch] / n - x_hat(ch, v) * d_gamma[ch] / n);
+                d_row[ch] = match order {
+                    NormOrder::ReluThenNorm if v <= 0.0 => 0.0,
+                    _ => d_norm,
+                };
+            }
+        }
+    });
+    (d_y, d_gamma, d_beta)
+}

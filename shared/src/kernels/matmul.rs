@@ -1,0 +1,169 @@
+//! Matrix products on row-major `f32` slices, either operand read transposed in place (the
+//! strides say so; nothing is copied), by the `gemm` crate that burn's CPU backend also uses.
+
+/// A row-major matrix, or the transpose of one.
+#[derive(Clone, Copy)]
+pub struct Matrix<'a> {
+    pub data: &'a [f32],
+    /// Rows and columns as stored.
+    pub rows: usize,
+    pub cols: usize,
+    /// Use the transpose of the stored matrix.
+    pub transposed: bool,
+}
+
+impl<'a> Matrix<'a> {
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "matrix size");
+        Self {
+            data,
+            rows,
+            cols,
+            transposed: false,
+        }
+    }
+
+    pub fn t(self) -> Self {
+        Self {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// (rows, columns) of the matrix as used.
+    fn shape(&self) -> (usize, usize) {
+        match self.transposed {
+            false => (self.rows, self.cols),
+            true => (self.cols, self.rows),
+        }
+    }
+
+    /// (row stride, column stride) of the matrix as used.
+    fn strides(&self) -> (isize, isize) {
+        match self.transposed {
+            false => (self.cols as isize, 1),
+            true => (1, self.cols as isize),
+        }
+    }
+}
+
+/// `out = a b` (or `out += a b` when `accumulate`), `out` row-major.
+pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool) {
+    let (m, k) = a.shape();
+    let (k2, n) = b.shape();
+    assert_eq!(k, k2, "matmul: inner dimensions");
+    assert_eq!(out.len(), m * n, "matmul: output size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
+    #[cfg(not(target_family = "wasm"))]
+    let parallelism = gemm::Parallelism::Rayon(0);
+    #[cfg(target_family = "wasm")]
+    let parallelism = gemm::Parallelism::None;
+    // SAFETY: the asserts above check every slice holds exactly the matrix its shape and
+    // strides address; `out` is borrowed mutably and cannot alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Column sums of a row-major `[rows, cols]` matrix (a bias gradient).
+pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
+    let rows = data.len() / cols.max(1);
+    let per_task = super::parallel::rows_per_task(rows) * cols;
+    let sums = super::parallel::map_reduce_chunks(
+        data,
+        per_task,
+        |_, chunk| {
+            let mut sums = vec![0f64; cols];
+            for row in chunk.chunks(cols) {
+                for (s, v) in sums.iter_mut().zip(row) {
+                    *s += *v as f64;
+                }
+            }
+            sums
+        },
+        |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        },
+    );
+    sums.unwrap_or_else(|| vec![0.0; cols])
+        .into_iter()
+        .map(|s| s as f32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+            }
+        }
+        out
+    }
+
+    fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..cols * rows).map(|i| x[(i % rows) * cols + i / rows]).collect()
+    }
+
+    #[test]
+    fn products_with_transposed_operands_match_the_definition() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32 - 2.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 3) as f32 * 0.5).collect();
+        let expected = naive(&a, &b, m, k, n);
+        let (at, bt) = (transpose(&a, m, k), transpose(&b, k, n));
+        for (left, right) in [
+            (Matrix::new(&a, m, k), Matrix::new(&b, k, n)),
+            (Matrix::new(&at, k, m).t(), Matrix::new(&b, k, n)),
+            (Matrix::new(&a, m, k), Matrix::new(&bt, n, k).t()),
+        ] {
+            let mut out = vec![1.0; m * n];
+            matmul(left, right, &mut out, false);
+            assert_eq!(out, expected);
+            matmul(left, right, &mut out, true);
+            let doubled: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
+            assert_eq!(out, doubled);
+        }
+    }
+
+    #[test]
+    fn column_sums_add_every_row() {
+        let data: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        assert_eq!(column_sums(&data, 3), vec![18.0, 22.0, 26.0]);
+    }
+}

@@ -1,0 +1,123 @@
+//! The model's own CPU kernels: channels-last convolutions as single large matrix products and
+//! a fused ReLU + BatchNorm, each with a hand-written backward pass.
+//!
+//! burn's CPU backend convolves one image at a time with small matrix products, derives the
+//! weight gradient from a convolution with a huge kernel, and builds BatchNorm out of a dozen
+//! tensor ops; on this model that left most of a training step outside the matrix-product
+//! kernel. These kernels plug into burn as a backend extension for `Flex` (and for its
+//! autodiff wrapper when the `train` feature is on), so the model code stays plain tensor code.
+//! Other backends (wgpu) keep burn's own layers; [`available`] says which path a device takes.
+
+mod autodiff;
+pub mod batch_norm;
+mod flex;
+pub mod matmul;
+mod parallel;
+pub mod patches;
+
+pub use batch_norm::NormOrder;
+
+use burn::backend::{Dispatch, Flex, backend_extension, tensor::FloatTensor};
+use burn::tensor::{Device, Tensor};
+
+#[backend_extension(Flex, Autodiff: cfg(feature = "train"))]
+pub trait CpuKernels: burn::backend::Backend {
+    /// Kernel 4, stride 2, padding 1 convolution: `x [B, H, W, C]`, `weight [16 C, O]` (rows
+    /// `[ky][kx][c]`), `bias [O]` -> `[B, H/2, W/2, O]`.
+    fn conv_halve(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Its transpose: `x [B, H, W, C]`, `weight [C, 16 O]` (columns `[ky][kx][o]`), `bias [O]`
+    /// -> `[B, 2H, 2W, O]`.
+    fn deconv_double(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// ReLU and training-mode BatchNorm (in `order`) of rows `y [N, C]`: the output and the
+    /// batch's mean and (biased) variance, for the running statistics.
+    fn relu_batch_norm(
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        order: NormOrder,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl CpuKernels for Flex {
+    fn conv_halve(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        flex::conv_forward(&x, &weight, &bias)
+    }
+
+    fn deconv_double(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        flex::deconv_forward(&x, &weight, &bias)
+    }
+
+    fn relu_batch_norm(
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        order: NormOrder,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        flex::norm_forward(&y, &gamma, &beta, epsilon, order)
+    }
+}
+
+/// Whether tensors on `device` run these kernels (burn's CPU backend, with or without autodiff).
+pub fn available(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
+/// See [`CpuKernels::conv_halve`].
+pub fn conv_halve(x: Tensor<4>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::conv_halve(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+/// See [`CpuKernels::deconv_double`].
+pub fn deconv_double(x: Tensor<4>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::deconv_double(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+/// See [`CpuKernels::relu_batch_norm`].
+pub fn relu_batch_norm(
+    y: Tensor<2>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+    order: NormOrder,
+) -> (Tensor<2>, Tensor<1>, Tensor<1>) {
+    let (out, mean, variance) = <Dispatch as CpuKernels>::relu_batch_norm(
+        y.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+        order,
+    );
+    (
+        Tensor::from_dispatch(out),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(variance),
+    )
+}

@@ -1,0 +1,173 @@
+//! Moving between a channels-last grid and its 4x4 patches (stride 2, padding 1).
+//!
+//! `gather` writes, for every pixel of the half-size output grid, the 16 input pixels its
+//! kernel covers as one row (`[ky][kx][c]`; pixels outside the grid read as zero). `scatter`
+//! is its adjoint: it adds every row back onto the pixels it came from. A halving convolution
+//! is `gather` then a matrix product; a doubling transposed convolution is a matrix product
+//! then `scatter`; each one's gradient uses the other.
+
+use super::parallel;
+
+/// A channels-last grid `[batch, height, width, channels]` (the full-size side of the pair).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grid {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+impl Grid {
+    pub fn dims(&self) -> [usize; 4] {
+        [self.batch, self.height, self.width, self.channels]
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch * self.height * self.width * self.channels
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pixels of the half-size grid, i.e. rows of the patch matrix.
+    pub fn patch_rows(&self) -> usize {
+        self.batch * (self.height / 2) * (self.width / 2)
+    }
+
+    /// Values in one patch row.
+    pub fn patch_width(&self) -> usize {
+        16 * self.channels
+    }
+
+    fn image_len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// For patch column `2 * ox + kx - 1` of kernel columns `0..4`: the first kernel column and
+    /// the input column it reads, and how many consecutive kernel columns stay inside the grid.
+    fn columns(&self, ox: usize) -> (usize, usize, usize) {
+        let first_kx = usize::from(ox == 0);
+        let x = 2 * ox + first_kx - 1;
+        let count = (4 - first_kx).min(self.width - x);
+        (first_kx, x, count)
+    }
+}
+
+/// `values [B, H, W, C]` -> patches `[B * H/2 * W/2, 16 * C]`.
+pub fn gather(values: &[f32], grid: Grid) -> Vec<f32> {
+    assert_eq!(values.len(), grid.len(), "gather: grid size");
+    let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
+    let row = grid.patch_width();
+    let mut patches = vec![0f32; grid.patch_rows() * row];
+    parallel::for_each_chunk(&mut patches, ho * wo * row, |b, image| {
+        let source = &values[b * grid.image_len()..][..grid.image_len()];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let patch = &mut image[(oy * wo + ox) * row..][..row];
+                let (kx, x, count) = grid.columns(ox);
+                for ky in 0..4 {
+                    let Some(y) = (2 * oy + ky).checked_sub(1).filter(|&y| y < grid.height) else {
+                        continue;
+                    };
+                    let from = &source[(y * grid.width + x) * c..][..count * c];
+                    patch[(ky * 4 + kx) * c..][..count * c].copy_from_slice(from);
+                }
+            }
+        }
+    });
+    patches
+}
+
+/// Patches `[B * H/2 * W/2, 16 * C]` -> `values [B, H, W, C]`, summing where patches overlap.
+pub fn scatter(patches: &[f32], grid: Grid) -> Vec<f32> {
+    let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
+    let row = grid.patch_width();
+    assert_eq!(patches.len(), grid.patch_rows() * row, "scatter: patch matrix size");
+    let mut values = vec![0f32; grid.len()];
+    parallel::for_each_chunk(&mut values, grid.image_len(), |b, image| {
+        let rows = &patches[b * ho * wo * row..][..ho * wo * row];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let patch = &rows[(oy * wo + ox) * row..][..row];
+                let (kx, x, count) = grid.columns(ox);
+                for ky in 0..4 {
+                    let Some(y) = (2 * oy + ky).checked_sub(1).filter(|&y| y < grid.height) else {
+                        continue;
+                    };
+                    let to = &mut image[(y * grid.width + x) * c..][..count * c];
+                    let from = &patch[(ky * 4 + kx) * c..][..count * c];
+                    for (t, f) in to.iter_mut().zip(from) {
+                        *t += f;
+                    }
+                }
+            }
+        }
+    });
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid() -> Grid {
+        Grid {
+            batch: 2,
+            height: 4,
+            width: 6,
+            channels: 3,
+        }
+    }
+
+    fn ramp(n: usize) -> Vec<f32> {
+        (0..n).map(|i| i as f32 * 0.5 - 3.0).collect()
+    }
+
+    /// Straight from the definition: patch (b, oy, ox) tap (ky, kx) reads pixel
+    /// (2 oy + ky - 1, 2 ox + kx - 1) when it lies inside the grid.
+    fn gather_by_definition(values: &[f32], g: Grid) -> Vec<f32> {
+        let mut out = Vec::new();
+        for b in 0..g.batch {
+            for oy in 0..g.height / 2 {
+                for ox in 0..g.width / 2 {
+                    for ky in 0..4 {
+                        for kx in 0..4 {
+                            for ch in 0..g.channels {
+                                let (y, x) = (2 * oy + ky, 2 * ox + kx);
+                                let inside = (1..=g.height).contains(&y) && (1..=g.width).contains(&x);
+                                out.push(if inside {
+                                    values[((b * g.height + y - 1) * g.width + x - 1) * g.channels + ch]
+                                } else {
+                                    0.0
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn gather_reads_every_tap_from_its_pixel() {
+        let g = grid();
+        let values = ramp(g.len());
+        assert_eq!(gather(&values, g), gather_by_definition(&values, g));
+    }
+
+    #[test]
+    fn scatter_is_the_adjoint_of_gather() {
+        // <gather(v), p> == <v, scatter(p)> for all v, p is what makes one the other's gradient.
+        let g = grid();
+        let values = ramp(g.len());
+        let patches: Vec<f32> = (0..g.patch_rows() * g.patch_width())
+            .map(|i| ((i * 7) % 11) as f32 - 5.0)
+            .collect();
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
+        let left = dot(&gather(&values, g), &patches);
+        let right = dot(&values, &scatter(&patches, g));
+        assert!((left - right).abs() < 1e-6 * left.abs().max(1.0), "{left} vs {right}");
+    }
+}

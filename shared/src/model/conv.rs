@@ -1,0 +1,134 @@
+//! The VAEs' convolutions over channels-last feature maps (`[B, H, W, C]`), taking burn's
+//! `Conv2d` / `ConvTranspose2d` weights as they are stored.
+//!
+//! Only the two geometries the architectures use are supported:
+//! - [`Geometry::Halve`]: kernel 4, stride 2, padding 1 (a convolution halves the side, a
+//!   transposed convolution doubles it), run by the CPU kernels in `crate::kernels`;
+//! - [`Geometry::Collapse`]: a `k x k` valid convolution of a `k x k` map down to `1 x 1` (and its
+//!   transpose), which is a dense linear map of the flattened patch: one matrix product.
+
+use crate::kernels;
+use burn::tensor::Tensor;
+
+/// Kernel geometry of one convolution stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Geometry {
+    /// Kernel 4, stride 2, padding 1.
+    Halve,
+    /// A `k x k` kernel, stride 1, no padding, applied to a `k x k` map.
+    Collapse(usize),
+}
+
+impl Geometry {
+    /// `(kernel, stride, padding)` as burn's layer configs take them.
+    pub fn kernel_stride_padding(self) -> (usize, usize, usize) {
+        match self {
+            Geometry::Halve => (4, 2, 1),
+            Geometry::Collapse(k) => (k, 1, 0),
+        }
+    }
+}
+
+/// Convolution of `x [B, H, W, C]` with a burn `Conv2d` weight `[O, C, k, k]` and bias `[O]`.
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, geometry: Geometry) -> Tensor<4> {
+    let [b, h, w, c] = x.dims();
+    let [o, _, k, _] = weight.dims();
+    // Weight rows in patch order (ky, kx, c).
+    let weight = weight.permute([2, 3, 1, 0]).reshape([k * k * c, o]);
+    match geometry {
+        Geometry::Halve => kernels::conv_halve(x, weight, bias),
+        Geometry::Collapse(_) => {
+            debug_assert_eq!([h, w], [k, k]);
+            let y = x.reshape([b, k * k * c]).matmul(weight) + bias.unsqueeze_dim(0);
+            y.reshape([b, 1, 1, o])
+        }
+    }
+}
+
+/// Transposed convolution of `x [B, H, W, C]` with a burn `ConvTranspose2d` weight
+/// `[C, O, k, k]` and bias `[O]`.
+pub fn conv_transpose2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    geometry: Geometry,
+) -> Tensor<4> {
+    let [b, h, w, c] = x.dims();
+    let [_, o, k, _] = weight.dims();
+    // Weight columns in patch order (ky, kx, o).
+    let weight = weight.permute([0, 2, 3, 1]).reshape([c, k * k * o]);
+    match geometry {
+        Geometry::Halve => kernels::deconv_double(x, weight, bias),
+        Geometry::Collapse(_) => {
+            debug_assert_eq!([h, w], [1, 1]);
+            let y = x.reshape([b, c]).matmul(weight).reshape([b, k * k, o]);
+            (y + bias.reshape([1, 1, o])).reshape([b, k, k, o])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    fn nchw_to_nhwc(x: Tensor<4>) -> Tensor<4> {
+        x.permute([0, 2, 3, 1])
+    }
+
+    fn check_conv(geometry: Geometry, [c, o, side]: [usize; 3]) {
+        let device = Device::flex();
+        let (k, s, p) = geometry.kernel_stride_padding();
+        let layer = Conv2dConfig::new([c, o], [k, k])
+            .with_stride([s, s])
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .init(&device);
+        let x = Tensor::<4>::random([3, c, side, side], Distribution::Default, &device);
+        let expected = nchw_to_nhwc(layer.forward(x.clone()));
+        let bias = layer.bias.as_ref().expect("bias").val();
+        let actual = conv2d(nchw_to_nhwc(x), layer.weight.val(), bias, geometry);
+        actual
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::permissive());
+    }
+
+    fn check_conv_transpose(geometry: Geometry, [c, o, side]: [usize; 3]) {
+        let device = Device::flex();
+        let (k, s, p) = geometry.kernel_stride_padding();
+        let layer = ConvTranspose2dConfig::new([c, o], [k, k])
+            .with_stride([s, s])
+            .with_padding([p, p])
+            .init(&device);
+        let x = Tensor::<4>::random([3, c, side, side], Distribution::Default, &device);
+        let expected = nchw_to_nhwc(layer.forward(x.clone()));
+        let bias = layer.bias.as_ref().expect("bias").val();
+        let actual = conv_transpose2d(nchw_to_nhwc(x), layer.weight.val(), bias, geometry);
+        actual
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::permissive());
+    }
+
+    #[test]
+    fn halving_convolution_matches_burn() {
+        check_conv(Geometry::Halve, [3, 5, 8]);
+        check_conv(Geometry::Halve, [4, 2, 6]);
+    }
+
+    #[test]
+    fn collapsing_convolution_matches_burn() {
+        check_conv(Geometry::Collapse(7), [4, 6, 7]);
+    }
+
+    #[test]
+    fn doubling_transposed_convolution_matches_burn() {
+        check_conv_transpose(Geometry::Halve, [5, 3, 4]);
+        check_conv_transpose(Geometry::Halve, [2, 4, 3]);
+    }
+
+    #[test]
+    fn expanding_transposed_convolution_matches_burn() {
+        check_conv_transpose(Geometry::Collapse(7), [6, 4, 1]);
+    }
+}
