@@ -110,6 +110,72 @@ mod tests {
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::permissive());
     }
 
+    /// Gradients of `sum(layer(x) * r)` for a fixed random `r`, burn's layer against ours.
+    #[cfg(feature = "train")]
+    fn check_gradients(transposed: bool, [c, o, side]: [usize; 3]) {
+        let device = Device::flex().autodiff();
+        let (k, s, p) = Geometry::Halve.kernel_stride_padding();
+        let x = Tensor::<4>::random([2, c, side, side], Distribution::Default, &device);
+        let (weight, bias, expected_out) = if transposed {
+            let layer = ConvTranspose2dConfig::new([c, o], [k, k])
+                .with_stride([s, s])
+                .with_padding([p, p])
+                .init(&device);
+            let bias = layer.bias.as_ref().expect("bias").val();
+            (layer.weight.val(), bias, layer.forward(x.clone().require_grad()))
+        } else {
+            let layer = Conv2dConfig::new([c, o], [k, k])
+                .with_stride([s, s])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .init(&device);
+            let bias = layer.bias.as_ref().expect("bias").val();
+            (layer.weight.val(), bias, layer.forward(x.clone().require_grad()))
+        };
+        let r = Tensor::<4>::random(expected_out.dims(), Distribution::Default, &device);
+        let grads_of = |ours: bool| {
+            let (x, w, b) = (
+                x.clone().detach().require_grad(),
+                weight.clone().detach().require_grad(),
+                bias.clone().detach().require_grad(),
+            );
+            let out = match (ours, transposed) {
+                (false, false) => burn::tensor::module::conv2d(
+                    x.clone(), w.clone(), Some(b.clone()),
+                    burn::tensor::ops::ConvOptions::new([s, s], [p, p], [1, 1], 1),
+                ),
+                (false, true) => burn::tensor::module::conv_transpose2d(
+                    x.clone(), w.clone(), Some(b.clone()),
+                    burn::tensor::ops::ConvTransposeOptions::new([s, s], [p, p], [0, 0], [1, 1], 1),
+                ),
+                (true, false) => nhwc_to_nchw(conv2d(nchw_to_nhwc(x.clone()), w.clone(), b.clone(), Geometry::Halve)),
+                (true, true) => nhwc_to_nchw(conv_transpose2d(nchw_to_nhwc(x.clone()), w.clone(), b.clone(), Geometry::Halve)),
+            };
+            let grads = (out * r.clone()).sum().backward();
+            [x.grad(&grads).unwrap().into_data(), w.grad(&grads).unwrap().into_data(), b.grad(&grads).unwrap().into_data()]
+        };
+        for (ours, theirs) in grads_of(true).iter().zip(grads_of(false)) {
+            ours.assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
+        }
+    }
+
+    fn nhwc_to_nchw(x: Tensor<4>) -> Tensor<4> {
+        x.permute([0, 3, 1, 2])
+    }
+
+    #[cfg(feature = "train")]
+    #[test]
+    fn convolution_gradients_match_burn() {
+        check_gradients(false, [3, 4, 6]);
+        check_gradients(false, [5, 2, 4]);
+    }
+
+    #[cfg(feature = "train")]
+    #[test]
+    fn transposed_convolution_gradients_match_burn() {
+        check_gradients(true, [4, 3, 3]);
+        check_gradients(true, [2, 5, 2]);
+    }
+
     #[test]
     fn halving_convolution_matches_burn() {
         check_conv(Geometry::Halve, [3, 5, 8]);

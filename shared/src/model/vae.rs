@@ -266,3 +266,62 @@ impl Decoder {
         deconv_channels_last(&self.output, x, OUTPUT_GEOMETRY).permute([0, 3, 1, 2])
     }
 }
+
+#[cfg(all(test, feature = "train"))]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::tensor::{Distribution, Tolerance};
+
+    /// The fused channels-last ReLU + BatchNorm against burn's layers: outputs, gradients of
+    /// the input, gamma and beta, and the running statistics it leaves behind.
+    fn check(order: NormOrder) {
+        let device = Device::flex().autodiff();
+        let c = 5;
+        let gamma0 = Tensor::<1>::random([c], Distribution::Normal(1.0, 0.5), &device);
+        let beta0 = Tensor::<1>::random([c], Distribution::Normal(0.0, 0.5), &device);
+        let x = Tensor::<4>::random([3, c, 4, 2], Distribution::Normal(0.2, 1.0), &device);
+        let r = Tensor::<4>::random([3, c, 4, 2], Distribution::Default, &device);
+        let run = |ours: bool| {
+            // A fresh layer each time: clones of a layer share its running statistics.
+            let (x, gamma, beta) = (
+                x.clone().require_grad(),
+                gamma0.clone().require_grad(),
+                beta0.clone().require_grad(),
+            );
+            let norm = BatchNorm {
+                gamma: Param::from_tensor(gamma.clone()),
+                beta: Param::from_tensor(beta.clone()),
+                ..BatchNormConfig::new(c).init(&device)
+            };
+            let out = if ours {
+                let nhwc = x.clone().permute([0, 2, 3, 1]);
+                normalise_channels_last(nhwc, order, &norm).permute([0, 3, 1, 2])
+            } else {
+                order.apply(x.clone(), &norm)
+            };
+            let grads = (out.clone() * r.clone()).sum().backward();
+            [
+                out.into_data(),
+                x.grad(&grads).unwrap().into_data(),
+                gamma.grad(&grads).unwrap().into_data(),
+                beta.grad(&grads).unwrap().into_data(),
+                norm.running_mean.value_sync().into_data(),
+                norm.running_var.value_sync().into_data(),
+            ]
+        };
+        for (ours, theirs) in run(true).iter().zip(run(false)) {
+            ours.assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
+        }
+    }
+
+    #[test]
+    fn relu_then_norm_matches_burn() {
+        check(NormOrder::ReluThenNorm);
+    }
+
+    #[test]
+    fn norm_then_relu_matches_burn() {
+        check(NormOrder::NormThenRelu);
+    }
+}
