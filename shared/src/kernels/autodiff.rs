@@ -1,7 +1,7 @@
 //! Backward passes of the CPU kernels, registered with burn's autodiff (the `train` feature).
 #![cfg(feature = "train")]
 
-use super::{CpuKernels, NormOrder, flex};
+use super::{CpuKernels, NormOrder, flex, gradients};
 use burn::backend::Flex;
 use burn::backend::autodiff::{
     Autodiff,
@@ -31,8 +31,8 @@ impl Backward<Flex, 3> for ConvBackward {
         let (x, weight) = ops.state;
         let wanted = ops.parents.each_ref().map(Option::is_some);
         let d = match self.0 {
-            ConvForm::Halve => flex::conv_backward(&x, &weight, &d_out, wanted),
-            ConvForm::Double => flex::deconv_backward(&x, &weight, &d_out, wanted),
+            ConvForm::Halve => gradients::conv_backward(&x, &weight, &d_out, wanted),
+            ConvForm::Double => gradients::deconv_backward(&x, &weight, &d_out, wanted),
         };
         for (parent, grad) in ops.parents.into_iter().zip(d) {
             if let (Some(parent), Some(grad)) = (parent, grad) {
@@ -92,7 +92,7 @@ impl Backward<Flex, 3> for NormBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_out = grads.consume::<Flex>(&ops.node);
         let s = ops.state;
-        let d = flex::norm_backward(
+        let d = gradients::norm_backward(
             &s.y, &s.gamma, &s.beta, &s.mean, &s.variance, &d_out, s.epsilon, s.order,
         );
         for (parent, grad) in ops.parents.into_iter().zip(d) {

@@ -19,29 +19,6 @@ pub struct BatchStats {
     pub variance: Vec<f32>,
 }
 
-/// Per-channel sums of `f(channel, value)` over all rows, in f64.
-fn channel_sums(rows: &[f32], c: usize, f: impl Fn(usize, f32) -> f64 + Sync) -> Vec<f64> {
-    let per_task = parallel::rows_per_task(rows.len() / c.max(1)) * c;
-    parallel::map_reduce_chunks(
-        rows,
-        per_task,
-        |_, chunk| {
-            let mut sums = vec![0f64; c];
-            for row in chunk.chunks(c) {
-                for (ch, (s, v)) in sums.iter_mut().zip(row).enumerate() {
-                    *s += f(ch, *v);
-                }
-            }
-            sums
-        },
-        |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        },
-    )
-    .unwrap_or_else(|| vec![0.0; c])
-}
-
 /// The value BatchNorm normalises: the ReLU of the input when ReLU comes first.
 fn normalised_input(order: NormOrder, y: f32) -> f32 {
     match order {
@@ -67,13 +44,18 @@ pub fn forward(
     order: NormOrder,
 ) -> (Vec<f32>, BatchStats) {
     let n = (y.len() / c.max(1)).max(1) as f64;
-    let mean: Vec<f32> = channel_sums(y, c, |_, v| normalised_input(order, v) as f64)
-        .into_iter()
-        .map(|s| (s / n) as f32)
-        .collect();
-    let variance: Vec<f32> = channel_sums(y, c, |ch, v| {
-        let d = (normalised_input(order, v) - mean[ch]) as f64;
-        d * d
+    let mean: Vec<f32> = parallel::channel_sums(y, c, c, |_, row, sums| match order {
+        NormOrder::ReluThenNorm => sums.iter_mut().zip(row).for_each(|(s, v)| *s += v.max(0.0)),
+        NormOrder::NormThenRelu => sums.iter_mut().zip(row).for_each(|(s, v)| *s += v),
+    })
+    .into_iter()
+    .map(|s| (s / n) as f32)
+    .collect();
+    let variance: Vec<f32> = parallel::channel_sums(y, c, c, |_, row, sums| {
+        for ((s, v), m) in sums.iter_mut().zip(row).zip(&mean) {
+            let d = normalised_input(order, *v) - m;
+            *s += d * d;
+        }
     })
     .into_iter()
     .map(|s| (s / n) as f32)
@@ -118,31 +100,19 @@ pub fn backward(
         NormOrder::NormThenRelu if x_hat(ch, v) * gamma[ch] + beta[ch] > 0.0 => d,
         NormOrder::NormThenRelu => 0.0,
     };
-    // One pass for both sums: sum(g) and sum(g * x_hat), interleaved per channel.
+    // One pass for both sums: sum(g) in the first c columns, sum(g * x_hat) in the next c.
     let per_task = parallel::rows_per_task(rows);
-    let sums = parallel::map_reduce_chunks(
-        y,
-        per_task * c,
-        |task, chunk| {
-            let grads = &d_out[task * per_task * c..][..chunk.len()];
-            let mut sums = vec![0f64; 2 * c];
-            for (row, d_row) in chunk.chunks(c).zip(grads.chunks(c)) {
-                for ch in 0..c {
-                    let gv = g(ch, row[ch], d_row[ch]);
-                    sums[2 * ch] += gv as f64;
-                    sums[2 * ch + 1] += (gv * x_hat(ch, row[ch])) as f64;
-                }
-            }
-            sums
-        },
-        |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        },
-    )
-    .unwrap_or_else(|| vec![0.0; 2 * c]);
-    let d_beta: Vec<f32> = (0..c).map(|ch| sums[2 * ch] as f32).collect();
-    let d_gamma: Vec<f32> = (0..c).map(|ch| sums[2 * ch + 1] as f32).collect();
+    let sums = parallel::channel_sums(y, c, 2 * c, |row_index, row, sums| {
+        let d_row = &d_out[row_index * c..][..c];
+        let (sum_g, sum_gx) = sums.split_at_mut(c);
+        for ch in 0..c {
+            let gv = g(ch, row[ch], d_row[ch]);
+            sum_g[ch] += gv;
+            sum_gx[ch] += gv * x_hat(ch, row[ch]);
+        }
+    });
+    let d_beta: Vec<f32> = sums[..c].iter().map(|s| *s as f32).collect();
+    let d_gamma: Vec<f32> = sums[c..].iter().map(|s| *s as f32).collect();
     let mut d_y = d_out.to_vec();
     parallel::for_each_chunk(&mut d_y, per_task * c, |task, chunk| {
         let inputs = &y[task * per_task * c..][..chunk.len()];

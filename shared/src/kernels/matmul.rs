@@ -97,29 +97,12 @@ pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool) {
 
 /// Column sums of a row-major `[rows, cols]` matrix (a bias gradient).
 pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
-    let rows = data.len() / cols.max(1);
-    let per_task = super::parallel::rows_per_task(rows) * cols;
-    let sums = super::parallel::map_reduce_chunks(
-        data,
-        per_task,
-        |_, chunk| {
-            let mut sums = vec![0f64; cols];
-            for row in chunk.chunks(cols) {
-                for (s, v) in sums.iter_mut().zip(row) {
-                    *s += *v as f64;
-                }
-            }
-            sums
-        },
-        |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        },
-    );
-    sums.unwrap_or_else(|| vec![0.0; cols])
-        .into_iter()
-        .map(|s| s as f32)
-        .collect()
+    super::parallel::channel_sums(data, cols, cols, |_, row, sums| {
+        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v)
+    })
+    .into_iter()
+    .map(|s| s as f32)
+    .collect()
 }
 
 #[cfg(test)]

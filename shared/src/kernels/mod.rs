@@ -11,6 +11,8 @@
 mod autodiff;
 pub mod batch_norm;
 mod flex;
+#[cfg(feature = "train")]
+mod gradients;
 pub mod matmul;
 mod parallel;
 pub mod patches;

@@ -48,3 +48,36 @@ pub fn rows_per_task(rows: usize) -> usize {
     let threads = 1;
     rows.div_ceil(4 * threads).max(1)
 }
+
+/// Per-channel sums over all rows of what `add_row(row, sums)` adds for one row. Each task sums
+/// runs of rows in f32 (which vectorises) and carries the running totals in f64.
+pub fn channel_sums(
+    rows: &[f32],
+    c: usize,
+    width: usize,
+    add_row: impl Fn(usize, &[f32], &mut [f32]) + Sync,
+) -> Vec<f64> {
+    const RUN: usize = 64;
+    let per_task = rows_per_task(rows.len() / c.max(1));
+    map_reduce_chunks(
+        rows,
+        per_task * c,
+        |task, chunk| {
+            let mut totals = vec![0f64; width];
+            let mut run = vec![0f32; width];
+            for (i, block) in chunk.chunks(RUN * c).enumerate() {
+                run.fill(0.0);
+                for (j, row) in block.chunks(c).enumerate() {
+                    add_row((task * per_task) + i * RUN + j, row, &mut run);
+                }
+                totals.iter_mut().zip(&run).for_each(|(t, r)| *t += *r as f64);
+            }
+            totals
+        },
+        |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        },
+    )
+    .unwrap_or_else(|| vec![0.0; width])
+}
