@@ -1,8 +1,9 @@
 //! The kernels' forward passes on burn's CPU backend (`Flex`) tensors.
 
 use super::batch_norm::{self, NormOrder};
-use super::matmul::{Matrix, matmul};
-use super::patches::{self, Grid};
+use super::conv;
+use super::matmul::Matrix;
+use super::patches::Grid;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
 
@@ -57,14 +58,9 @@ pub fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> F
     let (x, weight, bias) = (Values::of(x), Values::of(weight), Values::of(bias));
     let grid = x.grid();
     let o = bias.dims[0];
-    let patches = patches::gather(x.slice(), grid);
     let mut out = rows_of(bias.slice(), grid.patch_rows());
-    matmul(
-        Matrix::new(&patches, grid.patch_rows(), grid.patch_width()),
-        Matrix::new(weight.slice(), grid.patch_width(), o),
-        &mut out,
-        true,
-    );
+    let weight = Matrix::new(weight.slice(), grid.patch_width(), o);
+    conv::gather_multiply(x.slice(), grid, weight, &mut out, true);
     tensor(out, &[grid.batch, grid.height / 2, grid.width / 2, o])
 }
 
@@ -72,26 +68,21 @@ pub fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> F
 /// `[ky][kx][o]`), `bias [O]`.
 pub fn deconv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
     let (x, weight, bias) = (Values::of(x), Values::of(weight), Values::of(bias));
-    let [b, h, w, c] = x.grid().dims();
-    let o = bias.dims[0];
-    let out_grid = Grid {
-        batch: b,
-        height: 2 * h,
-        width: 2 * w,
-        channels: o,
-    };
-    let mut contributions = vec![0f32; b * h * w * 16 * o];
-    matmul(
-        Matrix::new(x.slice(), b * h * w, c),
-        Matrix::new(weight.slice(), c, 16 * o),
-        &mut contributions,
-        false,
-    );
-    let mut out = patches::scatter(&contributions, out_grid);
-    for row in out.chunks_mut(o) {
-        row.iter_mut().zip(bias.slice()).for_each(|(v, b)| *v += b);
+    let out_grid = doubled(x.grid(), bias.dims[0]);
+    let mut out = rows_of(bias.slice(), out_grid.len() / out_grid.channels);
+    let weight = Matrix::new(weight.slice(), x.grid().channels, out_grid.patch_width());
+    conv::multiply_scatter(x.slice(), weight, out_grid, &mut out);
+    tensor(out, &out_grid.dims())
+}
+
+/// The output grid of a doubling transposed convolution of `input` to `channels` channels.
+pub fn doubled(input: Grid, channels: usize) -> Grid {
+    Grid {
+        batch: input.batch,
+        height: 2 * input.height,
+        width: 2 * input.width,
+        channels,
     }
-    tensor(out, &[b, 2 * h, 2 * w, o])
 }
 
 /// Fused ReLU + training BatchNorm of rows `y [N, C]`: `(output, mean [C], variance [C])`.

@@ -3,8 +3,8 @@
 
 use super::batch_norm::{self, BatchStats, NormOrder};
 use super::flex::{Values, tensor};
-use super::matmul::{Matrix, column_sums, matmul};
-use super::patches;
+use super::conv;
+use super::matmul::{Matrix, column_sums};
 use burn::backend::flex::FlexTensor;
 
 /// Which inputs need a gradient: `[x, weight, bias]`.
@@ -20,18 +20,14 @@ pub fn conv_backward(
     let (x, weight, d_out) = (Values::of(x), Values::of(weight), Values::of(d_out));
     let grid = x.grid();
     let o = d_out.dims[3];
-    let d_rows = Matrix::new(d_out.slice(), grid.patch_rows(), o);
     let d_x = wanted[0].then(|| {
-        let mut d_patches = vec![0f32; grid.patch_rows() * grid.patch_width()];
+        let mut d_x = vec![0f32; grid.len()];
         let w = Matrix::new(weight.slice(), grid.patch_width(), o);
-        matmul(d_rows, w.t(), &mut d_patches, false);
-        tensor(patches::scatter(&d_patches, grid), &x.dims)
+        conv::multiply_scatter(d_out.slice(), w.t(), grid, &mut d_x);
+        tensor(d_x, &x.dims)
     });
     let d_weight = wanted[1].then(|| {
-        let patches = patches::gather(x.slice(), grid);
-        let mut d_w = vec![0f32; grid.patch_width() * o];
-        let p = Matrix::new(&patches, grid.patch_rows(), grid.patch_width());
-        matmul(p.t(), d_rows, &mut d_w, false);
+        let d_w = conv::patch_outer_products(x.slice(), grid, d_out.slice(), false);
         tensor(d_w, &weight.dims)
     });
     let d_bias = wanted[2].then(|| tensor(column_sums(d_out.slice(), o), &[o]));
@@ -46,20 +42,17 @@ pub fn deconv_backward(
     wanted: Wanted,
 ) -> [Option<FlexTensor>; 3] {
     let (x, weight, d_out) = (Values::of(x), Values::of(weight), Values::of(d_out));
-    let [b, h, w, c] = x.grid().dims();
     let out_grid = d_out.grid();
-    let o = out_grid.channels;
+    let (c, o) = (x.grid().channels, out_grid.channels);
     // The gradient of a scatter is a gather.
-    let d_contributions = (wanted[0] || wanted[1]).then(|| patches::gather(d_out.slice(), out_grid));
-    let d_z = || Matrix::new(d_contributions.as_deref().unwrap_or(&[]), b * h * w, 16 * o);
     let d_x = wanted[0].then(|| {
-        let mut d_x = vec![0f32; b * h * w * c];
-        matmul(d_z(), Matrix::new(weight.slice(), c, 16 * o).t(), &mut d_x, false);
+        let mut d_x = vec![0f32; x.grid().len()];
+        let w = Matrix::new(weight.slice(), c, out_grid.patch_width());
+        conv::gather_multiply(d_out.slice(), out_grid, w.t(), &mut d_x, false);
         tensor(d_x, &x.dims)
     });
     let d_weight = wanted[1].then(|| {
-        let mut d_w = vec![0f32; c * 16 * o];
-        matmul(Matrix::new(x.slice(), b * h * w, c).t(), d_z(), &mut d_w, false);
+        let d_w = conv::patch_outer_products(d_out.slice(), out_grid, x.slice(), true);
         tensor(d_w, &weight.dims)
     });
     let d_bias = wanted[2].then(|| tensor(column_sums(d_out.slice(), o), &[o]));

@@ -47,8 +47,16 @@ impl<'a> Matrix<'a> {
     }
 }
 
+/// How many cores one product may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// Callers that already split their work across cores.
+    One,
+    All,
+}
+
 /// `out = a b` (or `out += a b` when `accumulate`), `out` row-major.
-pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool) {
+pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool, threads: Threads) {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     assert_eq!(k, k2, "matmul: inner dimensions");
@@ -64,10 +72,11 @@ pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool) {
     }
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    #[cfg(not(target_family = "wasm"))]
-    let parallelism = gemm::Parallelism::Rayon(0);
-    #[cfg(target_family = "wasm")]
-    let parallelism = gemm::Parallelism::None;
+    let parallelism = match threads {
+        #[cfg(not(target_family = "wasm"))]
+        Threads::All => gemm::Parallelism::Rayon(0),
+        _ => gemm::Parallelism::None,
+    };
     // SAFETY: the asserts above check every slice holds exactly the matrix its shape and
     // strides address; `out` is borrowed mutably and cannot alias `a` or `b`.
     unsafe {
@@ -136,9 +145,9 @@ mod tests {
             (Matrix::new(&a, m, k), Matrix::new(&bt, n, k).t()),
         ] {
             let mut out = vec![1.0; m * n];
-            matmul(left, right, &mut out, false);
+            matmul(left, right, &mut out, false, Threads::All);
             assert_eq!(out, expected);
-            matmul(left, right, &mut out, true);
+            matmul(left, right, &mut out, true, Threads::One);
             let doubled: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
             assert_eq!(out, doubled);
         }

@@ -10,6 +10,7 @@
 
 mod autodiff;
 pub mod batch_norm;
+mod conv;
 mod flex;
 #[cfg(feature = "train")]
 mod gradients;

@@ -40,13 +40,17 @@ where
         .reduce(add)
 }
 
-/// Rows per parallel task: enough work per task, about four tasks per core.
-pub fn rows_per_task(rows: usize) -> usize {
+/// Threads the work is split over.
+pub fn threads() -> usize {
     #[cfg(not(target_family = "wasm"))]
-    let threads = rayon::current_num_threads();
+    return rayon::current_num_threads();
     #[cfg(target_family = "wasm")]
-    let threads = 1;
-    rows.div_ceil(4 * threads).max(1)
+    return 1;
+}
+
+/// Rows per parallel task: about four tasks per core.
+pub fn rows_per_task(rows: usize) -> usize {
+    rows.div_ceil(4 * threads()).max(1)
 }
 
 /// Per-channel sums over all rows of what `add_row(row, sums)` adds for one row. Each task sums

@@ -6,8 +6,6 @@
 //! is `gather` then a matrix product; a doubling transposed convolution is a matrix product
 //! then `scatter`; each one's gradient uses the other.
 
-use super::parallel;
-
 /// A channels-last grid `[batch, height, width, channels]` (the full-size side of the pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Grid {
@@ -40,6 +38,18 @@ impl Grid {
         16 * self.channels
     }
 
+    /// Kernel rows `ky` of output row `oy` that land inside the grid, with the input row each
+    /// reads.
+    fn rows(&self, oy: usize) -> impl Iterator<Item = (usize, usize)> {
+        let height = self.height;
+        (0..4).filter_map(move |ky| {
+            (2 * oy + ky)
+                .checked_sub(1)
+                .filter(|&y| y < height)
+                .map(|y| (ky, y))
+        })
+    }
+
     fn image_len(&self) -> usize {
         self.height * self.width * self.channels
     }
@@ -60,41 +70,36 @@ pub fn gather(values: &[f32], grid: Grid) -> Vec<f32> {
     let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
     let row = grid.patch_width();
     let mut patches = vec![0f32; grid.patch_rows() * row];
-    parallel::for_each_chunk(&mut patches, ho * wo * row, |b, image| {
+    for (b, image) in patches.chunks_mut(ho * wo * row).enumerate() {
         let source = &values[b * grid.image_len()..][..grid.image_len()];
         for oy in 0..ho {
             for ox in 0..wo {
                 let patch = &mut image[(oy * wo + ox) * row..][..row];
                 let (kx, x, count) = grid.columns(ox);
-                for ky in 0..4 {
-                    let Some(y) = (2 * oy + ky).checked_sub(1).filter(|&y| y < grid.height) else {
-                        continue;
-                    };
+                for (ky, y) in grid.rows(oy) {
                     let from = &source[(y * grid.width + x) * c..][..count * c];
                     patch[(ky * 4 + kx) * c..][..count * c].copy_from_slice(from);
                 }
             }
         }
-    });
+    }
     patches
 }
 
-/// Patches `[B * H/2 * W/2, 16 * C]` -> `values [B, H, W, C]`, summing where patches overlap.
-pub fn scatter(patches: &[f32], grid: Grid) -> Vec<f32> {
+/// Adds patches `[B * H/2 * W/2, 16 * C]` onto `values [B, H, W, C]`, summing where patches
+/// overlap: the adjoint of [`gather`].
+pub fn scatter_add(patches: &[f32], grid: Grid, values: &mut [f32]) {
     let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
     let row = grid.patch_width();
     assert_eq!(patches.len(), grid.patch_rows() * row, "scatter: patch matrix size");
-    let mut values = vec![0f32; grid.len()];
-    parallel::for_each_chunk(&mut values, grid.image_len(), |b, image| {
+    assert_eq!(values.len(), grid.len(), "scatter: grid size");
+    for (b, image) in values.chunks_mut(grid.image_len()).enumerate() {
         let rows = &patches[b * ho * wo * row..][..ho * wo * row];
         for oy in 0..ho {
             for ox in 0..wo {
                 let patch = &rows[(oy * wo + ox) * row..][..row];
                 let (kx, x, count) = grid.columns(ox);
-                for ky in 0..4 {
-                    let Some(y) = (2 * oy + ky).checked_sub(1).filter(|&y| y < grid.height) else {
-                        continue;
-                    };
+                for (ky, y) in grid.rows(oy) {
                     let to = &mut image[(y * grid.width + x) * c..][..count * c];
                     let from = &patch[(ky * 4 + kx) * c..][..count * c];
                     for (t, f) in to.iter_mut().zip(from) {
@@ -103,8 +108,7 @@ pub fn scatter(patches: &[f32], grid: Grid) -> Vec<f32> {
                 }
             }
         }
-    });
-    values
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +171,9 @@ mod tests {
             .collect();
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
         let left = dot(&gather(&values, g), &patches);
-        let right = dot(&values, &scatter(&patches, g));
+        let mut scattered = vec![0f32; g.len()];
+        scatter_add(&patches, g, &mut scattered);
+        let right = dot(&values, &scattered);
         assert!((left - right).abs() < 1e-6 * left.abs().max(1.0), "{left} vs {right}");
     }
 }

@@ -1,0 +1,91 @@
+//! The halving convolution (kernel 4, stride 2, padding 1) and its transpose, forward and
+//! backward, on channels-last slices.
+//!
+//! Each is a matrix product next to a patch `gather` or `scatter` (see `patches`). Rather than
+//! materialise the whole patch matrix (16 times the feature map), the batch is split into groups
+//! of images and each core gathers, multiplies and scatters one group at a time, so the patch
+//! rows stay in its cache.
+
+use super::matmul::{Matrix, Threads, matmul};
+use super::parallel;
+use super::patches::{self, Grid};
+
+/// Images handled by one task: about four tasks per core, and patch buffers of at most ~4 MB.
+fn images_per_task(grid: Grid) -> usize {
+    let per_image = (grid.patch_rows() / grid.batch.max(1)) * grid.patch_width();
+    let by_cores = grid.batch.div_ceil(4 * parallel::threads());
+    let by_memory = (1 << 20) / per_image.max(1);
+    by_cores.min(by_memory).max(1)
+}
+
+/// The images `first..first + count` of `grid`.
+fn part(grid: Grid, count: usize) -> Grid {
+    Grid {
+        batch: count,
+        ..grid
+    }
+}
+
+/// `out[p] (+)= patches(values)[p] * matrix` for every patch row `p` of `grid`: the patches of
+/// `values [B, H, W, C]` times `matrix [16 C, N]` into `out [B * H/2 * W/2, N]`.
+pub fn gather_multiply(values: &[f32], grid: Grid, matrix: Matrix, out: &mut [f32], accumulate: bool) {
+    let per_task = images_per_task(grid);
+    let rows_per_image = grid.patch_rows() / grid.batch.max(1);
+    let n = out.len() / grid.patch_rows().max(1);
+    let image_len = grid.len() / grid.batch.max(1);
+    parallel::for_each_chunk(out, per_task * rows_per_image * n, |task, out| {
+        let images = part(grid, out.len() / (rows_per_image * n));
+        let source = &values[task * per_task * image_len..][..images.len()];
+        let patches = patches::gather(source, images);
+        let patches = Matrix::new(&patches, images.patch_rows(), images.patch_width());
+        matmul(patches, matrix, out, accumulate, Threads::One);
+    });
+}
+
+/// `out += scatter(rows * matrix)`: `rows [B * H/2 * W/2, K]` times `matrix [K, 16 C]` gives
+/// patch rows of `grid [B, H, W, C]`, which are added onto `out` (same shape as `grid`).
+pub fn multiply_scatter(rows: &[f32], matrix: Matrix, grid: Grid, out: &mut [f32]) {
+    let per_task = images_per_task(grid);
+    let rows_per_image = grid.patch_rows() / grid.batch.max(1);
+    let k = rows.len() / grid.patch_rows().max(1);
+    let image_len = grid.len() / grid.batch.max(1);
+    parallel::for_each_chunk(out, per_task * image_len, |task, out| {
+        let images = part(grid, out.len() / image_len);
+        let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
+        let mut patch_rows = vec![0f32; images.patch_rows() * images.patch_width()];
+        matmul(Matrix::new(rows, images.patch_rows(), k), matrix, &mut patch_rows, false, Threads::One);
+        patches::scatter_add(&patch_rows, images, out);
+    });
+}
+
+/// `sum over patch rows p of patches(values)[p]^T * rows[p]` (`[16 C, K]`), or its transpose
+/// `rows^T * patches` (`[K, 16 C]`) when `patches_right`.
+pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32], patches_right: bool) -> Vec<f32> {
+    let per_task = images_per_task(grid);
+    let rows_per_image = grid.patch_rows() / grid.batch.max(1);
+    let k = rows.len() / grid.patch_rows().max(1);
+    let image_len = grid.len() / grid.batch.max(1);
+    let size = grid.patch_width() * k;
+    parallel::map_reduce_chunks(
+        values,
+        per_task * image_len,
+        |task, source| {
+            let images = part(grid, source.len() / image_len);
+            let patches = patches::gather(source, images);
+            let patches = Matrix::new(&patches, images.patch_rows(), images.patch_width());
+            let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
+            let rows = Matrix::new(rows, images.patch_rows(), k);
+            let mut partial = vec![0f32; size];
+            match patches_right {
+                false => matmul(patches.t(), rows, &mut partial, false, Threads::One),
+                true => matmul(rows.t(), patches, &mut partial, false, Threads::One),
+            }
+            partial
+        },
+        |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        },
+    )
+    .unwrap_or_else(|| vec![0.0; size])
+}
