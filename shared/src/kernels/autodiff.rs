@@ -6,6 +6,7 @@ use burn::backend::Flex;
 use burn::backend::autodiff::{
     Autodiff,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    NodeId,
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
@@ -28,17 +29,13 @@ impl Backward<Flex, 3> for ConvBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_out = grads.consume::<Flex>(&ops.node);
-        let (x, weight) = ops.state;
+        let (x, weight) = ops.state.clone();
         let wanted = ops.parents.each_ref().map(Option::is_some);
         let d = match self.0 {
             ConvForm::Halve => gradients::conv_backward(&x, &weight, &d_out, wanted),
             ConvForm::Double => gradients::deconv_backward(&x, &weight, &d_out, wanted),
         };
-        for (parent, grad) in ops.parents.into_iter().zip(d) {
-            if let (Some(parent), Some(grad)) = (parent, grad) {
-                grads.register::<Flex>(parent.id, grad);
-            }
-        }
+        register(grads, parent_ids(&ops), d);
     }
 }
 
@@ -91,16 +88,41 @@ impl Backward<Flex, 3> for NormBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_out = grads.consume::<Flex>(&ops.node);
-        let s = ops.state;
+        let s = &ops.state;
         let d = gradients::norm_backward(
             &s.y, &s.gamma, &s.beta, &s.mean, &s.variance, &d_out, s.epsilon, s.order,
         );
-        for (parent, grad) in ops.parents.into_iter().zip(d) {
-            if let Some(parent) = parent {
-                grads.register::<Flex>(parent.id, grad);
-            }
+        register(grads, parent_ids(&ops), d.map(Some));
+    }
+}
+
+#[derive(Debug)]
+struct AffineBackward(NormOrder);
+
+impl Backward<Flex, 3> for AffineBackward {
+    /// The input, scale and shift.
+    type State = (FlexTensor, FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = grads.consume::<Flex>(&ops.node);
+        let (y, scale, shift) = &ops.state;
+        let d = gradients::affine_backward(y, scale, shift, &d_out, self.0);
+        register(grads, parent_ids(&ops), d.map(Some));
+    }
+}
+
+/// Hands each gradient to its parent, where the parent takes part in the graph.
+fn register(grads: &mut Gradients, parents: [Option<NodeId>; 3], d: [Option<FlexTensor>; 3]) {
+    for (parent, grad) in parents.into_iter().zip(d) {
+        if let (Some(parent), Some(grad)) = (parent, grad) {
+            grads.register::<Flex>(parent, grad);
         }
     }
+}
+
+/// The ids of the parents that take part in the graph.
+fn parent_ids<const N: usize>(ops: &Ops<impl Sized, N>) -> [Option<NodeId>; N] {
+    ops.parents.each_ref().map(|p| p.as_ref().map(|p| p.id))
 }
 
 impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
@@ -150,5 +172,29 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         };
         // The statistics feed the running averages only: no gradient flows through them.
         (out, Tracked::<C>::new(mean), Tracked::<C>::new(variance))
+    }
+
+    fn relu_affine(
+        y: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        order: NormOrder,
+    ) -> FloatTensor<Self> {
+        let prep = AffineBackward(order)
+            .prepare::<C>([y.node(), scale.node(), shift.node()])
+            .compute_bound()
+            .stateful();
+        let out = flex::affine_forward(y.primitive(), scale.primitive(), shift.primitive(), order);
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let state = (
+                    y.primitive().clone(),
+                    scale.primitive().clone(),
+                    shift.primitive().clone(),
+                );
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
     }
 }

@@ -77,6 +77,64 @@ pub fn forward(
     (out, BatchStats { mean, variance })
 }
 
+/// Inference-mode BatchNorm (a per-channel affine map `scale * v + shift`) with its ReLU.
+pub fn affine_forward(y: &[f32], c: usize, scale: &[f32], shift: &[f32], order: NormOrder) -> Vec<f32> {
+    let mut out = y.to_vec();
+    parallel::for_each_chunk(&mut out, parallel::rows_per_task(y.len() / c.max(1)) * c, |_, chunk| {
+        for row in chunk.chunks_mut(c) {
+            for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
+                *v = match order {
+                    NormOrder::ReluThenNorm => v.max(0.0) * s + t,
+                    NormOrder::NormThenRelu => (*v * s + t).max(0.0),
+                };
+            }
+        }
+    });
+    out
+}
+
+/// Gradients of [`affine_forward`]: `(d y, d scale, d shift)`.
+pub fn affine_backward(
+    y: &[f32],
+    d_out: &[f32],
+    c: usize,
+    scale: &[f32],
+    shift: &[f32],
+    order: NormOrder,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    // (gradient reaching the affine map's output, the value it scaled)
+    let parts = |ch: usize, v: f32, d: f32| match order {
+        NormOrder::ReluThenNorm => (d, v.max(0.0)),
+        NormOrder::NormThenRelu if v * scale[ch] + shift[ch] > 0.0 => (d, v),
+        NormOrder::NormThenRelu => (0.0, v),
+    };
+    let sums = parallel::channel_sums(y, c, 2 * c, |row_index, row, sums| {
+        let d_row = &d_out[row_index * c..][..c];
+        let (d_shift, d_scale) = sums.split_at_mut(c);
+        for ch in 0..c {
+            let (g, v) = parts(ch, row[ch], d_row[ch]);
+            d_shift[ch] += g;
+            d_scale[ch] += g * v;
+        }
+    });
+    let mut d_y = d_out.to_vec();
+    let per_task = parallel::rows_per_task(y.len() / c.max(1));
+    parallel::for_each_chunk(&mut d_y, per_task * c, |task, chunk| {
+        let inputs = &y[task * per_task * c..][..chunk.len()];
+        for (d_row, row) in chunk.chunks_mut(c).zip(inputs.chunks(c)) {
+            for ch in 0..c {
+                let (g, _) = parts(ch, row[ch], d_row[ch]);
+                d_row[ch] = match order {
+                    NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
+                    _ => g * scale[ch],
+                };
+            }
+        }
+    });
+    let to_f32 = |s: &[f64]| s.iter().map(|v| *v as f32).collect();
+    (d_y, to_f32(&sums[c..]), to_f32(&sums[..c]))
+}
+
 /// Gradients of the training forward: `(d y, d gamma, d beta)`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(

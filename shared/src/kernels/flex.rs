@@ -103,3 +103,16 @@ pub fn norm_forward(
     )
 }
 
+
+/// ReLU + inference BatchNorm as `scale * v + shift` of rows `y [N, C]`.
+pub fn affine_forward(
+    y: &FlexTensor,
+    scale: &FlexTensor,
+    shift: &FlexTensor,
+    order: NormOrder,
+) -> FlexTensor {
+    let (y, scale, shift) = (Values::of(y), Values::of(scale), Values::of(shift));
+    let c = scale.dims[0];
+    let out = batch_norm::affine_forward(y.slice(), c, scale.slice(), shift.slice(), order);
+    tensor(out, &y.dims)
+}

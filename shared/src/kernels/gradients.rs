@@ -89,3 +89,18 @@ pub fn norm_backward(
     );
     [tensor(d_y, &y.dims), tensor(d_gamma, &[c]), tensor(d_beta, &[c])]
 }
+
+/// Gradients of [`super::flex::affine_forward`]: `[d y, d scale, d shift]`.
+pub fn affine_backward(
+    y: &FlexTensor,
+    scale: &FlexTensor,
+    shift: &FlexTensor,
+    d_out: &FlexTensor,
+    order: NormOrder,
+) -> [FlexTensor; 3] {
+    let (y, scale, shift, d_out) = (Values::of(y), Values::of(scale), Values::of(shift), Values::of(d_out));
+    let c = scale.dims[0];
+    let (d_y, d_scale, d_shift) =
+        batch_norm::affine_backward(y.slice(), d_out.slice(), c, scale.slice(), shift.slice(), order);
+    [tensor(d_y, &y.dims), tensor(d_scale, &[c]), tensor(d_shift, &[c])]
+}

@@ -50,6 +50,15 @@ pub trait CpuKernels: burn::backend::Backend {
         epsilon: f64,
         order: NormOrder,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// ReLU and inference-mode BatchNorm (in `order`) of rows `y [N, C]`, the norm given as the
+    /// per-channel affine map `scale [C] * v + shift [C]` it reduces to.
+    fn relu_affine(
+        y: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        order: NormOrder,
+    ) -> FloatTensor<Self>;
 }
 
 impl CpuKernels for Flex {
@@ -77,6 +86,15 @@ impl CpuKernels for Flex {
         order: NormOrder,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         flex::norm_forward(&y, &gamma, &beta, epsilon, order)
+    }
+
+    fn relu_affine(
+        y: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        order: NormOrder,
+    ) -> FloatTensor<Self> {
+        flex::affine_forward(&y, &scale, &shift, order)
     }
 }
 
@@ -123,4 +141,14 @@ pub fn relu_batch_norm(
         Tensor::from_dispatch(mean),
         Tensor::from_dispatch(variance),
     )
+}
+
+/// See [`CpuKernels::relu_affine`].
+pub fn relu_affine(y: Tensor<2>, scale: Tensor<1>, shift: Tensor<1>, order: NormOrder) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::relu_affine(
+        y.into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+        order,
+    ))
 }

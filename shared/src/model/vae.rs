@@ -110,11 +110,7 @@ fn normalise_channels_last(y: Tensor<4>, order: NormOrder, norm: &BatchNorm) -> 
         let variance = norm.running_var.value().to_device(&device);
         let scale = norm.gamma.val() / (variance + norm.epsilon).sqrt();
         let shift = norm.beta.val() - mean * scale.clone();
-        let (scale, shift) = (scale.unsqueeze_dim(0), shift.unsqueeze_dim(0));
-        match order {
-            NormOrder::ReluThenNorm => relu(rows) * scale + shift,
-            NormOrder::NormThenRelu => relu(rows * scale + shift),
-        }
+        kernels::relu_affine(rows, scale, shift, order)
     };
     out.reshape(dims)
 }
@@ -313,6 +309,44 @@ mod tests {
         for (ours, theirs) in run(true).iter().zip(run(false)) {
             ours.assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
         }
+    }
+
+    /// A frozen layer normalises with its running statistics; gradients still reach the input.
+    fn check_inference(order: NormOrder) {
+        let device = Device::flex().autodiff();
+        let c = 4;
+        let norm = BatchNorm {
+            gamma: Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), &device)),
+            beta: Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.5), &device)),
+            ..BatchNormConfig::new(c).init(&device)
+        };
+        norm.running_mean
+            .update(Tensor::random([c], Distribution::Normal(0.0, 1.0), &device));
+        norm.running_var
+            .update(Tensor::random([c], Distribution::Uniform(0.5, 2.0), &device));
+        let norm = norm.freeze();
+        let x = Tensor::<4>::random([2, c, 3, 3], Distribution::Normal(0.2, 1.0), &device);
+        let r = Tensor::<4>::random([2, c, 3, 3], Distribution::Default, &device);
+        let run = |ours: bool| {
+            let x = x.clone().require_grad();
+            let out = if ours {
+                let nhwc = x.clone().permute([0, 2, 3, 1]);
+                normalise_channels_last(nhwc, order, &norm).permute([0, 3, 1, 2])
+            } else {
+                order.apply(x.clone(), &norm)
+            };
+            let grads = (out.clone() * r.clone()).sum().backward();
+            [out.into_data(), x.grad(&grads).unwrap().into_data()]
+        };
+        for (ours, theirs) in run(true).iter().zip(run(false)) {
+            ours.assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
+        }
+    }
+
+    #[test]
+    fn frozen_norms_match_burn() {
+        check_inference(NormOrder::ReluThenNorm);
+        check_inference(NormOrder::NormThenRelu);
     }
 
     #[test]
