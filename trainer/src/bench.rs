@@ -3,6 +3,7 @@
 use crate::data::loader::Batch;
 use crate::device::DeviceChoice;
 use crate::evaluation::metrics::generate;
+use crate::memory;
 use crate::progress::Progress;
 use crate::training::Learner;
 use crate::training::config::{Preset, TrainConfig};
@@ -21,7 +22,13 @@ use std::time::Instant;
 pub struct BenchReport {
     pub device: String,
     pub image_size: usize,
+    /// Median over the timed rounds.
     pub train_imgs_per_s: BTreeMap<String, f64>,
+    /// Every round's rate, to show the spread.
+    pub train_rounds_imgs_per_s: BTreeMap<String, Vec<f64>>,
+    /// Most heap bytes live at once during one training step (weights, optimizer state,
+    /// activations, gradients), in MB. On a GPU device the tensors live in GPU memory instead.
+    pub train_step_peak_heap_mb: BTreeMap<String, f64>,
     pub gen_ms: BTreeMap<String, f64>,
     /// One 6-block `32 -> 32` block-diagonal layer at batch 512, forward, in microseconds:
     /// batched per-block matmul (what the model uses) against a dense masked matmul.
@@ -31,7 +38,19 @@ pub struct BenchReport {
 pub struct BenchSettings {
     pub device: DeviceChoice,
     pub image_size: usize,
+    /// Training steps per timed round.
     pub steps: usize,
+}
+
+/// Timed rounds per batch size: this machine class shares its cores, so one round can be off by
+/// 20%; the median of three is steadier.
+const ROUNDS: usize = 3;
+/// Timed generation runs per sample count.
+const GENERATION_RUNS: usize = 15;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
@@ -39,19 +58,35 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     let mut config = TrainConfig::preset(Preset::Paper, DatasetKind::QuadDependent, Method::Cm);
     config.image_size = settings.image_size;
     let mut train_imgs_per_s = BTreeMap::new();
+    let mut train_rounds_imgs_per_s = BTreeMap::new();
+    let mut train_step_peak_heap_mb = BTreeMap::new();
     let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff())
         .expect("cm needs no --init-from");
     for batch_size in [64, 512] {
         let batch = synthetic_batch(&config, batch_size, learner.model.config.latent_size());
         learner.step(batch.clone(), 1e-4); // warm-up: kernels, allocations
-        let copies: Vec<Batch> = (0..settings.steps).map(|_| batch.clone()).collect();
-        let start = Instant::now();
-        for copy in copies {
-            learner.step(copy, 1e-4);
-        }
-        let rate = (settings.steps * batch_size) as f64 / start.elapsed().as_secs_f64();
-        progress.line(format!("train batch {batch_size:>3}: {rate:.1} images/s"));
-        train_imgs_per_s.insert(format!("batch{batch_size}"), rate);
+        memory::reset_peak();
+        learner.step(batch.clone(), 1e-4);
+        let peak_mb = memory::peak_bytes() as f64 / 1e6;
+        let rounds: Vec<f64> = (0..ROUNDS)
+            .map(|_| {
+                let copies: Vec<Batch> = (0..settings.steps).map(|_| batch.clone()).collect();
+                let start = Instant::now();
+                for copy in copies {
+                    learner.step(copy, 1e-4);
+                }
+                (settings.steps * batch_size) as f64 / start.elapsed().as_secs_f64()
+            })
+            .collect();
+        let rate = median(rounds.clone());
+        let spread = rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+        progress.line(format!(
+            "train batch {batch_size:>3}: {rate:.1} images/s (median of rounds {spread}), peak heap {peak_mb:.0} MB"
+        ));
+        let key = format!("batch{batch_size}");
+        train_imgs_per_s.insert(key.clone(), rate);
+        train_rounds_imgs_per_s.insert(key.clone(), rounds);
+        train_step_peak_heap_mb.insert(key, peak_mb);
     }
     let model = learner.model.valid();
     let device = resolved.device.clone();
@@ -59,17 +94,16 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     let mut gen_ms = BTreeMap::new();
     for n in [16, 64] {
         generate(&model, context, n, &mut Rng::new(0), n, &device);
-        let mut times: Vec<f64> = (0..7)
+        let times: Vec<f64> = (0..GENERATION_RUNS as u64)
             .map(|i| {
                 let start = Instant::now();
                 generate(&model, context, n, &mut Rng::new(i), n, &device);
                 start.elapsed().as_secs_f64() * 1e3
             })
             .collect();
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
+        let median = median(times);
         progress.line(format!(
-            "generate {n:>2} composed samples: {median:.1} ms (median of 7)"
+            "generate {n:>2} composed samples: {median:.1} ms (median of {GENERATION_RUNS})"
         ));
         gen_ms.insert(format!("n{n}"), median);
     }
@@ -78,6 +112,8 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
         device: resolved.name,
         image_size: settings.image_size,
         train_imgs_per_s,
+        train_rounds_imgs_per_s,
+        train_step_peak_heap_mb,
         gen_ms,
         block_diagonal_us,
     }

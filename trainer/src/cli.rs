@@ -231,7 +231,7 @@ pub struct BenchArgs {
     pub device: DeviceChoice,
     #[arg(long, default_value_t = 64)]
     pub image_size: usize,
-    /// Timed training steps per batch size.
+    /// Training steps per timed round (three rounds per batch size; the median is reported).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
     /// Print the report as JSON.

@@ -10,6 +10,7 @@ mod experiment;
 mod export;
 mod files;
 mod image_grid;
+mod memory;
 mod mnist_source;
 mod model_source;
 mod progress;
@@ -34,9 +35,9 @@ use training::config::TrainConfig;
 
 /// burn allocates and frees many large tensors per step; glibc returns them to the kernel and
 /// faults them back in every time (page faults were 15% of a training profile), mimalloc keeps
-/// and reuses them.
+/// and reuses them. The wrapper counts live bytes for `bench`'s memory figure.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: memory::CountingMimalloc = memory::CountingMimalloc;
 
 /// `mi_option_purge_delay` in mimalloc.h (v3): how long freed memory stays mapped.
 const MIMALLOC_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
