@@ -79,7 +79,11 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
             })
             .collect();
         let rate = median(rounds.clone());
-        let spread = rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+        let spread = rounds
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         progress.line(format!(
             "train batch {batch_size:>3}: {rate:.1} images/s (median of rounds {spread}), peak heap {peak_mb:.0} MB"
         ));

@@ -4,9 +4,8 @@
 use super::{CpuKernels, NormOrder, flex, gradients};
 use burn::backend::Flex;
 use burn::backend::autodiff::{
-    Autodiff,
+    Autodiff, NodeId,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
-    NodeId,
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
@@ -90,7 +89,14 @@ impl Backward<Flex, 3> for NormBackward {
         let d_out = grads.consume::<Flex>(&ops.node);
         let s = &ops.state;
         let d = gradients::norm_backward(
-            &s.y, &s.gamma, &s.beta, &s.mean, &s.variance, &d_out, s.epsilon, s.order,
+            &s.y,
+            &s.gamma,
+            &s.beta,
+            &s.mean,
+            &s.variance,
+            &d_out,
+            s.epsilon,
+            s.order,
         );
         register(grads, parent_ids(&ops), d.map(Some));
     }
@@ -153,8 +159,13 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
             .prepare::<C>([y.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
-        let (out, mean, variance) =
-            flex::norm_forward(y.primitive(), gamma.primitive(), beta.primitive(), epsilon, order);
+        let (out, mean, variance) = flex::norm_forward(
+            y.primitive(),
+            gamma.primitive(),
+            beta.primitive(),
+            epsilon,
+            order,
+        );
         let out = match prep {
             OpsKind::Tracked(prep) => {
                 let state = NormState {

@@ -64,32 +64,46 @@ pub fn forward(
     let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
     let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
     let mut out = y.to_vec();
-    parallel::for_each_chunk(&mut out, parallel::rows_per_task(y.len() / c.max(1)) * c, |_, chunk| {
-        for row in chunk.chunks_mut(c) {
-            for ((v, s), t) in row.iter_mut().zip(&scale).zip(&shift) {
-                *v = match order {
-                    NormOrder::ReluThenNorm => v.max(0.0) * s + t,
-                    NormOrder::NormThenRelu => (*v * s + t).max(0.0),
-                };
+    parallel::for_each_chunk(
+        &mut out,
+        parallel::rows_per_task(y.len() / c.max(1)) * c,
+        |_, chunk| {
+            for row in chunk.chunks_mut(c) {
+                for ((v, s), t) in row.iter_mut().zip(&scale).zip(&shift) {
+                    *v = match order {
+                        NormOrder::ReluThenNorm => v.max(0.0) * s + t,
+                        NormOrder::NormThenRelu => (*v * s + t).max(0.0),
+                    };
+                }
             }
-        }
-    });
+        },
+    );
     (out, BatchStats { mean, variance })
 }
 
 /// Inference-mode BatchNorm (a per-channel affine map `scale * v + shift`) with its ReLU.
-pub fn affine_forward(y: &[f32], c: usize, scale: &[f32], shift: &[f32], order: NormOrder) -> Vec<f32> {
+pub fn affine_forward(
+    y: &[f32],
+    c: usize,
+    scale: &[f32],
+    shift: &[f32],
+    order: NormOrder,
+) -> Vec<f32> {
     let mut out = y.to_vec();
-    parallel::for_each_chunk(&mut out, parallel::rows_per_task(y.len() / c.max(1)) * c, |_, chunk| {
-        for row in chunk.chunks_mut(c) {
-            for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
-                *v = match order {
-                    NormOrder::ReluThenNorm => v.max(0.0) * s + t,
-                    NormOrder::NormThenRelu => (*v * s + t).max(0.0),
-                };
+    parallel::for_each_chunk(
+        &mut out,
+        parallel::rows_per_task(y.len() / c.max(1)) * c,
+        |_, chunk| {
+            for row in chunk.chunks_mut(c) {
+                for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
+                    *v = match order {
+                        NormOrder::ReluThenNorm => v.max(0.0) * s + t,
+                        NormOrder::NormThenRelu => (*v * s + t).max(0.0),
+                    };
+                }
             }
-        }
-    });
+        },
+    );
     out
 }
 

@@ -28,7 +28,13 @@ fn part(grid: Grid, count: usize) -> Grid {
 
 /// `out[p] (+)= patches(values)[p] * matrix` for every patch row `p` of `grid`: the patches of
 /// `values [B, H, W, C]` times `matrix [16 C, N]` into `out [B * H/2 * W/2, N]`.
-pub fn gather_multiply(values: &[f32], grid: Grid, matrix: Matrix, out: &mut [f32], accumulate: bool) {
+pub fn gather_multiply(
+    values: &[f32],
+    grid: Grid,
+    matrix: Matrix,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     let per_task = images_per_task(grid);
     let rows_per_image = grid.patch_rows() / grid.batch.max(1);
     let n = out.len() / grid.patch_rows().max(1);
@@ -53,14 +59,25 @@ pub fn multiply_scatter(rows: &[f32], matrix: Matrix, grid: Grid, out: &mut [f32
         let images = part(grid, out.len() / image_len);
         let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
         let mut patch_rows = vec![0f32; images.patch_rows() * images.patch_width()];
-        matmul(Matrix::new(rows, images.patch_rows(), k), matrix, &mut patch_rows, false, Threads::One);
+        matmul(
+            Matrix::new(rows, images.patch_rows(), k),
+            matrix,
+            &mut patch_rows,
+            false,
+            Threads::One,
+        );
         patches::scatter_add(&patch_rows, images, out);
     });
 }
 
 /// `sum over patch rows p of patches(values)[p]^T * rows[p]` (`[16 C, K]`), or its transpose
 /// `rows^T * patches` (`[K, 16 C]`) when `patches_right`.
-pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32], patches_right: bool) -> Vec<f32> {
+pub fn patch_outer_products(
+    values: &[f32],
+    grid: Grid,
+    rows: &[f32],
+    patches_right: bool,
+) -> Vec<f32> {
     let per_task = images_per_task(grid);
     let rows_per_image = grid.patch_rows() / grid.batch.max(1);
     let k = rows.len() / grid.patch_rows().max(1);

@@ -15,7 +15,11 @@ pub struct Values {
 
 impl Values {
     pub fn of(tensor: &FlexTensor) -> Self {
-        assert_eq!(tensor.dtype(), DType::F32, "the model's CPU kernels run in f32");
+        assert_eq!(
+            tensor.dtype(),
+            DType::F32,
+            "the model's CPU kernels run in f32"
+        );
         let tensor = tensor.to_contiguous();
         let dims = tensor.layout().shape().to_vec();
         Self { tensor, dims }
@@ -95,14 +99,14 @@ pub fn norm_forward(
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let (y, gamma, beta) = (Values::of(y), Values::of(gamma), Values::of(beta));
     let c = gamma.dims[0];
-    let (out, stats) = batch_norm::forward(y.slice(), c, gamma.slice(), beta.slice(), epsilon, order);
+    let (out, stats) =
+        batch_norm::forward(y.slice(), c, gamma.slice(), beta.slice(), epsilon, order);
     (
         tensor(out, &y.dims),
         tensor(stats.mean, &[c]),
         tensor(stats.variance, &[c]),
     )
 }
-
 
 /// ReLU + inference BatchNorm as `scale * v + shift` of rows `y [N, C]`.
 pub fn affine_forward(

@@ -2,8 +2,8 @@
 //! gradients of the inputs its caller asks for.
 
 use super::batch_norm::{self, BatchStats, NormOrder};
-use super::flex::{Values, tensor};
 use super::conv;
+use super::flex::{Values, tensor};
 use super::matmul::{Matrix, column_sums};
 use burn::backend::flex::FlexTensor;
 
@@ -71,7 +71,12 @@ pub fn norm_backward(
     epsilon: f64,
     order: NormOrder,
 ) -> [FlexTensor; 3] {
-    let (y, gamma, beta, d_out) = (Values::of(y), Values::of(gamma), Values::of(beta), Values::of(d_out));
+    let (y, gamma, beta, d_out) = (
+        Values::of(y),
+        Values::of(gamma),
+        Values::of(beta),
+        Values::of(d_out),
+    );
     let stats = BatchStats {
         mean: Values::of(mean).slice().to_vec(),
         variance: Values::of(variance).slice().to_vec(),
@@ -87,7 +92,11 @@ pub fn norm_backward(
         epsilon,
         order,
     );
-    [tensor(d_y, &y.dims), tensor(d_gamma, &[c]), tensor(d_beta, &[c])]
+    [
+        tensor(d_y, &y.dims),
+        tensor(d_gamma, &[c]),
+        tensor(d_beta, &[c]),
+    ]
 }
 
 /// Gradients of [`super::flex::affine_forward`]: `[d y, d scale, d shift]`.
@@ -98,9 +107,24 @@ pub fn affine_backward(
     d_out: &FlexTensor,
     order: NormOrder,
 ) -> [FlexTensor; 3] {
-    let (y, scale, shift, d_out) = (Values::of(y), Values::of(scale), Values::of(shift), Values::of(d_out));
+    let (y, scale, shift, d_out) = (
+        Values::of(y),
+        Values::of(scale),
+        Values::of(shift),
+        Values::of(d_out),
+    );
     let c = scale.dims[0];
-    let (d_y, d_scale, d_shift) =
-        batch_norm::affine_backward(y.slice(), d_out.slice(), c, scale.slice(), shift.slice(), order);
-    [tensor(d_y, &y.dims), tensor(d_scale, &[c]), tensor(d_shift, &[c])]
+    let (d_y, d_scale, d_shift) = batch_norm::affine_backward(
+        y.slice(),
+        d_out.slice(),
+        c,
+        scale.slice(),
+        shift.slice(),
+        order,
+    );
+    [
+        tensor(d_y, &y.dims),
+        tensor(d_scale, &[c]),
+        tensor(d_shift, &[c]),
+    ]
 }

@@ -129,7 +129,9 @@ mod tests {
     }
 
     fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-        (0..cols * rows).map(|i| x[(i % rows) * cols + i / rows]).collect()
+        (0..cols * rows)
+            .map(|i| x[(i % rows) * cols + i / rows])
+            .collect()
     }
 
     #[test]

@@ -144,7 +144,12 @@ pub fn relu_batch_norm(
 }
 
 /// See [`CpuKernels::relu_affine`].
-pub fn relu_affine(y: Tensor<2>, scale: Tensor<1>, shift: Tensor<1>, order: NormOrder) -> Tensor<2> {
+pub fn relu_affine(
+    y: Tensor<2>,
+    scale: Tensor<1>,
+    shift: Tensor<1>,
+    order: NormOrder,
+) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as CpuKernels>::relu_affine(
         y.into_dispatch(),
         scale.into_dispatch(),

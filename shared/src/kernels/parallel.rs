@@ -74,7 +74,10 @@ pub fn channel_sums(
                 for (j, row) in block.chunks(c).enumerate() {
                     add_row((task * per_task) + i * RUN + j, row, &mut run);
                 }
-                totals.iter_mut().zip(&run).for_each(|(t, r)| *t += *r as f64);
+                totals
+                    .iter_mut()
+                    .zip(&run)
+                    .for_each(|(t, r)| *t += *r as f64);
             }
             totals
         },

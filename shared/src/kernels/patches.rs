@@ -91,7 +91,11 @@ pub fn gather(values: &[f32], grid: Grid) -> Vec<f32> {
 pub fn scatter_add(patches: &[f32], grid: Grid, values: &mut [f32]) {
     let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
     let row = grid.patch_width();
-    assert_eq!(patches.len(), grid.patch_rows() * row, "scatter: patch matrix size");
+    assert_eq!(
+        patches.len(),
+        grid.patch_rows() * row,
+        "scatter: patch matrix size"
+    );
     assert_eq!(values.len(), grid.len(), "scatter: grid size");
     for (b, image) in values.chunks_mut(grid.image_len()).enumerate() {
         let rows = &patches[b * ho * wo * row..][..ho * wo * row];
@@ -139,9 +143,11 @@ mod tests {
                         for kx in 0..4 {
                             for ch in 0..g.channels {
                                 let (y, x) = (2 * oy + ky, 2 * ox + kx);
-                                let inside = (1..=g.height).contains(&y) && (1..=g.width).contains(&x);
+                                let inside =
+                                    (1..=g.height).contains(&y) && (1..=g.width).contains(&x);
                                 out.push(if inside {
-                                    values[((b * g.height + y - 1) * g.width + x - 1) * g.channels + ch]
+                                    values[((b * g.height + y - 1) * g.width + x - 1) * g.channels
+                                        + ch]
                                 } else {
                                     0.0
                                 });
@@ -174,6 +180,9 @@ mod tests {
         let mut scattered = vec![0f32; g.len()];
         scatter_add(&patches, g, &mut scattered);
         let right = dot(&values, &scattered);
-        assert!((left - right).abs() < 1e-6 * left.abs().max(1.0), "{left} vs {right}");
+        assert!(
+            (left - right).abs() < 1e-6 * left.abs().max(1.0),
+            "{left} vs {right}"
+        );
     }
 }

@@ -122,14 +122,22 @@ mod tests {
                 .with_padding([p, p])
                 .init(&device);
             let bias = layer.bias.as_ref().expect("bias").val();
-            (layer.weight.val(), bias, layer.forward(x.clone().require_grad()))
+            (
+                layer.weight.val(),
+                bias,
+                layer.forward(x.clone().require_grad()),
+            )
         } else {
             let layer = Conv2dConfig::new([c, o], [k, k])
                 .with_stride([s, s])
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .init(&device);
             let bias = layer.bias.as_ref().expect("bias").val();
-            (layer.weight.val(), bias, layer.forward(x.clone().require_grad()))
+            (
+                layer.weight.val(),
+                bias,
+                layer.forward(x.clone().require_grad()),
+            )
         };
         let r = Tensor::<4>::random(expected_out.dims(), Distribution::Default, &device);
         let grads_of = |ours: bool| {
@@ -140,18 +148,36 @@ mod tests {
             );
             let out = match (ours, transposed) {
                 (false, false) => burn::tensor::module::conv2d(
-                    x.clone(), w.clone(), Some(b.clone()),
+                    x.clone(),
+                    w.clone(),
+                    Some(b.clone()),
                     burn::tensor::ops::ConvOptions::new([s, s], [p, p], [1, 1], 1),
                 ),
                 (false, true) => burn::tensor::module::conv_transpose2d(
-                    x.clone(), w.clone(), Some(b.clone()),
+                    x.clone(),
+                    w.clone(),
+                    Some(b.clone()),
                     burn::tensor::ops::ConvTransposeOptions::new([s, s], [p, p], [0, 0], [1, 1], 1),
                 ),
-                (true, false) => nhwc_to_nchw(conv2d(nchw_to_nhwc(x.clone()), w.clone(), b.clone(), Geometry::Halve)),
-                (true, true) => nhwc_to_nchw(conv_transpose2d(nchw_to_nhwc(x.clone()), w.clone(), b.clone(), Geometry::Halve)),
+                (true, false) => nhwc_to_nchw(conv2d(
+                    nchw_to_nhwc(x.clone()),
+                    w.clone(),
+                    b.clone(),
+                    Geometry::Halve,
+                )),
+                (true, true) => nhwc_to_nchw(conv_transpose2d(
+                    nchw_to_nhwc(x.clone()),
+                    w.clone(),
+                    b.clone(),
+                    Geometry::Halve,
+                )),
             };
             let grads = (out * r.clone()).sum().backward();
-            [x.grad(&grads).unwrap().into_data(), w.grad(&grads).unwrap().into_data(), b.grad(&grads).unwrap().into_data()]
+            [
+                x.grad(&grads).unwrap().into_data(),
+                w.grad(&grads).unwrap().into_data(),
+                b.grad(&grads).unwrap().into_data(),
+            ]
         };
         for (ours, theirs) in grads_of(true).iter().zip(grads_of(false)) {
             ours.assert_approx_eq::<f32>(&theirs, Tolerance::permissive());

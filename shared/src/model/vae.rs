@@ -63,7 +63,11 @@ impl ConvStage {
 
     /// Channels-last `[B, H, W, C]` in and out, the CPU kernels.
     fn forward_channels_last(&self, x: Tensor<4>) -> Tensor<4> {
-        let bias = self.conv.bias.as_ref().expect("stages are built with a bias");
+        let bias = self
+            .conv
+            .bias
+            .as_ref()
+            .expect("stages are built with a bias");
         let y = conv::conv2d(x, self.conv.weight.val(), bias.val(), self.geometry);
         normalise_channels_last(y, self.order, &self.norm)
     }
@@ -322,8 +326,11 @@ mod tests {
         };
         norm.running_mean
             .update(Tensor::random([c], Distribution::Normal(0.0, 1.0), &device));
-        norm.running_var
-            .update(Tensor::random([c], Distribution::Uniform(0.5, 2.0), &device));
+        norm.running_var.update(Tensor::random(
+            [c],
+            Distribution::Uniform(0.5, 2.0),
+            &device,
+        ));
         let norm = norm.freeze();
         let x = Tensor::<4>::random([2, c, 3, 3], Distribution::Normal(0.2, 1.0), &device);
         let r = Tensor::<4>::random([2, c, 3, 3], Distribution::Default, &device);
