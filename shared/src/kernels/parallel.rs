@@ -18,26 +18,30 @@ where
         .for_each(|(i, chunk)| f(i, chunk));
 }
 
-/// Maps every chunk of `data` (chunks of `size`) to a value and sums the values with `add`.
+/// Maps every chunk of `data` (chunks of `size`) to a value and sums the values with `add`, in
+/// chunk order: the chunks depend only on `size`, so the sum is the same on every run (a
+/// training run resumed from a checkpoint retraces the uninterrupted one bit for bit).
 pub fn map_reduce_chunks<T, M, A>(data: &[f32], size: usize, map: M, add: A) -> Option<T>
 where
     T: Send,
     M: Fn(usize, &[f32]) -> T + Send + Sync,
-    A: Fn(T, T) -> T + Send + Sync,
+    A: Fn(T, T) -> T,
 {
     #[cfg(not(target_family = "wasm"))]
-    {
+    let parts: Vec<T> = {
         use rayon::prelude::*;
         data.par_chunks(size.max(1))
             .enumerate()
             .map(|(i, chunk)| map(i, chunk))
-            .reduce_with(add)
-    }
+            .collect()
+    };
     #[cfg(target_family = "wasm")]
-    data.chunks(size.max(1))
+    let parts: Vec<T> = data
+        .chunks(size.max(1))
         .enumerate()
         .map(|(i, chunk)| map(i, chunk))
-        .reduce(add)
+        .collect();
+    parts.into_iter().reduce(add)
 }
 
 /// Threads the work is split over.
