@@ -28,11 +28,11 @@ impl Backward<Flex, 3> for ConvBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_out = grads.consume::<Flex>(&ops.node);
-        let (x, weight) = ops.state.clone();
+        let (x, weight) = &ops.state;
         let wanted = ops.parents.each_ref().map(Option::is_some);
         let d = match self.0 {
-            ConvForm::Halve => gradients::conv_backward(&x, &weight, &d_out, wanted),
-            ConvForm::Double => gradients::deconv_backward(&x, &weight, &d_out, wanted),
+            ConvForm::Halve => gradients::conv_backward(x, weight, &d_out, wanted),
+            ConvForm::Double => gradients::deconv_backward(x, weight, &d_out, wanted),
         };
         register(grads, parent_ids(&ops), d);
     }

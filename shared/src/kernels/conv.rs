@@ -10,7 +10,8 @@ use super::matmul::{Matrix, Threads, matmul};
 use super::parallel;
 use super::patches::{self, Grid};
 
-/// Images handled by one task: about four tasks per core, and patch buffers of at most ~4 MB.
+/// Images handled by one task: about four tasks per core, and patch buffers of at most 4 MB
+/// (2^20 values).
 fn images_per_task(grid: Grid) -> usize {
     let per_image = (grid.patch_rows() / grid.batch.max(1)) * grid.patch_width();
     let by_cores = grid.batch.div_ceil(4 * parallel::threads());
@@ -18,7 +19,7 @@ fn images_per_task(grid: Grid) -> usize {
     by_cores.min(by_memory).max(1)
 }
 
-/// The images `first..first + count` of `grid`.
+/// `grid` with only `count` of its images (a task's share).
 fn part(grid: Grid, count: usize) -> Grid {
     Grid {
         batch: count,

@@ -44,17 +44,14 @@ impl Values {
     }
 }
 
+/// A CPU tensor of `dims` holding `values` (row-major).
 pub fn tensor(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims.to_vec()))
 }
 
-/// Every row of `[rows, bias.len()]` starting at `bias`, ready to accumulate a product onto.
+/// `rows` copies of `bias` (`[rows, bias.len()]`), ready to accumulate a product onto.
 fn rows_of(bias: &[f32], rows: usize) -> Vec<f32> {
-    let mut out = vec![0f32; rows * bias.len()];
-    for row in out.chunks_mut(bias.len().max(1)) {
-        row.copy_from_slice(bias);
-    }
-    out
+    bias.repeat(rows)
 }
 
 /// Halving convolution: `x [B, H, W, C]`, `weight [16 C, O]` (rows `[ky][kx][c]`), `bias [O]`.
