@@ -73,6 +73,7 @@ pub fn multiply_scatter(rows: &[f32], matrix: Matrix, grid: Grid, out: &mut [f32
 
 /// `sum over patch rows p of patches(values)[p]^T * rows[p]` (`[16 C, K]`), or its transpose
 /// `rows^T * patches` (`[K, 16 C]`) when `patches_right`.
+#[cfg(feature = "train")]
 pub fn patch_outer_products(
     values: &[f32],
     grid: Grid,
