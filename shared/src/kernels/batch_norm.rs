@@ -19,10 +19,16 @@ pub struct BatchStats {
     pub variance: Vec<f32>,
 }
 
+/// ReLU that lets NaN through (`f32::max` would turn it into 0), so a diverged batch still shows
+/// up as a non-finite loss.
+fn relu(v: f32) -> f32 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
 /// The value BatchNorm normalises: the ReLU of the input when ReLU comes first.
 fn normalised_input(order: NormOrder, y: f32) -> f32 {
     match order {
-        NormOrder::ReluThenNorm => y.max(0.0),
+        NormOrder::ReluThenNorm => relu(y),
         NormOrder::NormThenRelu => y,
     }
 }
@@ -45,7 +51,7 @@ pub fn forward(
 ) -> (Vec<f32>, BatchStats) {
     let n = (y.len() / c.max(1)).max(1) as f64;
     let mean: Vec<f32> = parallel::channel_sums(y, c, c, |_, row, sums| match order {
-        NormOrder::ReluThenNorm => sums.iter_mut().zip(row).for_each(|(s, v)| *s += v.max(0.0)),
+        NormOrder::ReluThenNorm => sums.iter_mut().zip(row).for_each(|(s, v)| *s += relu(*v)),
         NormOrder::NormThenRelu => sums.iter_mut().zip(row).for_each(|(s, v)| *s += v),
     })
     .into_iter()
@@ -71,8 +77,8 @@ pub fn forward(
             for row in chunk.chunks_mut(c) {
                 for ((v, s), t) in row.iter_mut().zip(&scale).zip(&shift) {
                     *v = match order {
-                        NormOrder::ReluThenNorm => v.max(0.0) * s + t,
-                        NormOrder::NormThenRelu => (*v * s + t).max(0.0),
+                        NormOrder::ReluThenNorm => relu(*v) * s + t,
+                        NormOrder::NormThenRelu => relu(*v * s + t),
                     };
                 }
             }
@@ -97,8 +103,8 @@ pub fn affine_forward(
             for row in chunk.chunks_mut(c) {
                 for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
                     *v = match order {
-                        NormOrder::ReluThenNorm => v.max(0.0) * s + t,
-                        NormOrder::NormThenRelu => (*v * s + t).max(0.0),
+                        NormOrder::ReluThenNorm => relu(*v) * s + t,
+                        NormOrder::NormThenRelu => relu(*v * s + t),
                     };
                 }
             }
@@ -118,7 +124,7 @@ pub fn affine_backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     // (gradient reaching the affine map's output, the value it scaled)
     let parts = |ch: usize, v: f32, d: f32| match order {
-        NormOrder::ReluThenNorm => (d, v.max(0.0)),
+        NormOrder::ReluThenNorm => (d, relu(v)),
         NormOrder::NormThenRelu if v * scale[ch] + shift[ch] > 0.0 => (d, v),
         NormOrder::NormThenRelu => (0.0, v),
     };
@@ -203,4 +209,20 @@ pub fn backward(
         }
     });
     (d_y, d_gamma, d_beta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_survives_both_orders() {
+        for order in [NormOrder::ReluThenNorm, NormOrder::NormThenRelu] {
+            let y = [1.0, f32::NAN, -1.0, 2.0];
+            let (out, _) = forward(&y, 1, &[1.0], &[0.0], 1e-5, order);
+            assert!(out.iter().all(|v| v.is_nan()), "{order:?}: {out:?}");
+            let out = affine_forward(&y, 1, &[1.0], &[0.0], order);
+            assert!(out[1].is_nan() && !out[0].is_nan(), "{order:?}: {out:?}");
+        }
+    }
 }
