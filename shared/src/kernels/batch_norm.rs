@@ -1,5 +1,6 @@
-//! ReLU and training-mode BatchNorm fused over channels-last rows `[N, C]` (one row per pixel),
-//! forward and backward, in two passes over the activations each way.
+//! ReLU and BatchNorm fused over channels-last rows `[N, C]` (one row per pixel), forward and
+//! backward: training mode (batch statistics) in two passes over the activations each way, and
+//! inference mode, where the norm is a per-channel affine map.
 
 use super::parallel;
 
@@ -69,21 +70,7 @@ pub fn forward(
     let inv_std = inverse_std(&variance, epsilon);
     let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
     let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
-    let mut out = y.to_vec();
-    parallel::for_each_chunk(
-        &mut out,
-        parallel::rows_per_task(y.len() / c.max(1)) * c,
-        |_, chunk| {
-            for row in chunk.chunks_mut(c) {
-                for ((v, s), t) in row.iter_mut().zip(&scale).zip(&shift) {
-                    *v = match order {
-                        NormOrder::ReluThenNorm => relu(*v) * s + t,
-                        NormOrder::NormThenRelu => relu(*v * s + t),
-                    };
-                }
-            }
-        },
-    );
+    let out = affine_forward(y, c, &scale, &shift, order);
     (out, BatchStats { mean, variance })
 }
 
