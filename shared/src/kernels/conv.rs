@@ -101,10 +101,7 @@ pub fn patch_outer_products(
             }
             partial
         },
-        |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        },
+        parallel::add_elementwise,
     )
     .unwrap_or_else(|| vec![0.0; size])
 }

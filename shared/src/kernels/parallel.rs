@@ -85,10 +85,13 @@ pub fn channel_sums(
             }
             totals
         },
-        |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        },
+        add_elementwise,
     )
     .unwrap_or_else(|| vec![0.0; width])
+}
+
+/// `a + b` element by element, reusing `a`: how per-task partial sums combine.
+pub fn add_elementwise<T: std::ops::AddAssign>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    a
 }
