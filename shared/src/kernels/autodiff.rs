@@ -117,8 +117,30 @@ impl Backward<Flex, 3> for AffineBackward {
     }
 }
 
+#[derive(Debug)]
+struct BernoulliBackward {
+    bound: f64,
+}
+
+impl Backward<Flex, 2> for BernoulliBackward {
+    /// The logits and the targets.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = grads.consume::<Flex>(&ops.node);
+        let (logits, targets) = &ops.state;
+        let wanted = ops.parents.each_ref().map(Option::is_some);
+        let d = gradients::bernoulli_backward(logits, targets, &d_out, self.bound, wanted);
+        register(grads, parent_ids(&ops), d);
+    }
+}
+
 /// Hands each gradient to its parent, where the parent takes part in the graph.
-fn register(grads: &mut Gradients, parents: [Option<NodeId>; 3], d: [Option<FlexTensor>; 3]) {
+fn register<const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    d: [Option<FlexTensor>; N],
+) {
     for (parent, grad) in parents.into_iter().zip(d) {
         if let (Some(parent), Some(grad)) = (parent, grad) {
             grads.register::<Flex>(parent, grad);
@@ -203,6 +225,25 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
                     scale.primitive().clone(),
                     shift.primitive().clone(),
                 );
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn bernoulli_nll(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        bound: f64,
+    ) -> FloatTensor<Self> {
+        let out = flex::bernoulli_forward(logits.primitive(), targets.primitive(), bound);
+        let prep = BernoulliBackward { bound }
+            .prepare::<C>([logits.node(), targets.node()])
+            .compute_bound()
+            .stateful();
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let state = (logits.primitive().clone(), targets.primitive().clone());
                 prep.finish(state, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(out),

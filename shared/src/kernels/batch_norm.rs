@@ -143,6 +143,10 @@ pub fn affine_backward(
 }
 
 /// Gradients of the training forward: `(d y, d gamma, d beta)`.
+///
+/// With `v` the normalised input and `g` the gradient reaching BatchNorm's output,
+/// `d v = gamma inv_std (g - mean(g) - x_hat mean(g x_hat))`, which is `a g + b (v - mean) + k`
+/// per channel: the loops below are then plain multiply-adds that vectorise.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     y: &[f32],
@@ -157,40 +161,60 @@ pub fn backward(
     let rows = y.len() / c.max(1);
     let n = rows.max(1) as f32;
     let inv_std = inverse_std(&stats.variance, epsilon);
-    let x_hat = |ch: usize, v: f32| (normalised_input(order, v) - stats.mean[ch]) * inv_std[ch];
-    // The gradient reaching BatchNorm's output: after a ReLU it passes only where the
-    // normalised value was positive.
-    let g = |ch: usize, v: f32, d: f32| match order {
-        NormOrder::ReluThenNorm => d,
-        NormOrder::NormThenRelu if x_hat(ch, v) * gamma[ch] + beta[ch] > 0.0 => d,
-        NormOrder::NormThenRelu => 0.0,
+    let mean = &stats.mean[..c];
+    // BatchNorm's output is `scale * v + shift`; after it a ReLU passes the gradient only where
+    // that is positive.
+    let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
+    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let (scale, shift) = (&scale[..c], &shift[..c]);
+    let parts = |ch: usize, y: f32, d: f32| -> (f32, f32) {
+        match order {
+            NormOrder::ReluThenNorm => (relu(y), d),
+            NormOrder::NormThenRelu => {
+                let passes = y * scale[ch] + shift[ch] > 0.0;
+                (y, if passes { d } else { 0.0 })
+            }
+        }
     };
-    // One pass for both sums: sum(g) in the first c columns, sum(g * x_hat) in the next c.
-    let per_task = parallel::rows_per_task(rows);
+    // One pass for both sums: sum(g) in the first c columns, sum(g (v - mean)) in the next c.
     let sums = parallel::channel_sums(y, c, 2 * c, |row_index, row, sums| {
-        let d_row = &d_out[row_index * c..][..c];
-        let (sum_g, sum_gx) = sums.split_at_mut(c);
+        let (row, d_row) = (&row[..c], &d_out[row_index * c..][..c]);
+        let (sum_g, sum_gv) = sums.split_at_mut(c);
+        let (sum_g, sum_gv) = (&mut sum_g[..c], &mut sum_gv[..c]);
         for ch in 0..c {
-            let gv = g(ch, row[ch], d_row[ch]);
-            sum_g[ch] += gv;
-            sum_gx[ch] += gv * x_hat(ch, row[ch]);
+            let (v, g) = parts(ch, row[ch], d_row[ch]);
+            sum_g[ch] += g;
+            sum_gv[ch] += g * (v - mean[ch]);
         }
     });
     let d_beta: Vec<f32> = sums[..c].iter().map(|s| *s as f32).collect();
-    let d_gamma: Vec<f32> = sums[c..].iter().map(|s| *s as f32).collect();
-    let mut d_y = d_out.to_vec();
+    let d_gamma: Vec<f32> = (0..c)
+        .map(|ch| (sums[c + ch] * inv_std[ch] as f64) as f32)
+        .collect();
+    let a = scale;
+    let b: Vec<f32> = (0..c)
+        .map(|ch| -a[ch] * inv_std[ch] * d_gamma[ch] / n)
+        .collect();
+    let k: Vec<f32> = (0..c).map(|ch| -a[ch] * d_beta[ch] / n).collect();
+    let (b, k) = (&b[..c], &k[..c]);
+    let mut d_y = vec![0f32; y.len()];
+    let per_task = parallel::rows_per_task(rows);
     parallel::for_each_chunk(&mut d_y, per_task * c, |task, chunk| {
-        let inputs = &y[task * per_task * c..][..chunk.len()];
-        for (d_row, row) in chunk.chunks_mut(c).zip(inputs.chunks(c)) {
+        let start = task * per_task * c;
+        let (inputs, grads) = (&y[start..][..chunk.len()], &d_out[start..][..chunk.len()]);
+        for ((d_row, row), g_row) in chunk
+            .chunks_mut(c)
+            .zip(inputs.chunks(c))
+            .zip(grads.chunks(c))
+        {
+            let (d_row, row, g_row) = (&mut d_row[..c], &row[..c], &g_row[..c]);
             for ch in 0..c {
-                let v = row[ch];
-                let gv = g(ch, v, d_row[ch]);
-                let d_norm = gamma[ch]
-                    * inv_std[ch]
-                    * (gv - d_beta[ch] / n - x_hat(ch, v) * d_gamma[ch] / n);
+                let (v, g) = parts(ch, row[ch], g_row[ch]);
+                let d_v = a[ch] * g + b[ch] * (v - mean[ch]) + k[ch];
+                // ReLU before the norm: nothing flows back where it cut the input off.
                 d_row[ch] = match order {
-                    NormOrder::ReluThenNorm if v <= 0.0 => 0.0,
-                    _ => d_norm,
+                    NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
+                    _ => d_v,
                 };
             }
         }

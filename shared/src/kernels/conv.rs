@@ -9,6 +9,7 @@
 use super::matmul::{Matrix, Threads, matmul};
 use super::parallel;
 use super::patches::{self, Grid};
+use std::cell::RefCell;
 
 /// Images handled by one task: about four tasks per core, and patch buffers of at most 4 MB
 /// (2^20 values).
@@ -17,6 +18,26 @@ fn images_per_task(grid: Grid) -> usize {
     let by_cores = grid.batch.div_ceil(4 * parallel::threads());
     let by_memory = (1 << 20) / per_image.max(1);
     by_cores.min(by_memory).max(1)
+}
+
+thread_local! {
+    /// Each thread's buffer for the patch rows of its current task. Reused rather than
+    /// allocated per task: a fresh multi-megabyte buffer costs a zeroing pass (or page faults)
+    /// as large as the gather itself.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer cut to `len` values, whose contents are left over
+/// from earlier use: `f` must write before it reads. `f` must not start parallel work (the
+/// thread could pick up another task that wants the buffer).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        if scratch.len() < len {
+            scratch.resize(len, 0.0);
+        }
+        f(&mut scratch[..len])
+    })
 }
 
 /// `grid` with only `count` of its images (a task's share).
@@ -43,9 +64,11 @@ pub fn gather_multiply(
     parallel::for_each_chunk(out, per_task * rows_per_image * n, |task, out| {
         let images = part(grid, out.len() / (rows_per_image * n));
         let source = &values[task * per_task * image_len..][..images.len()];
-        let patches = patches::gather(source, images);
-        let patches = Matrix::new(&patches, images.patch_rows(), images.patch_width());
-        matmul(patches, matrix, out, accumulate, Threads::One);
+        with_scratch(images.patch_rows() * images.patch_width(), |patches| {
+            patches::gather(source, images, patches);
+            let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
+            matmul(patches, matrix, out, accumulate, Threads::One);
+        });
     });
 }
 
@@ -59,15 +82,11 @@ pub fn multiply_scatter(rows: &[f32], matrix: Matrix, grid: Grid, out: &mut [f32
     parallel::for_each_chunk(out, per_task * image_len, |task, out| {
         let images = part(grid, out.len() / image_len);
         let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
-        let mut patch_rows = vec![0f32; images.patch_rows() * images.patch_width()];
-        matmul(
-            Matrix::new(rows, images.patch_rows(), k),
-            matrix,
-            &mut patch_rows,
-            false,
-            Threads::One,
-        );
-        patches::scatter_add(&patch_rows, images, out);
+        with_scratch(images.patch_rows() * images.patch_width(), |patch_rows| {
+            let rows = Matrix::new(rows, images.patch_rows(), k);
+            matmul(rows, matrix, patch_rows, false, Threads::One);
+            patches::scatter_add(patch_rows, images, out);
+        });
     });
 }
 
@@ -90,15 +109,17 @@ pub fn patch_outer_products(
         per_task * image_len,
         |task, source| {
             let images = part(grid, source.len() / image_len);
-            let patches = patches::gather(source, images);
-            let patches = Matrix::new(&patches, images.patch_rows(), images.patch_width());
             let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
             let rows = Matrix::new(rows, images.patch_rows(), k);
             let mut partial = vec![0f32; size];
-            match patches_right {
-                false => matmul(patches.t(), rows, &mut partial, false, Threads::One),
-                true => matmul(rows.t(), patches, &mut partial, false, Threads::One),
-            }
+            with_scratch(images.patch_rows() * images.patch_width(), |patches| {
+                patches::gather(source, images, patches);
+                let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
+                match patches_right {
+                    false => matmul(patches.t(), rows, &mut partial, false, Threads::One),
+                    true => matmul(rows.t(), patches, &mut partial, false, Threads::One),
+                }
+            });
             partial
         },
         parallel::add_elementwise,

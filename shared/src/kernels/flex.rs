@@ -1,6 +1,7 @@
 //! The kernels' forward passes on burn's CPU backend (`Flex`) tensors.
 
 use super::batch_norm::{self, NormOrder};
+use super::bernoulli;
 use super::conv;
 use super::matmul::Matrix;
 use super::patches::Grid;
@@ -116,4 +117,12 @@ pub fn affine_forward(
     let c = scale.dims[0];
     let out = batch_norm::affine_forward(y.slice(), c, scale.slice(), shift.slice(), order);
     tensor(out, &y.dims)
+}
+
+/// Bernoulli negative log-likelihood per row of `logits`/`targets` `[B, P]` -> `[B]`.
+pub fn bernoulli_forward(logits: &FlexTensor, targets: &FlexTensor, bound: f64) -> FlexTensor {
+    let (logits, targets) = (Values::of(logits), Values::of(targets));
+    let images = logits.dims[0];
+    let loss = bernoulli::forward(logits.slice(), targets.slice(), images, bound as f32);
+    tensor(loss, &[images])
 }

@@ -2,6 +2,7 @@
 //! gradients of the inputs its caller asks for.
 
 use super::batch_norm::{self, BatchStats, NormOrder};
+use super::bernoulli;
 use super::conv;
 use super::flex::{Values, tensor};
 use super::matmul::{Matrix, column_sums};
@@ -127,4 +128,25 @@ pub fn affine_backward(
         tensor(d_scale, &[c]),
         tensor(d_shift, &[c]),
     ]
+}
+
+/// Gradients of [`super::flex::bernoulli_forward`] for `[logits, targets]`, as `wanted` says.
+pub fn bernoulli_backward(
+    logits: &FlexTensor,
+    targets: &FlexTensor,
+    d_out: &FlexTensor,
+    bound: f64,
+    wanted: [bool; 2],
+) -> [Option<FlexTensor>; 2] {
+    let (logits, targets, d_out) = (Values::of(logits), Values::of(targets), Values::of(d_out));
+    let bound = bound as f32;
+    let d_logits = wanted[0].then(|| {
+        let d = bernoulli::d_logits(logits.slice(), targets.slice(), d_out.slice(), bound);
+        tensor(d, &logits.dims)
+    });
+    let d_targets = wanted[1].then(|| {
+        let d = bernoulli::d_targets(logits.slice(), d_out.slice(), bound);
+        tensor(d, &targets.dims)
+    });
+    [d_logits, d_targets]
 }

@@ -10,6 +10,7 @@
 
 mod autodiff;
 pub mod batch_norm;
+mod bernoulli;
 mod conv;
 mod flex;
 #[cfg(feature = "train")]
@@ -59,6 +60,14 @@ pub trait CpuKernels: burn::backend::Backend {
         shift: FloatTensor<Self>,
         order: NormOrder,
     ) -> FloatTensor<Self>;
+
+    /// Bernoulli negative log-likelihood per image: `logits` and `targets` `[B, P]`, logits
+    /// clamped to `[-bound, bound]` -> `[B]` (`sum_p softplus(l) - x l`).
+    fn bernoulli_nll(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        bound: f64,
+    ) -> FloatTensor<Self>;
 }
 
 impl CpuKernels for Flex {
@@ -95,6 +104,14 @@ impl CpuKernels for Flex {
         order: NormOrder,
     ) -> FloatTensor<Self> {
         flex::affine_forward(&y, &scale, &shift, order)
+    }
+
+    fn bernoulli_nll(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        bound: f64,
+    ) -> FloatTensor<Self> {
+        flex::bernoulli_forward(&logits, &targets, bound)
     }
 }
 
@@ -155,5 +172,14 @@ pub fn relu_affine(
         scale.into_dispatch(),
         shift.into_dispatch(),
         order,
+    ))
+}
+
+/// See [`CpuKernels::bernoulli_nll`].
+pub fn bernoulli_nll(logits: Tensor<2>, targets: Tensor<2>, bound: f64) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::bernoulli_nll(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+        bound,
     ))
 }

@@ -64,18 +64,27 @@ impl Grid {
     }
 }
 
-/// `values [B, H, W, C]` -> patches `[B * H/2 * W/2, 16 * C]`.
-pub fn gather(values: &[f32], grid: Grid) -> Vec<f32> {
+/// `values [B, H, W, C]` -> `patches [B * H/2 * W/2, 16 * C]`. Every value of `patches` is
+/// written (taps outside the grid as zero), so it may hold anything beforehand.
+pub fn gather(values: &[f32], grid: Grid, patches: &mut [f32]) {
     assert_eq!(values.len(), grid.len(), "gather: grid size");
     let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
     let row = grid.patch_width();
-    let mut patches = vec![0f32; grid.patch_rows() * row];
+    assert_eq!(
+        patches.len(),
+        grid.patch_rows() * row,
+        "gather: patch matrix size"
+    );
     for (b, image) in patches.chunks_mut(ho * wo * row).enumerate() {
         let source = &values[b * grid.image_len()..][..grid.image_len()];
         for oy in 0..ho {
             for ox in 0..wo {
                 let patch = &mut image[(oy * wo + ox) * row..][..row];
                 let (kx, x, count) = grid.columns(ox);
+                let interior = oy > 0 && oy + 1 < ho && kx == 0 && count == 4;
+                if !interior {
+                    patch.fill(0.0);
+                }
                 for (ky, y) in grid.rows(oy) {
                     let from = &source[(y * grid.width + x) * c..][..count * c];
                     patch[(ky * 4 + kx) * c..][..count * c].copy_from_slice(from);
@@ -83,7 +92,6 @@ pub fn gather(values: &[f32], grid: Grid) -> Vec<f32> {
             }
         }
     }
-    patches
 }
 
 /// Adds patches `[B * H/2 * W/2, 16 * C]` onto `values [B, H, W, C]`, summing where patches
@@ -164,7 +172,10 @@ mod tests {
     fn gather_reads_every_tap_from_its_pixel() {
         let g = grid();
         let values = ramp(g.len());
-        assert_eq!(gather(&values, g), gather_by_definition(&values, g));
+        // Whatever the buffer held before is overwritten.
+        let mut patches = vec![f32::NAN; g.patch_rows() * g.patch_width()];
+        gather(&values, g, &mut patches);
+        assert_eq!(patches, gather_by_definition(&values, g));
     }
 
     #[test]
@@ -176,7 +187,9 @@ mod tests {
             .map(|i| ((i * 7) % 11) as f32 - 5.0)
             .collect();
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
-        let left = dot(&gather(&values, g), &patches);
+        let mut gathered = vec![0f32; patches.len()];
+        gather(&values, g, &mut gathered);
+        let left = dot(&gathered, &patches);
         let mut scattered = vec![0f32; g.len()];
         scatter_add(&patches, g, &mut scattered);
         let right = dot(&values, &scattered);

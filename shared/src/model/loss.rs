@@ -1,5 +1,6 @@
 //! The VAE objective: Bernoulli reconstruction (BCE summed over pixels) plus `beta * KL`.
 
+use crate::kernels;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softplus;
 
@@ -30,15 +31,30 @@ pub fn elbo_terms(
     mu: Tensor<2>,
     logvar: Tensor<2>,
 ) -> ElboTerms {
-    let logits = logits.clamp(-LOGIT_BOUND, LOGIT_BOUND);
-    // BCE(x, sigmoid(l)) = softplus(l) - x * l, exactly.
-    let bce = softplus(logits.clone(), 1.0) - images * logits;
-    let reconstruction = bce.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1);
+    let reconstruction = reconstruction_nll(logits, images);
     let kl = (logvar.clone().exp() + mu.powi_scalar(2) - logvar - 1.0)
         .sum_dim(1)
         .squeeze_dim(1)
         * 0.5;
     ElboTerms { reconstruction, kl }
+}
+
+/// Per image, `BCE(x, sigmoid(l)) = softplus(l) - x * l` summed over pixels and channels.
+fn reconstruction_nll(logits: Tensor<4>, images: Tensor<4>) -> Tensor<1> {
+    if kernels::available(&logits.device()) {
+        // On the CPU the decoder's logits are a channels-first view of channels-last values:
+        // permuting back costs nothing, and a sum over pixels does not care about their order.
+        let rows = |t: Tensor<4>| t.permute([0, 2, 3, 1]).flatten::<2>(1, 3);
+        return kernels::bernoulli_nll(rows(logits), rows(images), LOGIT_BOUND);
+    }
+    burn_nll(logits, images)
+}
+
+/// [`reconstruction_nll`] in burn's tensor ops, for every other backend.
+fn burn_nll(logits: Tensor<4>, images: Tensor<4>) -> Tensor<1> {
+    let logits = logits.clamp(-LOGIT_BOUND, LOGIT_BOUND);
+    let bce = softplus(logits.clone(), 1.0) - images * logits;
+    bce.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1)
 }
 
 /// `log(sum(exp(x)))` along `dim`, kept as a size-1 dimension, without overflow.
@@ -94,6 +110,33 @@ mod tests {
             "{bce} vs {expect_bce}"
         );
         assert!((kl as f64 - expect_kl).abs() < 1e-5, "{kl} vs {expect_kl}");
+    }
+
+    /// The CPU kernel against burn's ops: values and gradients, with logits past the clamp.
+    #[cfg(feature = "train")]
+    #[test]
+    fn cpu_kernel_matches_burn_ops() {
+        use burn::tensor::{Distribution, Tolerance};
+        let d = Device::flex().autodiff();
+        let logits = Tensor::<4>::random([3, 2, 4, 5], Distribution::Normal(0.0, 12.0), &d);
+        let images = Tensor::<4>::random([3, 2, 4, 5], Distribution::Default, &d);
+        // The decoder hands over a channels-first view of channels-last values.
+        let logits = logits.permute([0, 2, 3, 1]).permute([0, 3, 1, 2]);
+        let run = |f: fn(Tensor<4>, Tensor<4>) -> Tensor<1>| {
+            let (l, x) = (logits.clone().require_grad(), images.clone().require_grad());
+            let loss = f(l.clone(), x.clone());
+            let grads = (loss.clone() * Tensor::arange(1..4, &d).float())
+                .sum()
+                .backward();
+            [
+                loss.into_data(),
+                l.grad(&grads).unwrap().into_data(),
+                x.grad(&grads).unwrap().into_data(),
+            ]
+        };
+        for (ours, theirs) in run(reconstruction_nll).iter().zip(run(burn_nll)) {
+            ours.assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
+        }
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! The Bernoulli reconstruction loss (binary cross-entropy on logits), summed per image, in one
+//! pass each way. burn builds it from a clamp, a softplus, a product, a difference and a sum,
+//! each a full pass over the decoder's output with its own backward.
+
+use super::parallel;
+
+/// `softplus(l) = ln(1 + e^l)`, written so that `e^l` cannot overflow.
+fn softplus(l: f32) -> f32 {
+    l.max(0.0) + (-l.abs()).exp().ln_1p()
+}
+
+fn sigmoid(l: f32) -> f32 {
+    1.0 / (1.0 + (-l).exp())
+}
+
+/// Whether the clamp to `[-bound, bound]` passes `l` (and with it the gradient) unchanged.
+/// NaN passes, so a diverged model still shows a non-finite loss.
+fn inside(l: f32, bound: f32) -> bool {
+    !(l > bound || l < -bound)
+}
+
+/// Per image (row of `logits`/`targets`, both `[B, P]`): `sum_p softplus(l) - x l` with `l`
+/// clamped to `[-bound, bound]`.
+pub fn forward(logits: &[f32], targets: &[f32], images: usize, bound: f32) -> Vec<f32> {
+    assert_eq!(
+        logits.len(),
+        targets.len(),
+        "logits and targets differ in size"
+    );
+    let per_image = logits.len() / images.max(1);
+    parallel::map_reduce_chunks(
+        logits,
+        per_image.max(1),
+        |image, row| {
+            let x = &targets[image * per_image..][..row.len()];
+            let total: f64 = row
+                .iter()
+                .zip(x)
+                .map(|(&l, &x)| {
+                    let l = l.clamp(-bound, bound);
+                    f64::from(softplus(l) - x * l)
+                })
+                .sum();
+            vec![total as f32]
+        },
+        |mut a: Vec<f32>, b| {
+            a.extend(b);
+            a
+        },
+    )
+    .unwrap_or_default()
+}
+
+/// Gradient of [`forward`] for the logits, given `d_images [B]`: `d (sigmoid(l) - x)` where the
+/// clamp passed `l`, zero where it cut it.
+pub fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
+    let per_image = logits.len() / d_images.len().max(1);
+    let mut out = vec![0f32; logits.len()];
+    parallel::for_each_chunk(&mut out, per_image.max(1), |image, out| {
+        let (l, x) = (&logits[image * per_image..], &targets[image * per_image..]);
+        let d = d_images[image];
+        for ((o, &l), &x) in out.iter_mut().zip(l).zip(x) {
+            *o = if inside(l, bound) {
+                d * (sigmoid(l) - x)
+            } else {
+                0.0
+            };
+        }
+    });
+    out
+}
+
+/// Gradient of [`forward`] for the targets: `-d l` (`l` clamped).
+pub fn d_targets(logits: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
+    let per_image = logits.len() / d_images.len().max(1);
+    let mut out = vec![0f32; logits.len()];
+    parallel::for_each_chunk(&mut out, per_image.max(1), |image, out| {
+        let d = d_images[image];
+        for (o, &l) in out.iter_mut().zip(&logits[image * per_image..]) {
+            *o = -d * l.clamp(-bound, bound);
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_definition_and_its_derivative() {
+        let logits = [-20.0, -1.5, 0.0, 0.7, 3.0, 25.0];
+        let targets = [0.0, 1.0, 0.5, 0.2, 1.0, 0.0];
+        let bound = 16.0;
+        let loss = forward(&logits, &targets, 2, bound);
+        let direct = |l: f32, x: f32| {
+            let l = l.clamp(-bound, bound) as f64;
+            let p = 1.0 / (1.0 + (-l).exp());
+            -(x as f64 * p.ln() + (1.0 - x as f64) * (1.0 - p).ln())
+        };
+        for (image, total) in loss.iter().enumerate() {
+            let expected: f64 = (0..3)
+                .map(|i| direct(logits[3 * image + i], targets[3 * image + i]))
+                .sum();
+            assert!(
+                (*total as f64 - expected).abs() < 1e-4,
+                "{total} vs {expected}"
+            );
+        }
+        let d_logits = d_logits(&logits, &targets, &[1.0, 2.0], bound);
+        // Clamped logits get no gradient; the others `d (sigmoid(l) - x)`.
+        assert_eq!(d_logits[0], 0.0);
+        assert_eq!(d_logits[5], 0.0);
+        let h = 1e-3;
+        for i in 1..5 {
+            let mut moved = logits;
+            moved[i] += h;
+            let numeric = (forward(&moved, &targets, 2, bound)[i / 3] - loss[i / 3]) / h;
+            let scale = [1.0, 2.0][i / 3];
+            assert!(
+                (d_logits[i] - scale * numeric).abs() < 1e-2,
+                "{i}: {} vs {numeric}",
+                d_logits[i]
+            );
+        }
+    }
+
+    #[test]
+    fn nan_logits_give_a_nan_loss() {
+        let loss = forward(&[f32::NAN, 0.0], &[0.0, 0.0], 1, 16.0);
+        assert!(loss[0].is_nan());
+    }
+}
