@@ -217,7 +217,12 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
             .prepare::<C>([y.node(), scale.node(), shift.node()])
             .compute_bound()
             .stateful();
-        let out = flex::affine_forward(y.primitive(), scale.primitive(), shift.primitive(), order);
+        let out = flex::affine_forward(
+            y.primitive().clone(),
+            scale.primitive(),
+            shift.primitive(),
+            order,
+        );
         match prep {
             OpsKind::Tracked(prep) => {
                 let state = (

@@ -83,9 +83,22 @@ pub fn affine_forward(
     order: NormOrder,
 ) -> Vec<f32> {
     let mut out = y.to_vec();
+    affine_in_place(&mut out, c, scale, shift, order);
+    out
+}
+
+/// [`affine_forward`] overwriting its input: at inference nothing else needs the input.
+pub fn affine_in_place(
+    values: &mut [f32],
+    c: usize,
+    scale: &[f32],
+    shift: &[f32],
+    order: NormOrder,
+) {
+    let (scale, shift) = (&scale[..c], &shift[..c]);
     parallel::for_each_chunk(
-        &mut out,
-        parallel::rows_per_task(y.len() / c.max(1)) * c,
+        values,
+        parallel::rows_per_task(values.len() / c.max(1)) * c,
         |_, chunk| {
             for row in chunk.chunks_mut(c) {
                 for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
@@ -97,7 +110,6 @@ pub fn affine_forward(
             }
         },
     );
-    out
 }
 
 /// Gradients of [`affine_forward`]: `(d y, d scale, d shift)`.

@@ -106,15 +106,30 @@ pub fn norm_forward(
     )
 }
 
-/// ReLU + inference BatchNorm as `scale * v + shift` of rows `y [N, C]`.
+/// ReLU + inference BatchNorm as `scale * v + shift` of rows `y [N, C]`. Works in place when
+/// `y` is the only handle on its values (inference, where nothing keeps the input for later).
 pub fn affine_forward(
-    y: &FlexTensor,
+    y: FlexTensor,
     scale: &FlexTensor,
     shift: &FlexTensor,
     order: NormOrder,
 ) -> FlexTensor {
-    let (y, scale, shift) = (Values::of(y), Values::of(scale), Values::of(shift));
+    let (scale, shift) = (Values::of(scale), Values::of(shift));
     let c = scale.dims[0];
+    let mut y = if y.is_contiguous() {
+        y
+    } else {
+        y.to_contiguous()
+    };
+    let len = y.layout().shape().num_elements();
+    if y.layout().contiguous_offsets() == Some((0, len))
+        && let Some(values) = y.try_storage_mut::<f32>()
+        && values.len() == len
+    {
+        batch_norm::affine_in_place(values, c, scale.slice(), shift.slice(), order);
+        return y;
+    }
+    let y = Values::of(&y);
     let out = batch_norm::affine_forward(y.slice(), c, scale.slice(), shift.slice(), order);
     tensor(out, &y.dims)
 }

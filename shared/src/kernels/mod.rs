@@ -103,7 +103,7 @@ impl CpuKernels for Flex {
         shift: FloatTensor<Self>,
         order: NormOrder,
     ) -> FloatTensor<Self> {
-        flex::affine_forward(&y, &scale, &shift, order)
+        flex::affine_forward(y, &scale, &shift, order)
     }
 
     fn bernoulli_nll(
