@@ -254,4 +254,8 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
+
+    fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self> {
+        Tracked::<C>::new(flex::pixel_means(logits.primitive()))
+    }
 }

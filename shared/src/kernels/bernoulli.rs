@@ -1,6 +1,7 @@
-//! The Bernoulli reconstruction loss (binary cross-entropy on logits), summed per image, in one
-//! pass each way. burn builds it from a clamp, a softplus, a product, a difference and a sum,
-//! each a full pass over the decoder's output with its own backward.
+//! The decoder's Bernoulli pixels: the reconstruction loss (binary cross-entropy on logits),
+//! summed per image in one pass each way, and the pixel means (sigmoid of the logits) written
+//! channels-first in the same pass. burn builds the loss from a clamp, a softplus, a product, a
+//! difference and a sum, each a full pass over the decoder's output with its own backward.
 
 use super::parallel;
 
@@ -83,6 +84,28 @@ pub fn d_targets(logits: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
     out
 }
 
+/// Pixel means `sigmoid(l)` of channels-last logits `[B, H, W, C]` (`dims`), written
+/// channels-first `[B, C, H, W]`.
+pub fn means_channels_first(logits: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let [_, h, w, c] = dims;
+    let (pixels, image_len) = (h * w, h * w * c);
+    assert_eq!(
+        logits.len(),
+        dims.iter().product::<usize>(),
+        "logits and dims differ in size"
+    );
+    let mut out = vec![0f32; logits.len()];
+    parallel::for_each_chunk(&mut out, image_len.max(1), |image, out| {
+        let source = &logits[image * image_len..][..image_len];
+        for (channel, plane) in out.chunks_mut(pixels).enumerate() {
+            for (o, l) in plane.iter_mut().zip(source[channel..].iter().step_by(c)) {
+                *o = sigmoid(*l);
+            }
+        }
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +145,20 @@ mod tests {
                 "{i}: {} vs {numeric}",
                 d_logits[i]
             );
+        }
+    }
+
+    #[test]
+    fn means_are_sigmoids_moved_channels_first() {
+        // [1, 2, 2, 3]: pixel p, channel ch holds 10 p + ch.
+        let logits: Vec<f32> = (0..4)
+            .flat_map(|p| (0..3).map(move |ch| (10 * p + ch) as f32 / 40.0))
+            .collect();
+        let means = means_channels_first(&logits, [1, 2, 2, 3]);
+        for ch in 0..3 {
+            for p in 0..4 {
+                assert_eq!(means[ch * 4 + p], sigmoid((10 * p + ch) as f32 / 40.0));
+            }
         }
     }
 

@@ -141,3 +141,11 @@ pub fn bernoulli_forward(logits: &FlexTensor, targets: &FlexTensor, bound: f64) 
     let loss = bernoulli::forward(logits.slice(), targets.slice(), images, bound as f32);
     tensor(loss, &[images])
 }
+
+/// Pixel means of channels-last logits `[B, H, W, C]`, channels-first `[B, C, H, W]`.
+pub fn pixel_means(logits: &FlexTensor) -> FlexTensor {
+    let logits = Values::of(logits);
+    let grid = logits.grid();
+    let means = bernoulli::means_channels_first(logits.slice(), grid.dims());
+    tensor(means, &[grid.batch, grid.channels, grid.height, grid.width])
+}

@@ -68,6 +68,10 @@ pub trait CpuKernels: burn::backend::Backend {
         targets: FloatTensor<Self>,
         bound: f64,
     ) -> FloatTensor<Self>;
+
+    /// Pixel values `sigmoid(l)` of channels-last logits `[B, H, W, C]`, channels-first
+    /// `[B, C, H, W]`. For sampling: no gradient flows through it.
+    fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl CpuKernels for Flex {
@@ -112,6 +116,10 @@ impl CpuKernels for Flex {
         bound: f64,
     ) -> FloatTensor<Self> {
         flex::bernoulli_forward(&logits, &targets, bound)
+    }
+
+    fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::pixel_means(&logits)
     }
 }
 
@@ -181,5 +189,12 @@ pub fn bernoulli_nll(logits: Tensor<2>, targets: Tensor<2>, bound: f64) -> Tenso
         logits.into_dispatch(),
         targets.into_dispatch(),
         bound,
+    ))
+}
+
+/// See [`CpuKernels::pixel_means`].
+pub fn pixel_means(logits: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::pixel_means(
+        logits.into_dispatch(),
     ))
 }
