@@ -49,12 +49,42 @@ pub fn run_ok(args: &[&str]) -> Output {
     out
 }
 
-/// A fresh empty folder under the system temp dir.
+/// A fresh empty folder under the system temp dir, in this test process's own
+/// `intervene-e2e-<pid>` folder. Tests keep their folders (a failure can be inspected), so the
+/// first call also removes the folders of earlier test processes that have exited.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("intervene-e2e-{name}-{}", std::process::id()));
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_folders_of_exited_runs);
+    let dir = std::env::temp_dir()
+        .join(format!("intervene-e2e-{}", std::process::id()))
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes `intervene-e2e-...-<pid>` folders whose process is gone (Linux: no `/proc/<pid>`).
+fn remove_folders_of_exited_runs() {
+    let proc = Path::new("/proc");
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    if !proc.join("self").exists() {
+        return;
+    }
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("intervene-e2e-")
+            .and_then(|rest| rest.rsplit('-').next())
+            .filter(|pid| pid.parse::<u32>().is_ok())
+        else {
+            continue;
+        };
+        if !proc.join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Flags for a model small enough to train in seconds on a CPU.

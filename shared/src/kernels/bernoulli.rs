@@ -16,6 +16,7 @@ fn sigmoid(l: f32) -> f32 {
 
 /// Whether the clamp to `[-bound, bound]` passes `l` (and with it the gradient) unchanged.
 /// NaN passes, so a diverged model still shows a non-finite loss.
+#[cfg(feature = "train")]
 fn inside(l: f32, bound: f32) -> bool {
     !(l > bound || l < -bound)
 }
@@ -54,6 +55,7 @@ pub fn forward(logits: &[f32], targets: &[f32], images: usize, bound: f32) -> Ve
 
 /// Gradient of [`forward`] for the logits, given `d_images [B]`: `d (sigmoid(l) - x)` where the
 /// clamp passed `l`, zero where it cut it.
+#[cfg(feature = "train")]
 pub fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
     let per_image = logits.len() / d_images.len().max(1);
     let mut out = vec![0f32; logits.len()];
@@ -72,6 +74,7 @@ pub fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -
 }
 
 /// Gradient of [`forward`] for the targets: `-d l` (`l` clamped).
+#[cfg(feature = "train")]
 pub fn d_targets(logits: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
     let per_image = logits.len() / d_images.len().max(1);
     let mut out = vec![0f32; logits.len()];
@@ -110,6 +113,7 @@ pub fn means_channels_first(logits: &[f32], dims: [usize; 4]) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "train")]
     #[test]
     fn matches_the_definition_and_its_derivative() {
         let logits = [-20.0, -1.5, 0.0, 0.7, 3.0, 25.0];
