@@ -350,6 +350,42 @@ mod tests {
         }
     }
 
+    /// At inference (no autodiff) the kernel overwrites its own input buffer; the values must
+    /// still be burn's, and a tensor sharing the input must keep its values.
+    #[test]
+    fn inference_norm_in_place_matches_burn() {
+        let device = Device::flex();
+        let c = 3;
+        let norm = BatchNorm {
+            gamma: Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), &device)),
+            beta: Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.5), &device)),
+            ..BatchNormConfig::new(c).init(&device)
+        };
+        norm.running_var.update(Tensor::random(
+            [c],
+            Distribution::Uniform(0.5, 2.0),
+            &device,
+        ));
+        for order in [NormOrder::ReluThenNorm, NormOrder::NormThenRelu] {
+            let data = Tensor::<4>::random([2, 4, 4, c], Distribution::Normal(0.2, 1.0), &device)
+                .into_data();
+            // Sole owner of its buffer: normalised in place.
+            let owned = Tensor::<4>::from_data(data.clone(), &device);
+            let ours = normalise_channels_last(owned, order, &norm);
+            // Shared with `kept`: copied first.
+            let kept = Tensor::<4>::from_data(data.clone(), &device);
+            let shared = normalise_channels_last(kept.clone(), order, &norm);
+            let theirs = order.apply(kept.clone().permute([0, 3, 1, 2]), &norm);
+            let theirs = theirs.permute([0, 2, 3, 1]).into_data();
+            ours.into_data()
+                .assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
+            shared
+                .into_data()
+                .assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
+            assert_eq!(kept.into_data(), data);
+        }
+    }
+
     #[test]
     fn frozen_norms_match_burn() {
         check_inference(NormOrder::ReluThenNorm);
