@@ -1,6 +1,6 @@
 //! The decoder's Bernoulli pixels: the reconstruction loss (binary cross-entropy on logits),
 //! summed per image in one pass each way, and the pixel means (sigmoid of the logits) written
-//! channels-first in the same pass. burn builds the loss from a clamp, a softplus, a product, a
+//! channels-first in one pass. burn builds the loss from a clamp, a softplus, a product, a
 //! difference and a sum, each a full pass over the decoder's output with its own backward.
 
 use super::parallel;

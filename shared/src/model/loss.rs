@@ -118,10 +118,11 @@ mod tests {
     fn cpu_kernel_matches_burn_ops() {
         use burn::tensor::{Distribution, Tolerance};
         let d = Device::flex().autodiff();
-        let logits = Tensor::<4>::random([3, 2, 4, 5], Distribution::Normal(0.0, 12.0), &d);
+        // The decoder hands over a channels-first view of channels-last values; the images
+        // are plain channels-first.
+        let logits = Tensor::<4>::random([3, 4, 5, 2], Distribution::Normal(0.0, 12.0), &d)
+            .permute([0, 3, 1, 2]);
         let images = Tensor::<4>::random([3, 2, 4, 5], Distribution::Default, &d);
-        // The decoder hands over a channels-first view of channels-last values.
-        let logits = logits.permute([0, 2, 3, 1]).permute([0, 3, 1, 2]);
         let run = |f: fn(Tensor<4>, Tensor<4>) -> Tensor<1>| {
             let (l, x) = (logits.clone().require_grad(), images.clone().require_grad());
             let loss = f(l.clone(), x.clone());
