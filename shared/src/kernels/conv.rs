@@ -92,15 +92,11 @@ pub fn multiply_scatter(rows: &[f32], matrix: Matrix, grid: Grid, out: &mut [f32
     });
 }
 
-/// `sum over patch rows p of patches(values)[p]^T * rows[p]` (`[16 C, K]`), or its transpose
-/// `rows^T * patches` (`[K, 16 C]`) when `patches_right`.
+/// `rows^T * patches(values)` (`[K, 16 C]`): the sum over patch rows `p` of the outer product of
+/// `rows[p]` and patch row `p`. (In this orientation gemm reads the large patch matrix with unit
+/// stride; see `matmul`.)
 #[cfg(feature = "train")]
-pub fn patch_outer_products(
-    values: &[f32],
-    grid: Grid,
-    rows: &[f32],
-    patches_right: bool,
-) -> Vec<f32> {
+pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32> {
     let per_task = images_per_task(grid);
     let rows_per_image = grid.patch_rows() / grid.batch.max(1);
     let k = rows.len() / grid.patch_rows().max(1);
@@ -117,10 +113,7 @@ pub fn patch_outer_products(
             with_scratch(images.patch_rows() * images.patch_width(), |patches| {
                 patches::gather(source, images, patches);
                 let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
-                match patches_right {
-                    false => matmul(patches.t(), rows, &mut partial, false, Threads::One),
-                    true => matmul(rows.t(), patches, &mut partial, false, Threads::One),
-                }
+                matmul(rows.t(), patches, &mut partial, false, Threads::One);
             });
             partial
         },

@@ -5,7 +5,7 @@ use super::batch_norm::{self, BatchStats, NormOrder};
 use super::bernoulli;
 use super::conv;
 use super::flex::{Values, tensor};
-use super::matmul::{Matrix, column_sums};
+use super::matmul::{Matrix, column_sums, transpose};
 use burn::backend::flex::FlexTensor;
 
 /// Which inputs need a gradient: `[x, weight, bias]`.
@@ -23,13 +23,14 @@ pub fn conv_backward(
     let o = d_out.dims[3];
     let d_x = wanted[0].then(|| {
         let mut d_x = vec![0f32; grid.len()];
-        let w = Matrix::new(weight.slice(), grid.patch_width(), o);
-        conv::multiply_scatter(d_out.slice(), w.t(), grid, &mut d_x);
+        let w_t = transpose(weight.slice(), grid.patch_width(), o);
+        let w_t = Matrix::new(&w_t, o, grid.patch_width());
+        conv::multiply_scatter(d_out.slice(), w_t, grid, &mut d_x);
         tensor(d_x, &x.dims)
     });
     let d_weight = wanted[1].then(|| {
-        let d_w = conv::patch_outer_products(x.slice(), grid, d_out.slice(), false);
-        tensor(d_w, &weight.dims)
+        let d_w_t = conv::patch_outer_products(x.slice(), grid, d_out.slice());
+        tensor(transpose(&d_w_t, o, grid.patch_width()), &weight.dims)
     });
     let d_bias = wanted[2].then(|| tensor(column_sums(d_out.slice(), o), &[o]));
     [d_x, d_weight, d_bias]
@@ -48,12 +49,13 @@ pub fn deconv_backward(
     // The gradient of a scatter is a gather.
     let d_x = wanted[0].then(|| {
         let mut d_x = vec![0f32; x.grid().len()];
-        let w = Matrix::new(weight.slice(), c, out_grid.patch_width());
-        conv::gather_multiply(d_out.slice(), out_grid, w.t(), &mut d_x, false);
+        let w_t = transpose(weight.slice(), c, out_grid.patch_width());
+        let w_t = Matrix::new(&w_t, out_grid.patch_width(), c);
+        conv::gather_multiply(d_out.slice(), out_grid, w_t, &mut d_x, false);
         tensor(d_x, &x.dims)
     });
     let d_weight = wanted[1].then(|| {
-        let d_w = conv::patch_outer_products(d_out.slice(), out_grid, x.slice(), true);
+        let d_w = conv::patch_outer_products(d_out.slice(), out_grid, x.slice());
         tensor(d_w, &weight.dims)
     });
     let d_bias = wanted[2].then(|| tensor(column_sums(d_out.slice(), o), &[o]));

@@ -56,6 +56,10 @@ pub enum Threads {
 }
 
 /// `out = a b` (or `out += a b` when `accumulate`), `out` row-major.
+///
+/// gemm copies ("packs") an operand it cannot read with unit stride one value at a time, so
+/// large operands should come un-transposed: a transposed weight is cheaper to [`transpose`]
+/// once than to have every task's product pack it.
 pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool, threads: Threads) {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
@@ -102,6 +106,24 @@ pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool, threads: 
             parallelism,
         );
     }
+}
+
+/// The transpose of a row-major `[rows, cols]` matrix, row-major `[cols, rows]`.
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(data.len(), rows * cols, "transpose: matrix size");
+    // Tiles keep both the rows read and the rows written in cache.
+    const TILE: usize = 32;
+    let mut out = vec![0f32; data.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = data[r * cols + c];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Column sums of a row-major `[rows, cols]` matrix (a bias gradient).
@@ -152,6 +174,18 @@ mod tests {
             matmul(left, right, &mut out, true, Threads::One);
             let doubled: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
             assert_eq!(out, doubled);
+        }
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        let (rows, cols) = (37, 70);
+        let data: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let t = transpose(&data, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(t[c * rows + r], data[r * cols + c]);
+            }
         }
     }
 
