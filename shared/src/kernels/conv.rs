@@ -93,8 +93,8 @@ pub fn multiply_scatter(rows: &[f32], matrix: Matrix, grid: Grid, out: &mut [f32
 }
 
 /// `rows^T * patches(values)` (`[K, 16 C]`): the sum over patch rows `p` of the outer product of
-/// `rows[p]` and patch row `p`. (In this orientation gemm reads the large patch matrix with unit
-/// stride; see `matmul`.)
+/// `rows[p]` and patch row `p`. Both operands are laid out so that gemm reads them with unit
+/// stride (see `matmul`).
 #[cfg(feature = "train")]
 pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32> {
     let per_task = images_per_task(grid);
@@ -108,12 +108,13 @@ pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32
         |task, source| {
             let images = part(grid, source.len() / image_len);
             let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
-            let rows = Matrix::new(rows, images.patch_rows(), k);
+            let rows_t = super::matmul::transpose(rows, images.patch_rows(), k);
+            let rows_t = Matrix::new(&rows_t, k, images.patch_rows());
             let mut partial = vec![0f32; size];
             with_scratch(images.patch_rows() * images.patch_width(), |patches| {
                 patches::gather(source, images, patches);
                 let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
-                matmul(rows.t(), patches, &mut partial, false, Threads::One);
+                matmul(rows_t, patches, &mut partial, false, Threads::One);
             });
             partial
         },
