@@ -315,23 +315,25 @@ mod tests {
         }
     }
 
+    /// A BatchNorm layer as training leaves it: its own scale and shift, running statistics.
+    fn trained_norm(c: usize, device: &Device) -> BatchNorm {
+        let norm = BatchNorm {
+            gamma: Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), device)),
+            beta: Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.5), device)),
+            ..BatchNormConfig::new(c).init(device)
+        };
+        norm.running_mean
+            .update(Tensor::random([c], Distribution::Normal(0.0, 1.0), device));
+        norm.running_var
+            .update(Tensor::random([c], Distribution::Uniform(0.5, 2.0), device));
+        norm
+    }
+
     /// A frozen layer normalises with its running statistics; gradients still reach the input.
     fn check_inference(order: NormOrder) {
         let device = Device::flex().autodiff();
         let c = 4;
-        let norm = BatchNorm {
-            gamma: Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), &device)),
-            beta: Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.5), &device)),
-            ..BatchNormConfig::new(c).init(&device)
-        };
-        norm.running_mean
-            .update(Tensor::random([c], Distribution::Normal(0.0, 1.0), &device));
-        norm.running_var.update(Tensor::random(
-            [c],
-            Distribution::Uniform(0.5, 2.0),
-            &device,
-        ));
-        let norm = norm.freeze();
+        let norm = trained_norm(c, &device).freeze();
         let x = Tensor::<4>::random([2, c, 3, 3], Distribution::Normal(0.2, 1.0), &device);
         let r = Tensor::<4>::random([2, c, 3, 3], Distribution::Default, &device);
         let run = |ours: bool| {
@@ -356,16 +358,7 @@ mod tests {
     fn inference_norm_in_place_matches_burn() {
         let device = Device::flex();
         let c = 3;
-        let norm = BatchNorm {
-            gamma: Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), &device)),
-            beta: Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.5), &device)),
-            ..BatchNormConfig::new(c).init(&device)
-        };
-        norm.running_var.update(Tensor::random(
-            [c],
-            Distribution::Uniform(0.5, 2.0),
-            &device,
-        ));
+        let norm = trained_norm(c, &device);
         for order in [NormOrder::ReluThenNorm, NormOrder::NormThenRelu] {
             let data = Tensor::<4>::random([2, 4, 4, c], Distribution::Normal(0.2, 1.0), &device)
                 .into_data();
