@@ -95,11 +95,7 @@ pub fn norm_backward(
         epsilon,
         order,
     );
-    [
-        tensor(d_y, &y.dims),
-        tensor(d_gamma, &[c]),
-        tensor(d_beta, &[c]),
-    ]
+    with_channel_gradients(d_y, &y.dims, d_gamma, d_beta)
 }
 
 /// Gradients of [`super::flex::affine_forward`]: `[d y, d scale, d shift]`.
@@ -125,11 +121,18 @@ pub fn affine_backward(
         shift.slice(),
         order,
     );
-    [
-        tensor(d_y, &y.dims),
-        tensor(d_scale, &[c]),
-        tensor(d_shift, &[c]),
-    ]
+    with_channel_gradients(d_y, &y.dims, d_scale, d_shift)
+}
+
+/// A norm's gradients as tensors: the input's (`dims`) and two per-channel ones.
+fn with_channel_gradients(
+    d_y: Vec<f32>,
+    dims: &[usize],
+    d_a: Vec<f32>,
+    d_b: Vec<f32>,
+) -> [FlexTensor; 3] {
+    let c = d_a.len();
+    [tensor(d_y, dims), tensor(d_a, &[c]), tensor(d_b, &[c])]
 }
 
 /// Gradients of [`super::flex::bernoulli_forward`] for `[logits, targets]`, as `wanted` says.

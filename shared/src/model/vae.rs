@@ -294,12 +294,7 @@ mod tests {
                 beta: Param::from_tensor(beta.clone()),
                 ..BatchNormConfig::new(c).init(&device)
             };
-            let out = if ours {
-                let nhwc = x.clone().permute([0, 2, 3, 1]);
-                normalise_channels_last(nhwc, order, &norm).permute([0, 3, 1, 2])
-            } else {
-                order.apply(x.clone(), &norm)
-            };
+            let out = normalise(x.clone(), order, &norm, ours);
             let grads = (out.clone() * r.clone()).sum().backward();
             [
                 out.into_data(),
@@ -312,6 +307,17 @@ mod tests {
         };
         for (ours, theirs) in run(true).iter().zip(run(false)) {
             ours.assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
+        }
+    }
+
+    /// `x [B, C, H, W]` through ReLU and `norm` in `order`: our channels-last kernels or burn's
+    /// layers.
+    fn normalise(x: Tensor<4>, order: NormOrder, norm: &BatchNorm, ours: bool) -> Tensor<4> {
+        match ours {
+            true => {
+                normalise_channels_last(x.permute([0, 2, 3, 1]), order, norm).permute([0, 3, 1, 2])
+            }
+            false => order.apply(x, norm),
         }
     }
 
@@ -338,12 +344,7 @@ mod tests {
         let r = Tensor::<4>::random([2, c, 3, 3], Distribution::Default, &device);
         let run = |ours: bool| {
             let x = x.clone().require_grad();
-            let out = if ours {
-                let nhwc = x.clone().permute([0, 2, 3, 1]);
-                normalise_channels_last(nhwc, order, &norm).permute([0, 3, 1, 2])
-            } else {
-                order.apply(x.clone(), &norm)
-            };
+            let out = normalise(x.clone(), order, &norm, ours);
             let grads = (out.clone() * r.clone()).sum().backward();
             [out.into_data(), x.grad(&grads).unwrap().into_data()]
         };
