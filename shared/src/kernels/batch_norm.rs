@@ -82,9 +82,25 @@ pub fn affine_forward(
     shift: &[f32],
     order: NormOrder,
 ) -> Vec<f32> {
-    let mut out = y.to_vec();
-    affine_in_place(&mut out, c, scale, shift, order);
-    out
+    let (scale, shift) = (&scale[..c], &shift[..c]);
+    let per_task = parallel::rows_per_task(y.len() / c.max(1));
+    parallel::new_in_chunks(y.len(), per_task * c, &[0.0], |task, chunk| {
+        let inputs = &y[task * per_task * c..][..chunk.len()];
+        for (row, input) in chunk.chunks_mut(c).zip(inputs.chunks(c)) {
+            for (((v, y), s), t) in row.iter_mut().zip(input).zip(scale).zip(shift) {
+                *v = affine(order, *y, *s, *t);
+            }
+        }
+    })
+}
+
+/// ReLU and the affine map `s v + t`, in `order`.
+#[inline(always)]
+fn affine(order: NormOrder, y: f32, s: f32, t: f32) -> f32 {
+    match order {
+        NormOrder::ReluThenNorm => relu(y) * s + t,
+        NormOrder::NormThenRelu => relu(y * s + t),
+    }
 }
 
 /// [`affine_forward`] overwriting its input: at inference nothing else needs the input.
@@ -102,10 +118,7 @@ pub fn affine_in_place(
         |_, chunk| {
             for row in chunk.chunks_mut(c) {
                 for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
-                    *v = match order {
-                        NormOrder::ReluThenNorm => relu(*v) * s + t,
-                        NormOrder::NormThenRelu => relu(*v * s + t),
-                    };
+                    *v = affine(order, *v, *s, *t);
                 }
             }
         },
@@ -209,9 +222,8 @@ pub fn backward(
         .collect();
     let k: Vec<f32> = (0..c).map(|ch| -a[ch] * d_beta[ch] / n).collect();
     let (b, k) = (&b[..c], &k[..c]);
-    let mut d_y = vec![0f32; y.len()];
     let per_task = parallel::rows_per_task(rows);
-    parallel::for_each_chunk(&mut d_y, per_task * c, |task, chunk| {
+    let d_y = parallel::new_in_chunks(y.len(), per_task * c, &[0.0], |task, chunk| {
         let start = task * per_task * c;
         let (inputs, grads) = (&y[start..][..chunk.len()], &d_out[start..][..chunk.len()]);
         for ((d_row, row), g_row) in chunk

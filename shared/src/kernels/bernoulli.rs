@@ -3,15 +3,18 @@
 //! channels-first in one pass. burn builds the loss from a clamp, a softplus, a product, a
 //! difference and a sum, each a full pass over the decoder's output with its own backward.
 
+use super::exp_log::{exp, ln_1p};
 use super::parallel;
 
 /// `softplus(l) = ln(1 + e^l)`, written so that `e^l` cannot overflow.
+#[inline(always)]
 fn softplus(l: f32) -> f32 {
-    l.max(0.0) + (-l.abs()).exp().ln_1p()
+    l.max(0.0) + ln_1p(exp(-l.abs()))
 }
 
+#[inline(always)]
 fn sigmoid(l: f32) -> f32 {
-    1.0 / (1.0 + (-l).exp())
+    1.0 / (1.0 + exp(-l))
 }
 
 /// Whether the clamp to `[-bound, bound]` passes `l` (and with it the gradient) unchanged.
@@ -35,15 +38,26 @@ pub fn forward(logits: &[f32], targets: &[f32], images: usize, bound: f32) -> Ve
         per_image.max(1),
         |image, row| {
             let x = &targets[image * per_image..][..row.len()];
-            let total: f64 = row
+            let term = |l: f32, x: f32| {
+                let l = l.clamp(-bound, bound);
+                softplus(l) - x * l
+            };
+            // Eight running sums, so that the terms are computed (and added) eight at a time.
+            const LANES: usize = 8;
+            let mut sums = [0f64; LANES];
+            let (row_chunks, x_chunks) = (row.chunks_exact(LANES), x.chunks_exact(LANES));
+            let (row_rest, x_rest) = (row_chunks.remainder(), x_chunks.remainder());
+            for (l, x) in row_chunks.zip(x_chunks) {
+                for lane in 0..LANES {
+                    sums[lane] += f64::from(term(l[lane], x[lane]));
+                }
+            }
+            let rest: f64 = row_rest
                 .iter()
-                .zip(x)
-                .map(|(&l, &x)| {
-                    let l = l.clamp(-bound, bound);
-                    f64::from(softplus(l) - x * l)
-                })
+                .zip(x_rest)
+                .map(|(&l, &x)| f64::from(term(l, x)))
                 .sum();
-            vec![total as f32]
+            vec![(sums.iter().sum::<f64>() + rest) as f32]
         },
         |mut a: Vec<f32>, b| {
             a.extend(b);
@@ -58,8 +72,7 @@ pub fn forward(logits: &[f32], targets: &[f32], images: usize, bound: f32) -> Ve
 #[cfg(feature = "train")]
 pub fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
     let per_image = logits.len() / d_images.len().max(1);
-    let mut out = vec![0f32; logits.len()];
-    parallel::for_each_chunk(&mut out, per_image.max(1), |image, out| {
+    parallel::new_in_chunks(logits.len(), per_image.max(1), &[0.0], |image, out| {
         let (l, x) = (&logits[image * per_image..], &targets[image * per_image..]);
         let d = d_images[image];
         for ((o, &l), &x) in out.iter_mut().zip(l).zip(x) {
@@ -69,22 +82,19 @@ pub fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -
                 0.0
             };
         }
-    });
-    out
+    })
 }
 
 /// Gradient of [`forward`] for the targets: `-d l` (`l` clamped).
 #[cfg(feature = "train")]
 pub fn d_targets(logits: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
     let per_image = logits.len() / d_images.len().max(1);
-    let mut out = vec![0f32; logits.len()];
-    parallel::for_each_chunk(&mut out, per_image.max(1), |image, out| {
+    parallel::new_in_chunks(logits.len(), per_image.max(1), &[0.0], |image, out| {
         let d = d_images[image];
         for (o, &l) in out.iter_mut().zip(&logits[image * per_image..]) {
             *o = -d * l.clamp(-bound, bound);
         }
-    });
-    out
+    })
 }
 
 /// Pixel means `sigmoid(l)` of channels-last logits `[B, H, W, C]` (`dims`), written
@@ -97,16 +107,14 @@ pub fn means_channels_first(logits: &[f32], dims: [usize; 4]) -> Vec<f32> {
         dims.iter().product::<usize>(),
         "logits and dims differ in size"
     );
-    let mut out = vec![0f32; logits.len()];
-    parallel::for_each_chunk(&mut out, image_len.max(1), |image, out| {
+    parallel::new_in_chunks(logits.len(), image_len.max(1), &[0.0], |image, out| {
         let source = &logits[image * image_len..][..image_len];
         for (channel, plane) in out.chunks_mut(pixels).enumerate() {
             for (o, l) in plane.iter_mut().zip(source[channel..].iter().step_by(c)) {
                 *o = sigmoid(*l);
             }
         }
-    });
-    out
+    })
 }
 
 #[cfg(test)]

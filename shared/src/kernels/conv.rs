@@ -6,6 +6,8 @@
 //! of images and each core gathers, multiplies and scatters one group at a time, so the patch
 //! rows stay in its cache.
 
+#[cfg(feature = "train")]
+use super::matmul::transpose_into;
 use super::matmul::{Matrix, Threads, matmul};
 use super::parallel;
 use super::patches::{self, Grid};
@@ -50,38 +52,46 @@ fn part(grid: Grid, count: usize) -> Grid {
     }
 }
 
-/// `out[p] (+)= patches(values)[p] * matrix` for every patch row `p` of `grid`: the patches of
-/// `values [B, H, W, C]` times `matrix [16 C, N]` into `out [B * H/2 * W/2, N]`.
+/// `patches(values) * matrix (+ bias)`: the patches of `values [B, H, W, C]` (patch rows
+/// `[B * H/2 * W/2, 16 C]`) times `matrix [16 C, N]`, plus `bias [N]` on every row if given.
 pub fn gather_multiply(
     values: &[f32],
     grid: Grid,
     matrix: Matrix,
-    out: &mut [f32],
-    accumulate: bool,
-) {
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let per_task = images_per_task(grid);
     let rows_per_image = grid.patch_rows() / grid.batch.max(1);
-    let n = out.len() / grid.patch_rows().max(1);
+    let n = matrix.data.len() / grid.patch_width().max(1);
     let image_len = grid.len() / grid.batch.max(1);
-    parallel::for_each_chunk(out, per_task * rows_per_image * n, |task, out| {
+    let start = bias.unwrap_or(&[0.0]);
+    let len = grid.patch_rows() * n;
+    parallel::new_in_chunks(len, per_task * rows_per_image * n, start, |task, out| {
         let images = part(grid, out.len() / (rows_per_image * n));
         let source = &values[task * per_task * image_len..][..images.len()];
         with_scratch(images.patch_rows() * images.patch_width(), |patches| {
             patches::gather(source, images, patches);
             let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
-            matmul(patches, matrix, out, accumulate, Threads::One);
+            matmul(patches, matrix, out, bias.is_some(), Threads::One);
         });
-    });
+    })
 }
 
-/// `out += scatter(rows * matrix)`: `rows [B * H/2 * W/2, K]` times `matrix [K, 16 C]` gives
-/// patch rows of `grid [B, H, W, C]`, which are added onto `out` (same shape as `grid`).
-pub fn multiply_scatter(rows: &[f32], matrix: Matrix, grid: Grid, out: &mut [f32]) {
+/// `scatter(rows * matrix) (+ bias)`: `rows [B * H/2 * W/2, K]` times `matrix [K, 16 C]` gives
+/// patch rows of `grid [B, H, W, C]`, which are added up onto a grid of zeros, or of `bias [C]`
+/// on every pixel if given.
+pub fn multiply_scatter(
+    rows: &[f32],
+    matrix: Matrix,
+    grid: Grid,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let per_task = images_per_task(grid);
     let rows_per_image = grid.patch_rows() / grid.batch.max(1);
     let k = rows.len() / grid.patch_rows().max(1);
     let image_len = grid.len() / grid.batch.max(1);
-    parallel::for_each_chunk(out, per_task * image_len, |task, out| {
+    let start = bias.unwrap_or(&[0.0]);
+    parallel::new_in_chunks(grid.len(), per_task * image_len, start, |task, out| {
         let images = part(grid, out.len() / image_len);
         let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
         with_scratch(images.patch_rows() * images.patch_width(), |patch_rows| {
@@ -89,33 +99,46 @@ pub fn multiply_scatter(rows: &[f32], matrix: Matrix, grid: Grid, out: &mut [f32
             matmul(rows, matrix, patch_rows, false, Threads::One);
             patches::scatter_add(patch_rows, images, out);
         });
-    });
+    })
 }
 
 /// `rows^T * patches(values)` (`[K, 16 C]`): the sum over patch rows `p` of the outer product of
 /// `rows[p]` and patch row `p`. Both operands are laid out so that gemm reads them with unit
 /// stride (see `matmul`).
+///
+/// Each core sums the products of a run of consecutive tasks into one partial result, rather
+/// than every task into its own: a partial is as large as the weight (up to 2 MB here), and
+/// writing, zeroing and adding one per task cost more than the products of the small layers.
+/// The runs depend only on the batch and the number of cores, so the sum is the same on every
+/// run of one machine.
 #[cfg(feature = "train")]
 pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32> {
     let per_task = images_per_task(grid);
+    let tasks_per_run = grid.batch.div_ceil(per_task).div_ceil(parallel::threads());
     let rows_per_image = grid.patch_rows() / grid.batch.max(1);
     let k = rows.len() / grid.patch_rows().max(1);
     let image_len = grid.len() / grid.batch.max(1);
     let size = grid.patch_width() * k;
     parallel::map_reduce_chunks(
         values,
-        per_task * image_len,
-        |task, source| {
-            let images = part(grid, source.len() / image_len);
-            let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
-            let rows_t = super::matmul::transpose(rows, images.patch_rows(), k);
-            let rows_t = Matrix::new(&rows_t, k, images.patch_rows());
+        tasks_per_run * per_task * image_len,
+        |run, sources| {
             let mut partial = vec![0f32; size];
-            with_scratch(images.patch_rows() * images.patch_width(), |patches| {
-                patches::gather(source, images, patches);
-                let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
-                matmul(rows_t, patches, &mut partial, false, Threads::One);
-            });
+            for (i, source) in sources.chunks(per_task * image_len).enumerate() {
+                let images = part(grid, source.len() / image_len);
+                let first_image = (run * tasks_per_run + i) * per_task;
+                let rows = &rows[first_image * rows_per_image * k..][..images.patch_rows() * k];
+                let (patch_len, rows_len) =
+                    (images.patch_rows() * images.patch_width(), rows.len());
+                with_scratch(patch_len + rows_len, |scratch| {
+                    let (patches, rows_t) = scratch.split_at_mut(patch_len);
+                    transpose_into(rows, images.patch_rows(), k, rows_t);
+                    patches::gather(source, images, patches);
+                    let rows_t = Matrix::new(rows_t, k, images.patch_rows());
+                    let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
+                    matmul(rows_t, patches, &mut partial, i > 0, Threads::One);
+                });
+            }
             partial
         },
         parallel::add_elementwise,

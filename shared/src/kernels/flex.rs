@@ -50,19 +50,13 @@ pub fn tensor(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims.to_vec()))
 }
 
-/// `rows` copies of `bias` (`[rows, bias.len()]`), ready to accumulate a product onto.
-fn rows_of(bias: &[f32], rows: usize) -> Vec<f32> {
-    bias.repeat(rows)
-}
-
 /// Halving convolution: `x [B, H, W, C]`, `weight [16 C, O]` (rows `[ky][kx][c]`), `bias [O]`.
 pub fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
     let (x, weight, bias) = (Values::of(x), Values::of(weight), Values::of(bias));
     let grid = x.grid();
     let o = bias.dims[0];
-    let mut out = rows_of(bias.slice(), grid.patch_rows());
     let weight = Matrix::new(weight.slice(), grid.patch_width(), o);
-    conv::gather_multiply(x.slice(), grid, weight, &mut out, true);
+    let out = conv::gather_multiply(x.slice(), grid, weight, Some(bias.slice()));
     tensor(out, &[grid.batch, grid.height / 2, grid.width / 2, o])
 }
 
@@ -71,9 +65,8 @@ pub fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> F
 pub fn deconv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
     let (x, weight, bias) = (Values::of(x), Values::of(weight), Values::of(bias));
     let out_grid = doubled(x.grid(), bias.dims[0]);
-    let mut out = rows_of(bias.slice(), out_grid.len() / out_grid.channels);
     let weight = Matrix::new(weight.slice(), x.grid().channels, out_grid.patch_width());
-    conv::multiply_scatter(x.slice(), weight, out_grid, &mut out);
+    let out = conv::multiply_scatter(x.slice(), weight, out_grid, Some(bias.slice()));
     tensor(out, &out_grid.dims())
 }
 

@@ -22,11 +22,12 @@ pub fn conv_backward(
     let grid = x.grid();
     let o = d_out.dims[3];
     let d_x = wanted[0].then(|| {
-        let mut d_x = vec![0f32; grid.len()];
         let w_t = transpose(weight.slice(), grid.patch_width(), o);
         let w_t = Matrix::new(&w_t, o, grid.patch_width());
-        conv::multiply_scatter(d_out.slice(), w_t, grid, &mut d_x);
-        tensor(d_x, &x.dims)
+        tensor(
+            conv::multiply_scatter(d_out.slice(), w_t, grid, None),
+            &x.dims,
+        )
     });
     let d_weight = wanted[1].then(|| {
         let d_w_t = conv::patch_outer_products(x.slice(), grid, d_out.slice());
@@ -48,11 +49,12 @@ pub fn deconv_backward(
     let (c, o) = (x.grid().channels, out_grid.channels);
     // The gradient of a scatter is a gather.
     let d_x = wanted[0].then(|| {
-        let mut d_x = vec![0f32; x.grid().len()];
         let w_t = transpose(weight.slice(), c, out_grid.patch_width());
         let w_t = Matrix::new(&w_t, out_grid.patch_width(), c);
-        conv::gather_multiply(d_out.slice(), out_grid, w_t, &mut d_x, false);
-        tensor(d_x, &x.dims)
+        tensor(
+            conv::gather_multiply(d_out.slice(), out_grid, w_t, None),
+            &x.dims,
+        )
     });
     let d_weight = wanted[1].then(|| {
         let d_w = conv::patch_outer_products(d_out.slice(), out_grid, x.slice());

@@ -12,6 +12,7 @@ mod autodiff;
 pub mod batch_norm;
 mod bernoulli;
 mod conv;
+mod exp_log;
 mod flex;
 #[cfg(feature = "train")]
 mod gradients;

@@ -18,6 +18,61 @@ where
         .for_each(|(i, chunk)| f(i, chunk));
 }
 
+/// A new vector of `len` values in chunks of `size` (a multiple of `start.len()`): each chunk
+/// starts as `start` repeated and is then handed to `f(index, chunk)`, in parallel.
+///
+/// The start values are written by the core that works on the chunk, just before it does: a
+/// zeroed or bias-filled output made up front is a single-threaded pass over memory (on fresh
+/// pages, one that also faults them in) about as long as a layer's own work here.
+pub fn new_in_chunks<F>(len: usize, size: usize, start: &[f32], f: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [f32]) + Send + Sync,
+{
+    let size = size.max(1);
+    assert!(
+        !start.is_empty() && size.is_multiple_of(start.len()) && len.is_multiple_of(start.len()),
+        "chunks must hold whole copies of the start values"
+    );
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let init = |i: usize, chunk: &mut [std::mem::MaybeUninit<f32>]| {
+        match start {
+            [value] => chunk.iter_mut().for_each(|slot| {
+                slot.write(*value);
+            }),
+            _ => {
+                for copy in chunk.chunks_mut(start.len()) {
+                    for (slot, v) in copy.iter_mut().zip(start) {
+                        slot.write(*v);
+                    }
+                }
+            }
+        }
+        // SAFETY: the loop above wrote every value of the chunk (its length is a multiple of
+        // `start.len()`, so every copy is whole).
+        let chunk =
+            unsafe { std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast(), chunk.len()) };
+        f(i, chunk);
+    };
+    let spare = &mut out.spare_capacity_mut()[..len];
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        spare
+            .par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(i, c)| init(i, c));
+    }
+    #[cfg(target_family = "wasm")]
+    spare
+        .chunks_mut(size)
+        .enumerate()
+        .for_each(|(i, c)| init(i, c));
+    // SAFETY: every chunk, and so all `len` values, was initialised above (a panic in `f` would
+    // have left `out` empty).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// Maps every chunk of `data` (chunks of `size`) to a value and sums the values with `add`, in
 /// chunk order: the chunks depend only on `size`, so the sum is the same on every run (a
 /// training run resumed from a checkpoint retraces the uninterrupted one bit for bit).
@@ -94,4 +149,24 @@ pub fn channel_sums(
 pub fn add_elementwise<T: std::ops::AddAssign>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
     a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_chunks_start_from_the_pattern() {
+        let out = new_in_chunks(12, 4, &[1.0, 2.0], |i, chunk| {
+            assert_eq!(chunk, [1.0, 2.0, 1.0, 2.0]);
+            chunk[0] += 10.0 * i as f32;
+        });
+        assert_eq!(
+            out,
+            [1.0, 2.0, 1.0, 2.0, 11.0, 2.0, 1.0, 2.0, 21.0, 2.0, 1.0, 2.0]
+        );
+        // A last chunk shorter than `size`, and zeros.
+        let out = new_in_chunks(5, 2, &[0.0], |i, chunk| chunk.fill(i as f32));
+        assert_eq!(out, [0.0, 0.0, 1.0, 1.0, 2.0]);
+    }
 }
