@@ -21,18 +21,19 @@ pub fn exp(x: f32) -> f32 {
     let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // Taylor series of e^r to r^7: the first term left out is below 1e-8 for |r| <= 0.35.
-    let mut p = 1.0 / 5040.0;
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
+    let p = horner(
+        r,
+        [
+            1.0 / 5040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ],
+    );
     let two_to_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
     p * two_to_n
 }
@@ -44,19 +45,26 @@ pub fn ln_1p(t: f32) -> f32 {
     // and the series 2 s (1 + s^2/3 + s^4/5 + ...) needs eight terms for f32 accuracy.
     let s = t / (2.0 + t);
     let z = s * s;
-    let mut p = 1.0 / 15.0;
-    for c in [
-        1.0 / 13.0,
-        1.0 / 11.0,
-        1.0 / 9.0,
-        1.0 / 7.0,
-        1.0 / 5.0,
-        1.0 / 3.0,
-        1.0,
-    ] {
-        p = p * z + c;
-    }
+    let p = horner(
+        z,
+        [
+            1.0 / 15.0,
+            1.0 / 13.0,
+            1.0 / 11.0,
+            1.0 / 9.0,
+            1.0 / 7.0,
+            1.0 / 5.0,
+            1.0 / 3.0,
+            1.0,
+        ],
+    );
     2.0 * s * p
+}
+
+/// The polynomial with `coefficients` (highest power first) at `x`, by Horner's rule.
+#[inline(always)]
+fn horner<const N: usize>(x: f32, coefficients: [f32; N]) -> f32 {
+    coefficients.into_iter().fold(0.0, |p, c| p * x + c)
 }
 
 #[cfg(test)]
