@@ -149,13 +149,17 @@ pub fn affine_backward(
             d_scale[ch] += g * v;
         }
     });
-    let mut d_y = d_out.to_vec();
     let per_task = parallel::rows_per_task(y.len() / c.max(1));
-    parallel::for_each_chunk(&mut d_y, per_task * c, |task, chunk| {
-        let inputs = &y[task * per_task * c..][..chunk.len()];
-        for (d_row, row) in chunk.chunks_mut(c).zip(inputs.chunks(c)) {
+    let d_y = parallel::new_in_chunks(y.len(), per_task * c, &[0.0], |task, chunk| {
+        let start = task * per_task * c;
+        let (inputs, grads) = (&y[start..][..chunk.len()], &d_out[start..][..chunk.len()]);
+        for ((d_row, row), g_row) in chunk
+            .chunks_mut(c)
+            .zip(inputs.chunks(c))
+            .zip(grads.chunks(c))
+        {
             for ch in 0..c {
-                let (g, _) = parts(ch, row[ch], d_row[ch]);
+                let (g, _) = parts(ch, row[ch], g_row[ch]);
                 d_row[ch] = match order {
                     NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
                     _ => g * scale[ch],

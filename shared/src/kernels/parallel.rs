@@ -1,9 +1,9 @@
 //! Work split over the CPU's cores natively; one thread in the browser (no rayon on wasm).
 
 /// Runs `f(index, chunk)` over `data` split into chunks of `size`.
-pub fn for_each_chunk<F>(data: &mut [f32], size: usize, f: F)
+pub fn for_each_chunk<T: Send, F>(data: &mut [T], size: usize, f: F)
 where
-    F: Fn(usize, &mut [f32]) + Send + Sync,
+    F: Fn(usize, &mut [T]) + Send + Sync,
 {
     #[cfg(not(target_family = "wasm"))]
     {
@@ -36,6 +36,7 @@ where
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let init = |i: usize, chunk: &mut [std::mem::MaybeUninit<f32>]| {
         match start {
+            // One value: a plain fill, which compiles to a memset.
             [value] => chunk.iter_mut().for_each(|slot| {
                 slot.write(*value);
             }),
@@ -53,20 +54,7 @@ where
             unsafe { std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast(), chunk.len()) };
         f(i, chunk);
     };
-    let spare = &mut out.spare_capacity_mut()[..len];
-    #[cfg(not(target_family = "wasm"))]
-    {
-        use rayon::prelude::*;
-        spare
-            .par_chunks_mut(size)
-            .enumerate()
-            .for_each(|(i, c)| init(i, c));
-    }
-    #[cfg(target_family = "wasm")]
-    spare
-        .chunks_mut(size)
-        .enumerate()
-        .for_each(|(i, c)| init(i, c));
+    for_each_chunk(&mut out.spare_capacity_mut()[..len], size, init);
     // SAFETY: every chunk, and so all `len` values, was initialised above (a panic in `f` would
     // have left `out` empty).
     unsafe { out.set_len(len) };
