@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use intervene::config::Method;
 use intervene::context::Context;
-use intervene::data::{DatasetKind, Split};
+use intervene::data::{DatasetKind, Split, channels_last};
 use intervene::model::block_linear::BlockLinear;
 use intervene::rng::Rng;
 use serde::Serialize;
@@ -164,6 +164,7 @@ fn synthetic_batch(config: &TrainConfig, batch_size: usize, latent: usize) -> Ba
         Split::Training,
         &mut rng,
     );
+    let images = channels_last(&images, config.model_config().image);
     let mut eps = vec![0f32; batch_size * latent];
     rng.fill_normal(&mut eps);
     Batch {

@@ -1,7 +1,7 @@
 //! Backward passes of the CPU kernels, registered with burn's autodiff (the `train` feature).
 #![cfg(feature = "train")]
 
-use super::{CpuKernels, NormOrder, flex, gradients};
+use super::{AdamStep, CpuKernels, NormOrder, flex, gradients};
 use burn::backend::Flex;
 use burn::backend::autodiff::{
     Autodiff, NodeId,
@@ -257,5 +257,26 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
 
     fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self> {
         Tracked::<C>::new(flex::pixel_means(logits.primitive()))
+    }
+
+    fn adam_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (param, moment_1, moment_2) = flex::adam_update(
+            param.primitive().clone(),
+            grad.primitive(),
+            moment_1.primitive().clone(),
+            moment_2.primitive().clone(),
+            step,
+        );
+        (
+            Tracked::<C>::new(param),
+            Tracked::<C>::new(moment_1),
+            Tracked::<C>::new(moment_2),
+        )
     }
 }

@@ -1,5 +1,6 @@
 //! The kernels' forward passes on burn's CPU backend (`Flex`) tensors.
 
+use super::adam::{self, AdamStep};
 use super::batch_norm::{self, NormOrder};
 use super::bernoulli;
 use super::conv;
@@ -141,4 +142,47 @@ pub fn pixel_means(logits: &FlexTensor) -> FlexTensor {
     let grid = logits.grid();
     let means = bernoulli::means_channels_first(logits.slice(), grid.dims());
     tensor(means, &[grid.batch, grid.channels, grid.height, grid.width])
+}
+
+/// One Adam step; the parameter and moments are updated in place where nothing else holds them.
+pub fn adam_update(
+    param: FlexTensor,
+    grad: &FlexTensor,
+    moment_1: FlexTensor,
+    moment_2: FlexTensor,
+    step: AdamStep,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let grad = Values::of(grad);
+    let [mut param, mut moment_1, mut moment_2] = [param, moment_1, moment_2].map(writable);
+    adam::update(
+        values_mut(&mut param),
+        grad.slice(),
+        values_mut(&mut moment_1),
+        values_mut(&mut moment_2),
+        step,
+    );
+    (param, moment_1, moment_2)
+}
+
+/// `tensor` itself when its values can be changed in place (nothing else holds them and they
+/// are laid out plainly), otherwise a contiguous copy of them.
+fn writable(mut tensor: FlexTensor) -> FlexTensor {
+    let len = tensor.layout().shape().num_elements();
+    let plain = tensor.layout().contiguous_offsets() == Some((0, len));
+    if plain
+        && tensor
+            .try_storage_mut::<f32>()
+            .is_some_and(|v| v.len() == len)
+    {
+        return tensor;
+    }
+    let values = Values::of(&tensor);
+    self::tensor(values.slice().to_vec(), &values.dims)
+}
+
+/// The values of a tensor made by [`writable`].
+fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+    tensor
+        .try_storage_mut::<f32>()
+        .expect("a writable tensor owns its values")
 }

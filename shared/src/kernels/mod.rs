@@ -8,6 +8,7 @@
 //! autodiff wrapper when the `train` feature is on), so the model code stays plain tensor code.
 //! Other backends (wgpu) keep burn's own layers; [`available`] says which path a device takes.
 
+mod adam;
 mod autodiff;
 pub mod batch_norm;
 mod bernoulli;
@@ -20,6 +21,7 @@ pub mod matmul;
 mod parallel;
 pub mod patches;
 
+pub use adam::AdamStep;
 pub use batch_norm::NormOrder;
 
 use burn::backend::{Dispatch, Flex, backend_extension, tensor::FloatTensor};
@@ -73,6 +75,16 @@ pub trait CpuKernels: burn::backend::Backend {
     /// Pixel values `sigmoid(l)` of channels-last logits `[B, H, W, C]`, channels-first
     /// `[B, C, H, W]`. For sampling: no gradient flows through it.
     fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// One Adam step of a parameter from its gradient and moments (all the same shape): the
+    /// parameter and moments after it. For the optimizer: no gradient flows through it.
+    fn adam_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl CpuKernels for Flex {
@@ -121,6 +133,16 @@ impl CpuKernels for Flex {
 
     fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::pixel_means(&logits)
+    }
+
+    fn adam_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        flex::adam_update(param, &grad, moment_1, moment_2, step)
     }
 }
 
@@ -198,4 +220,26 @@ pub fn pixel_means(logits: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as CpuKernels>::pixel_means(
         logits.into_dispatch(),
     ))
+}
+
+/// See [`CpuKernels::adam_update`].
+pub fn adam_update<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    step: AdamStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let (param, moment_1, moment_2) = <Dispatch as CpuKernels>::adam_update(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        step,
+    );
+    (
+        Tensor::from_dispatch(param),
+        Tensor::from_dispatch(moment_1),
+        Tensor::from_dispatch(moment_2),
+    )
 }

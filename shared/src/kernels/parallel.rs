@@ -18,6 +18,34 @@ where
         .for_each(|(i, chunk)| f(i, chunk));
 }
 
+/// Runs `f(index, [a, b, c])` over three equally long slices cut alike into chunks of `size`.
+pub fn for_each_chunk_of_three<F>(slices: [&mut [f32]; 3], size: usize, f: F)
+where
+    F: Fn(usize, [&mut [f32]; 3]) + Send + Sync,
+{
+    let [a, b, c] = slices;
+    assert!(
+        a.len() == b.len() && b.len() == c.len(),
+        "slices differ in length"
+    );
+    let size = size.max(1);
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        a.par_chunks_mut(size)
+            .zip(b.par_chunks_mut(size))
+            .zip(c.par_chunks_mut(size))
+            .enumerate()
+            .for_each(|(i, ((a, b), c))| f(i, [a, b, c]));
+    }
+    #[cfg(target_family = "wasm")]
+    a.chunks_mut(size)
+        .zip(b.chunks_mut(size))
+        .zip(c.chunks_mut(size))
+        .enumerate()
+        .for_each(|(i, ((a, b), c))| f(i, [a, b, c]));
+}
+
 /// A new vector of `len` values in chunks of `size` (a multiple of `start.len()`): each chunk
 /// starts as `start` repeated and is then handed to `f(index, chunk)`, in parallel.
 ///

@@ -6,12 +6,12 @@ pub mod conv;
 pub mod loss;
 pub mod vae;
 
-use crate::config::ModelConfig;
+use crate::config::{ImageShape, ModelConfig};
 use crate::context::Context;
 use crate::kernels;
 use burn::module::Module;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use context_module::ContextModule;
 use vae::{Decoder, Encoder};
 
@@ -176,6 +176,16 @@ impl Model {
             ..self
         }
     }
+}
+
+/// Images as the model takes them, `[B, C, S, S]`, from channels-last values `[B, S, S, C]`
+/// (`data::channels_last`). The tensor is a permuted view of those values: the CPU path works
+/// channels-last throughout and so reads them in place, where channels-first values would be
+/// rearranged twice a step (for the encoder and for the loss).
+pub fn images_tensor(values: Vec<f32>, shape: ImageShape, device: &Device) -> Tensor<4> {
+    let n = values.len() / shape.numel();
+    let dims = [n, shape.size, shape.size, shape.channels];
+    Tensor::<4>::from_data(TensorData::new(values, dims), device).permute([0, 3, 1, 2])
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::training::config::TrainConfig;
 use intervene::context::Context;
-use intervene::data::{Examples, Split};
+use intervene::data::{Examples, Split, channels_last};
 use intervene::rng::Rng;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -53,7 +53,7 @@ impl TrainingData {
 #[derive(Clone)]
 pub struct Batch {
     pub context: Context,
-    /// `[B, C, S, S]` pixel values in `[0, 1]`.
+    /// Pixel values in `[0, 1]`, channels-last `[B, S, S, C]` (`model::images_tensor`).
     pub images: Vec<f32>,
     /// `[B, latent]` standard normal noise for the reparameterisation.
     pub eps: Vec<f32>,
@@ -94,6 +94,7 @@ pub fn spawn(
 ) -> Receiver<Batch> {
     let (sender, receiver) = sync_channel(3);
     let size = config.image_size;
+    let shape = config.model_config().image;
     let seed = config.seed;
     std::thread::spawn(move || {
         for (index, (c, indices)) in plan.into_iter().enumerate().skip(start) {
@@ -105,7 +106,7 @@ pub fn spawn(
             noise.fill_normal(&mut eps);
             let batch = Batch {
                 context: data.contexts[c],
-                images: data.train[c].render_indices(&indices, size),
+                images: channels_last(&data.train[c].render_indices(&indices, size), shape),
                 eps,
             };
             if sender.send(batch).is_err() {

@@ -1,7 +1,8 @@
-//! Training (spec section 5): one context per batch, Adam with warm-up then cosine decay,
-//! BCE + beta * KL, early stopping on validation with the best weights kept, causal weights
+//! Training (spec section 5): one context per batch, Adam (`adam.rs`) with warm-up then cosine
+//! decay, BCE + beta * KL, early stopping on validation with the best weights kept, causal weights
 //! clamped after every step, non-finite batches skipped and counted, checkpoints on the way.
 
+pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod run_folder;
@@ -13,15 +14,15 @@ use crate::files::atomic_write;
 use crate::progress::Progress;
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use checkpoint::LoopState;
 use config::TrainConfig;
 use intervene::config::Method;
 use intervene::context::Context;
 use intervene::data::Examples;
-use intervene::model::Model;
 use intervene::model::loss::{elbo_terms, total_correlation};
+use intervene::model::{Model, images_tensor};
 use intervene::weights::{self, Precision};
 use run_folder::{EpochRow, RunFolder};
 use std::path::Path;
@@ -88,7 +89,7 @@ impl Learner {
         let dataset_size = config.training_context_count() * config.train_per_context();
         let mut learner = Self {
             model,
-            optimizer: AdamConfig::new().init(),
+            optimizer: adam::init(),
             config,
             device,
             dataset_size,
@@ -119,10 +120,7 @@ impl Learner {
         let shape = self.model.config.image;
         let n = batch.images.len() / shape.numel();
         let latent = self.model.config.latent_size();
-        let images = Tensor::<4>::from_data(
-            TensorData::new(batch.images, [n, shape.channels, shape.size, shape.size]),
-            &self.device,
-        );
+        let images = images_tensor(batch.images, shape, &self.device);
         let eps = Tensor::<2>::from_data(TensorData::new(batch.eps, [n, latent]), &self.device);
         let context = if self.config.method.uses_context_labels() {
             batch.context
