@@ -1,6 +1,7 @@
 //! Backward passes of the CPU kernels, registered with burn's autodiff (the `train` feature).
 #![cfg(feature = "train")]
 
+use super::weight_layout::{self, WeightOf};
 use super::{AdamStep, CpuKernels, NormOrder, flex, gradients};
 use burn::backend::Flex;
 use burn::backend::autodiff::{
@@ -94,7 +95,7 @@ impl Backward<Flex, 3> for NormBackward {
             &s.beta,
             &s.mean,
             &s.variance,
-            &d_out,
+            d_out,
             s.epsilon,
             s.order,
         );
@@ -112,7 +113,7 @@ impl Backward<Flex, 3> for AffineBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_out = grads.consume::<Flex>(&ops.node);
         let (y, scale, shift) = &ops.state;
-        let d = gradients::affine_backward(y, scale, shift, &d_out, self.0);
+        let d = gradients::affine_backward(y, scale, shift, d_out, self.0);
         register(grads, parent_ids(&ops), d.map(Some));
     }
 }
@@ -132,6 +133,23 @@ impl Backward<Flex, 2> for BernoulliBackward {
         let wanted = ops.parents.each_ref().map(Option::is_some);
         let d = gradients::bernoulli_backward(logits, targets, &d_out, self.bound, wanted);
         register(grads, parent_ids(&ops), d);
+    }
+}
+
+/// Undoes [`flex::patch_ordered_weight`]: the gradient goes back to burn's layout (`dims`).
+#[derive(Debug)]
+struct PatchOrderBackward {
+    dims: [usize; 4],
+    of: WeightOf,
+}
+
+impl Backward<Flex, 1> for PatchOrderBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = flex::Values::of(&grads.consume::<Flex>(&ops.node));
+        let d = weight_layout::from_patch_order(d_out.slice(), self.dims, self.of);
+        register(grads, parent_ids(&ops), [Some(flex::tensor(d, &self.dims))]);
     }
 }
 
@@ -257,6 +275,14 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
 
     fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self> {
         Tracked::<C>::new(flex::pixel_means(logits.primitive()))
+    }
+
+    fn patch_ordered_weight(weight: FloatTensor<Self>, of: WeightOf) -> FloatTensor<Self> {
+        let dims = flex::four_dims(weight.primitive().layout().shape());
+        PatchOrderBackward { dims, of }
+            .prepare::<C>([weight.node()])
+            .compute_bound()
+            .stateless(flex::patch_ordered_weight(weight.primitive(), of))
     }
 
     fn adam_update(

@@ -125,15 +125,16 @@ pub fn affine_in_place(
     );
 }
 
-/// Gradients of [`affine_forward`]: `(d y, d scale, d shift)`.
+/// Gradients of [`affine_forward`]: `d` holds the gradient reaching the output and is
+/// overwritten with the input's; returns `(d scale, d shift)`.
 pub fn affine_backward(
     y: &[f32],
-    d_out: &[f32],
+    d: &mut [f32],
     c: usize,
     scale: &[f32],
     shift: &[f32],
     order: NormOrder,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Vec<f32>) {
     // (gradient reaching the affine map's output, the value it scaled)
     let parts = |ch: usize, v: f32, d: f32| match order {
         NormOrder::ReluThenNorm => (d, relu(v)),
@@ -141,7 +142,7 @@ pub fn affine_backward(
         NormOrder::NormThenRelu => (0.0, v),
     };
     let sums = parallel::channel_sums(y, c, 2 * c, |row_index, row, sums| {
-        let d_row = &d_out[row_index * c..][..c];
+        let d_row = &d[row_index * c..][..c];
         let (d_shift, d_scale) = sums.split_at_mut(c);
         for ch in 0..c {
             let (g, v) = parts(ch, row[ch], d_row[ch]);
@@ -149,29 +150,33 @@ pub fn affine_backward(
             d_scale[ch] += g * v;
         }
     });
-    let per_task = parallel::rows_per_task(y.len() / c.max(1));
-    let d_y = parallel::new_in_chunks(y.len(), per_task * c, &[0.0], |task, chunk| {
-        let start = task * per_task * c;
-        let (inputs, grads) = (&y[start..][..chunk.len()], &d_out[start..][..chunk.len()]);
-        for ((d_row, row), g_row) in chunk
-            .chunks_mut(c)
-            .zip(inputs.chunks(c))
-            .zip(grads.chunks(c))
-        {
-            for ch in 0..c {
-                let (g, _) = parts(ch, row[ch], g_row[ch]);
-                d_row[ch] = match order {
-                    NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
-                    _ => g * scale[ch],
-                };
-            }
+    for_each_row_pair(y, d, c, |row, d_row| {
+        for ch in 0..c {
+            let (g, _) = parts(ch, row[ch], d_row[ch]);
+            d_row[ch] = match order {
+                NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
+                _ => g * scale[ch],
+            };
         }
     });
     let to_f32 = |s: &[f64]| s.iter().map(|v| *v as f32).collect();
-    (d_y, to_f32(&sums[c..]), to_f32(&sums[..c]))
+    (to_f32(&sums[c..]), to_f32(&sums[..c]))
 }
 
-/// Gradients of the training forward: `(d y, d gamma, d beta)`.
+/// Runs `f(row of y, row of d)` over all rows of two `[N, C]` arrays, in parallel.
+fn for_each_row_pair(y: &[f32], d: &mut [f32], c: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    let per_task = parallel::rows_per_task(y.len() / c.max(1));
+    parallel::for_each_chunk(d, per_task * c, |task, chunk| {
+        let inputs = &y[task * per_task * c..][..chunk.len()];
+        for (d_row, row) in chunk.chunks_mut(c).zip(inputs.chunks(c)) {
+            f(&row[..c], &mut d_row[..c]);
+        }
+    });
+}
+
+/// Gradients of the training forward: `d` holds the gradient reaching the output and is
+/// overwritten with the input's (no new buffer: this pass is memory-bound); returns
+/// `(d gamma, d beta)`.
 ///
 /// With `v` the normalised input and `g` the gradient reaching BatchNorm's output,
 /// `d v = gamma inv_std (g - mean(g) - x_hat mean(g x_hat))`, which is `a g + b (v - mean) + k`
@@ -179,14 +184,14 @@ pub fn affine_backward(
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     y: &[f32],
-    d_out: &[f32],
+    d: &mut [f32],
     c: usize,
     gamma: &[f32],
     beta: &[f32],
     stats: &BatchStats,
     epsilon: f64,
     order: NormOrder,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Vec<f32>) {
     let rows = y.len() / c.max(1);
     let n = rows.max(1) as f32;
     let inv_std = inverse_std(&stats.variance, epsilon);
@@ -207,7 +212,7 @@ pub fn backward(
     };
     // One pass for both sums: sum(g) in the first c columns, sum(g (v - mean)) in the next c.
     let sums = parallel::channel_sums(y, c, 2 * c, |row_index, row, sums| {
-        let (row, d_row) = (&row[..c], &d_out[row_index * c..][..c]);
+        let (row, d_row) = (&row[..c], &d[row_index * c..][..c]);
         let (sum_g, sum_gv) = sums.split_at_mut(c);
         let (sum_g, sum_gv) = (&mut sum_g[..c], &mut sum_gv[..c]);
         for ch in 0..c {
@@ -226,28 +231,18 @@ pub fn backward(
         .collect();
     let k: Vec<f32> = (0..c).map(|ch| -a[ch] * d_beta[ch] / n).collect();
     let (b, k) = (&b[..c], &k[..c]);
-    let per_task = parallel::rows_per_task(rows);
-    let d_y = parallel::new_in_chunks(y.len(), per_task * c, &[0.0], |task, chunk| {
-        let start = task * per_task * c;
-        let (inputs, grads) = (&y[start..][..chunk.len()], &d_out[start..][..chunk.len()]);
-        for ((d_row, row), g_row) in chunk
-            .chunks_mut(c)
-            .zip(inputs.chunks(c))
-            .zip(grads.chunks(c))
-        {
-            let (d_row, row, g_row) = (&mut d_row[..c], &row[..c], &g_row[..c]);
-            for ch in 0..c {
-                let (v, g) = parts(ch, row[ch], g_row[ch]);
-                let d_v = a[ch] * g + b[ch] * (v - mean[ch]) + k[ch];
-                // ReLU before the norm: nothing flows back where it cut the input off.
-                d_row[ch] = match order {
-                    NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
-                    _ => d_v,
-                };
-            }
+    for_each_row_pair(y, d, c, |row, d_row| {
+        for ch in 0..c {
+            let (v, g) = parts(ch, row[ch], d_row[ch]);
+            let d_v = a[ch] * g + b[ch] * (v - mean[ch]) + k[ch];
+            // ReLU before the norm: nothing flows back where it cut the input off.
+            d_row[ch] = match order {
+                NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
+                _ => d_v,
+            };
         }
     });
-    (d_y, d_gamma, d_beta)
+    (d_gamma, d_beta)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use super::bernoulli;
 use super::conv;
 use super::matmul::Matrix;
 use super::patches::Grid;
+use super::weight_layout::{self, WeightOf};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
 
@@ -144,6 +145,22 @@ pub fn pixel_means(logits: &FlexTensor) -> FlexTensor {
     tensor(means, &[grid.batch, grid.channels, grid.height, grid.width])
 }
 
+/// burn's convolution weight in the kernels' patch order.
+pub fn patch_ordered_weight(weight: &FlexTensor, of: WeightOf) -> FlexTensor {
+    let weight = Values::of(weight);
+    let dims = four_dims(&weight.dims);
+    tensor(
+        weight_layout::to_patch_order(weight.slice(), dims, of),
+        &of.patch_dims(dims),
+    )
+}
+
+/// `dims` of a convolution weight, which has four.
+pub fn four_dims(dims: &[usize]) -> [usize; 4] {
+    dims.try_into()
+        .unwrap_or_else(|_| panic!("expected a 4-D convolution weight, got {dims:?}"))
+}
+
 /// One Adam step; the parameter and moments are updated in place where nothing else holds them.
 pub fn adam_update(
     param: FlexTensor,
@@ -166,7 +183,7 @@ pub fn adam_update(
 
 /// `tensor` itself when its values can be changed in place (nothing else holds them and they
 /// are laid out plainly), otherwise a contiguous copy of them.
-fn writable(mut tensor: FlexTensor) -> FlexTensor {
+pub fn writable(mut tensor: FlexTensor) -> FlexTensor {
     let len = tensor.layout().shape().num_elements();
     let plain = tensor.layout().contiguous_offsets() == Some((0, len));
     if plain
@@ -181,7 +198,7 @@ fn writable(mut tensor: FlexTensor) -> FlexTensor {
 }
 
 /// The values of a tensor made by [`writable`].
-fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+pub fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
     tensor
         .try_storage_mut::<f32>()
         .expect("a writable tensor owns its values")

@@ -4,7 +4,7 @@
 use super::batch_norm::{self, BatchStats, NormOrder};
 use super::bernoulli;
 use super::conv;
-use super::flex::{Values, tensor};
+use super::flex::{Values, tensor, values_mut, writable};
 use super::matmul::{Matrix, column_sums, transpose};
 use burn::backend::flex::FlexTensor;
 
@@ -64,7 +64,8 @@ pub fn deconv_backward(
     [d_x, d_weight, d_bias]
 }
 
-/// Gradients of [`super::flex::norm_forward`]: `[d y, d gamma, d beta]`.
+/// Gradients of [`super::flex::norm_forward`]: `[d y, d gamma, d beta]`. `d y` takes over the
+/// buffer of `d_out` where nothing else holds it.
 #[allow(clippy::too_many_arguments)]
 pub fn norm_backward(
     y: &FlexTensor,
@@ -72,69 +73,55 @@ pub fn norm_backward(
     beta: &FlexTensor,
     mean: &FlexTensor,
     variance: &FlexTensor,
-    d_out: &FlexTensor,
+    d_out: FlexTensor,
     epsilon: f64,
     order: NormOrder,
 ) -> [FlexTensor; 3] {
-    let (y, gamma, beta, d_out) = (
-        Values::of(y),
-        Values::of(gamma),
-        Values::of(beta),
-        Values::of(d_out),
-    );
+    let (y, gamma, beta) = (Values::of(y), Values::of(gamma), Values::of(beta));
     let stats = BatchStats {
         mean: Values::of(mean).slice().to_vec(),
         variance: Values::of(variance).slice().to_vec(),
     };
-    let c = gamma.dims[0];
-    let (d_y, d_gamma, d_beta) = batch_norm::backward(
+    let mut d = writable(d_out);
+    let (d_gamma, d_beta) = batch_norm::backward(
         y.slice(),
-        d_out.slice(),
-        c,
+        values_mut(&mut d),
+        gamma.dims[0],
         gamma.slice(),
         beta.slice(),
         &stats,
         epsilon,
         order,
     );
-    with_channel_gradients(d_y, &y.dims, d_gamma, d_beta)
+    [d, channel_tensor(d_gamma), channel_tensor(d_beta)]
 }
 
-/// Gradients of [`super::flex::affine_forward`]: `[d y, d scale, d shift]`.
+/// Gradients of [`super::flex::affine_forward`]: `[d y, d scale, d shift]`, `d y` in the
+/// buffer of `d_out` where nothing else holds it.
 pub fn affine_backward(
     y: &FlexTensor,
     scale: &FlexTensor,
     shift: &FlexTensor,
-    d_out: &FlexTensor,
+    d_out: FlexTensor,
     order: NormOrder,
 ) -> [FlexTensor; 3] {
-    let (y, scale, shift, d_out) = (
-        Values::of(y),
-        Values::of(scale),
-        Values::of(shift),
-        Values::of(d_out),
-    );
-    let c = scale.dims[0];
-    let (d_y, d_scale, d_shift) = batch_norm::affine_backward(
+    let (y, scale, shift) = (Values::of(y), Values::of(scale), Values::of(shift));
+    let mut d = writable(d_out);
+    let (d_scale, d_shift) = batch_norm::affine_backward(
         y.slice(),
-        d_out.slice(),
-        c,
+        values_mut(&mut d),
+        scale.dims[0],
         scale.slice(),
         shift.slice(),
         order,
     );
-    with_channel_gradients(d_y, &y.dims, d_scale, d_shift)
+    [d, channel_tensor(d_scale), channel_tensor(d_shift)]
 }
 
-/// A norm's gradients as tensors: the input's (`dims`) and two per-channel ones.
-fn with_channel_gradients(
-    d_y: Vec<f32>,
-    dims: &[usize],
-    d_a: Vec<f32>,
-    d_b: Vec<f32>,
-) -> [FlexTensor; 3] {
-    let c = d_a.len();
-    [tensor(d_y, dims), tensor(d_a, &[c]), tensor(d_b, &[c])]
+/// A per-channel gradient `[C]`.
+fn channel_tensor(values: Vec<f32>) -> FlexTensor {
+    let c = values.len();
+    tensor(values, &[c])
 }
 
 /// Gradients of [`super::flex::bernoulli_forward`] for `[logits, targets]`, as `wanted` says.

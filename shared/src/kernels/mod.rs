@@ -20,9 +20,11 @@ mod gradients;
 pub mod matmul;
 mod parallel;
 pub mod patches;
+mod weight_layout;
 
 pub use adam::AdamStep;
 pub use batch_norm::NormOrder;
+pub use weight_layout::WeightOf;
 
 use burn::backend::{Dispatch, Flex, backend_extension, tensor::FloatTensor};
 use burn::tensor::{Device, Tensor};
@@ -75,6 +77,10 @@ pub trait CpuKernels: burn::backend::Backend {
     /// Pixel values `sigmoid(l)` of channels-last logits `[B, H, W, C]`, channels-first
     /// `[B, C, H, W]`. For sampling: no gradient flows through it.
     fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// burn's 4-D convolution weight (`of` says which layer's) as the patch-ordered matrix the
+    /// convolutions take: `[k k C, O]` for `Conv2d`, `[C, k k O]` for `ConvTranspose2d`.
+    fn patch_ordered_weight(weight: FloatTensor<Self>, of: WeightOf) -> FloatTensor<Self>;
 
     /// One Adam step of a parameter from its gradient and moments (all the same shape): the
     /// parameter and moments after it. For the optimizer: no gradient flows through it.
@@ -133,6 +139,10 @@ impl CpuKernels for Flex {
 
     fn pixel_means(logits: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::pixel_means(&logits)
+    }
+
+    fn patch_ordered_weight(weight: FloatTensor<Self>, of: WeightOf) -> FloatTensor<Self> {
+        flex::patch_ordered_weight(&weight, of)
     }
 
     fn adam_update(
@@ -219,6 +229,14 @@ pub fn bernoulli_nll(logits: Tensor<2>, targets: Tensor<2>, bound: f64) -> Tenso
 pub fn pixel_means(logits: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as CpuKernels>::pixel_means(
         logits.into_dispatch(),
+    ))
+}
+
+/// See [`CpuKernels::patch_ordered_weight`].
+pub fn patch_ordered_weight(weight: Tensor<4>, of: WeightOf) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::patch_ordered_weight(
+        weight.into_dispatch(),
+        of,
     ))
 }
 

@@ -34,7 +34,7 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, geometry: Geomet
     let [b, h, w, c] = x.dims();
     let [o, _, k, _] = weight.dims();
     // Weight rows in patch order (ky, kx, c).
-    let weight = weight.permute([2, 3, 1, 0]).reshape([k * k * c, o]);
+    let weight = kernels::patch_ordered_weight(weight, kernels::WeightOf::Conv2d);
     match geometry {
         Geometry::Halve => kernels::conv_halve(x, weight, bias),
         Geometry::Collapse(_) => {
@@ -56,7 +56,7 @@ pub fn conv_transpose2d(
     let [b, h, w, c] = x.dims();
     let [_, o, k, _] = weight.dims();
     // Weight columns in patch order (ky, kx, o).
-    let weight = weight.permute([0, 2, 3, 1]).reshape([c, k * k * o]);
+    let weight = kernels::patch_ordered_weight(weight, kernels::WeightOf::ConvTranspose2d);
     match geometry {
         Geometry::Halve => kernels::deconv_double(x, weight, bias),
         Geometry::Collapse(_) => {
