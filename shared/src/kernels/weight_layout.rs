@@ -40,7 +40,8 @@ pub fn to_patch_order(weight: &[f32], dims: [usize; 4], of: WeightOf) -> Vec<f32
     }
 }
 
-/// The inverse of [`to_patch_order`]: a patch-ordered weight (or its gradient) in burn's layout.
+/// The inverse of [`to_patch_order`]: a patch-ordered weight's gradient in burn's layout.
+#[cfg(feature = "train")]
 pub fn from_patch_order(values: &[f32], dims: [usize; 4], of: WeightOf) -> Vec<f32> {
     let [a, b, k, _] = dims;
     let kk = k * k;
@@ -82,8 +83,8 @@ mod tests {
         ((i * dims[1] + j) * dims[2] + y) * dims[3] + x
     }
 
-    /// Every value lands where the patch order says, and the inverse brings it back; sizes not
-    /// multiples of four reach the transposes' ragged edges.
+    /// Every value lands where the patch order says, and the inverse (built for training) brings
+    /// it back; sizes not multiples of four reach the transposes' ragged edges.
     #[test]
     fn patch_order_places_every_value_and_inverts() {
         let (o, c, k) = (6, 5, 3);
@@ -114,6 +115,7 @@ mod tests {
                     "{of:?} o {oi} c {ci} at ({y}, {x})"
                 );
             }
+            #[cfg(feature = "train")]
             assert_eq!(
                 from_patch_order(&patched, dims, of),
                 weight,
