@@ -116,11 +116,7 @@ pub fn affine_forward(
     } else {
         y.to_contiguous()
     };
-    let len = y.layout().shape().num_elements();
-    if y.layout().contiguous_offsets() == Some((0, len))
-        && let Some(values) = y.try_storage_mut::<f32>()
-        && values.len() == len
-    {
+    if let Some(values) = sole_values(&mut y) {
         batch_norm::affine_in_place(values, c, scale.slice(), shift.slice(), order);
         return y;
     }
@@ -184,13 +180,7 @@ pub fn adam_update(
 /// `tensor` itself when its values can be changed in place (nothing else holds them and they
 /// are laid out plainly), otherwise a contiguous copy of them.
 pub fn writable(mut tensor: FlexTensor) -> FlexTensor {
-    let len = tensor.layout().shape().num_elements();
-    let plain = tensor.layout().contiguous_offsets() == Some((0, len));
-    if plain
-        && tensor
-            .try_storage_mut::<f32>()
-            .is_some_and(|v| v.len() == len)
-    {
+    if sole_values(&mut tensor).is_some() {
         return tensor;
     }
     let values = Values::of(&tensor);
@@ -199,7 +189,17 @@ pub fn writable(mut tensor: FlexTensor) -> FlexTensor {
 
 /// The values of a tensor made by [`writable`].
 pub fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+    sole_values(tensor).expect("a writable tensor owns its values")
+}
+
+/// The values of `tensor` to change in place, if they are laid out plainly and nothing else
+/// holds them.
+fn sole_values(tensor: &mut FlexTensor) -> Option<&mut [f32]> {
+    let len = tensor.layout().shape().num_elements();
+    if tensor.layout().contiguous_offsets() != Some((0, len)) {
+        return None;
+    }
     tensor
         .try_storage_mut::<f32>()
-        .expect("a writable tensor owns its values")
+        .filter(|values| values.len() == len)
 }
