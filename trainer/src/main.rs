@@ -51,7 +51,10 @@ fn main() {
     unsafe { libmimalloc_sys::mi_option_set(MIMALLOC_PURGE_DELAY, -1) };
     quiet_wayland_probe();
     let cli = Cli::parse();
-    if let Err(err) = run(cli) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .build()
+        .expect("thread pool");
+    if let Err(err) = pool.install(|| run(cli)) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

@@ -3,6 +3,7 @@
 //! the CPU that was 5% of a training step, for a model whose parameters fit in a few megabytes.
 
 use super::parallel;
+use super::simd::wide_fn;
 
 /// One step's constants. Derived the way burn's `Adam` derives them (in `f32`, same order of
 /// operations), so both optimizers produce the same bits and their states are interchangeable.
@@ -45,14 +46,41 @@ pub fn update(
     let correction_2 = (1.0 - beta_2.powi(time)).sqrt();
     let scale = correction_2 / (1.0 - beta_1.powi(time));
     let floor = epsilon * correction_2;
+    let constants = Constants {
+        beta_1,
+        beta_2,
+        keep_1,
+        keep_2,
+        scale,
+        floor,
+        learning_rate,
+    };
     parallel::for_each_chunk_of_three([param, moment_1, moment_2], CHUNK, |i, [p, m, v]| {
-        let g = &grad[i * CHUNK..][..p.len()];
-        for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-            *m = *m * beta_1 + g * keep_1;
-            *v = *v * beta_2 + g * g * keep_2;
-            *p -= *m * scale / (v.sqrt() + floor) * learning_rate;
-        }
+        update_chunk(p, &grad[i * CHUNK..][..p.len()], m, v, constants);
     });
+}
+
+/// What every value's update multiplies by, worked out once per step.
+#[derive(Clone, Copy)]
+struct Constants {
+    beta_1: f32,
+    beta_2: f32,
+    keep_1: f32,
+    keep_2: f32,
+    scale: f32,
+    floor: f32,
+    learning_rate: f32,
+}
+
+wide_fn! {
+    /// [`update`] of one chunk of the values.
+    fn update_chunk(param: &mut [f32], grad: &[f32], moment_1: &mut [f32], moment_2: &mut [f32], k: Constants) {
+        for (((p, m), v), &g) in param.iter_mut().zip(moment_1).zip(moment_2).zip(grad) {
+            *m = *m * k.beta_1 + g * k.keep_1;
+            *v = *v * k.beta_2 + g * g * k.keep_2;
+            *p -= *m * k.scale / (v.sqrt() + k.floor) * k.learning_rate;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! backward: training mode (batch statistics) in two passes over the activations each way, and
 //! inference mode, where the norm is a per-channel affine map.
 
-use super::parallel;
+use super::parallel::{self, RowSums, RowUpdate};
+use super::simd::wide_fn;
 
 /// Where BatchNorm sits relative to ReLU: the two architectures differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,27 +52,51 @@ pub fn forward(
     order: NormOrder,
 ) -> (Vec<f32>, BatchStats) {
     let n = (y.len() / c.max(1)).max(1) as f64;
-    let mean: Vec<f32> = parallel::channel_sums(y, c, c, |_, row, sums| match order {
-        NormOrder::ReluThenNorm => sums.iter_mut().zip(row).for_each(|(s, v)| *s += relu(*v)),
-        NormOrder::NormThenRelu => sums.iter_mut().zip(row).for_each(|(s, v)| *s += v),
-    })
-    .into_iter()
-    .map(|s| (s / n) as f32)
-    .collect();
-    let variance: Vec<f32> = parallel::channel_sums(y, c, c, |_, row, sums| {
-        for ((s, v), m) in sums.iter_mut().zip(row).zip(&mean) {
-            let d = normalised_input(order, *v) - m;
-            *s += d * d;
-        }
-    })
-    .into_iter()
-    .map(|s| (s / n) as f32)
-    .collect();
+    let mean: Vec<f32> = parallel::channel_sums(y, c, c, &InputSums(order))
+        .into_iter()
+        .map(|s| (s / n) as f32)
+        .collect();
+    let deviations = SquaredDeviations {
+        order,
+        mean: &mean[..c],
+    };
+    let variance: Vec<f32> = parallel::channel_sums(y, c, c, &deviations)
+        .into_iter()
+        .map(|s| (s / n) as f32)
+        .collect();
     let inv_std = inverse_std(&variance, epsilon);
     let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
     let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
     let out = affine_forward(y, c, &scale, &shift, order);
     (out, BatchStats { mean, variance })
+}
+
+/// Per channel: the sum of the normalised input.
+struct InputSums(NormOrder);
+
+impl RowSums for InputSums {
+    #[inline(always)]
+    fn add(&self, _: usize, row: &[f32], sums: &mut [f32]) {
+        for (s, v) in sums.iter_mut().zip(row) {
+            *s += normalised_input(self.0, *v);
+        }
+    }
+}
+
+/// Per channel: the sum of squared deviations of the normalised input from its mean.
+struct SquaredDeviations<'a> {
+    order: NormOrder,
+    mean: &'a [f32],
+}
+
+impl RowSums for SquaredDeviations<'_> {
+    #[inline(always)]
+    fn add(&self, _: usize, row: &[f32], sums: &mut [f32]) {
+        for ((s, v), m) in sums.iter_mut().zip(row).zip(self.mean) {
+            let d = normalised_input(self.order, *v) - m;
+            *s += d * d;
+        }
+    }
 }
 
 /// Inference-mode BatchNorm (a per-channel affine map `scale * v + shift`) with its ReLU.
@@ -86,12 +111,20 @@ pub fn affine_forward(
     let per_task = parallel::rows_per_task(y.len() / c.max(1));
     parallel::new_in_chunks(y.len(), per_task * c, &[0.0], |task, chunk| {
         let inputs = &y[task * per_task * c..][..chunk.len()];
-        for (row, input) in chunk.chunks_mut(c).zip(inputs.chunks(c)) {
+        affine_rows(inputs, chunk, scale, shift, order);
+    })
+}
+
+wide_fn! {
+    /// [`affine`] of every row of `inputs` (rows as long as `scale`) into `out`.
+    fn affine_rows(inputs: &[f32], out: &mut [f32], scale: &[f32], shift: &[f32], order: NormOrder) {
+        let c = scale.len();
+        for (row, input) in out.chunks_mut(c).zip(inputs.chunks(c)) {
             for (((v, y), s), t) in row.iter_mut().zip(input).zip(scale).zip(shift) {
                 *v = affine(order, *y, *s, *t);
             }
         }
-    })
+    }
 }
 
 /// ReLU and the affine map `s v + t`, in `order`.
@@ -115,14 +148,19 @@ pub fn affine_in_place(
     parallel::for_each_chunk(
         values,
         parallel::rows_per_task(values.len() / c.max(1)) * c,
-        |_, chunk| {
-            for row in chunk.chunks_mut(c) {
-                for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
-                    *v = affine(order, *v, *s, *t);
-                }
-            }
-        },
+        |_, chunk| affine_rows_in_place(chunk, scale, shift, order),
     );
+}
+
+wide_fn! {
+    /// [`affine_rows`] overwriting its input.
+    fn affine_rows_in_place(values: &mut [f32], scale: &[f32], shift: &[f32], order: NormOrder) {
+        for row in values.chunks_mut(scale.len()) {
+            for ((v, s), t) in row.iter_mut().zip(scale).zip(shift) {
+                *v = affine(order, *v, *s, *t);
+            }
+        }
+    }
 }
 
 /// Gradients of [`affine_forward`]: `d` holds the gradient reaching the output and is
@@ -135,43 +173,71 @@ pub fn affine_backward(
     shift: &[f32],
     order: NormOrder,
 ) -> (Vec<f32>, Vec<f32>) {
-    // (gradient reaching the affine map's output, the value it scaled)
-    let parts = |ch: usize, v: f32, d: f32| match order {
-        NormOrder::ReluThenNorm => (d, relu(v)),
-        NormOrder::NormThenRelu if v * scale[ch] + shift[ch] > 0.0 => (d, v),
-        NormOrder::NormThenRelu => (0.0, v),
+    let map = AffineMap {
+        order,
+        scale: &scale[..c],
+        shift: &shift[..c],
     };
-    let sums = parallel::channel_sums(y, c, 2 * c, |row_index, row, sums| {
-        let d_row = &d[row_index * c..][..c];
-        let (d_shift, d_scale) = sums.split_at_mut(c);
-        for ch in 0..c {
-            let (g, v) = parts(ch, row[ch], d_row[ch]);
-            d_shift[ch] += g;
-            d_scale[ch] += g * v;
-        }
-    });
-    for_each_row_pair(y, d, c, |row, d_row| {
-        for ch in 0..c {
-            let (g, _) = parts(ch, row[ch], d_row[ch]);
-            d_row[ch] = match order {
-                NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
-                _ => g * scale[ch],
-            };
-        }
-    });
+    let sums = parallel::channel_sums(y, c, 2 * c, &AffineGradientSums { map, d });
+    parallel::for_each_row_pair(y, d, c, &map);
     let to_f32 = |s: &[f64]| s.iter().map(|v| *v as f32).collect();
     (to_f32(&sums[c..]), to_f32(&sums[..c]))
 }
 
-/// Runs `f(row of y, row of d)` over all rows of two `[N, C]` arrays, in parallel.
-fn for_each_row_pair(y: &[f32], d: &mut [f32], c: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
-    let per_task = parallel::rows_per_task(y.len() / c.max(1));
-    parallel::for_each_chunk(d, per_task * c, |task, chunk| {
-        let inputs = &y[task * per_task * c..][..chunk.len()];
-        for (d_row, row) in chunk.chunks_mut(c).zip(inputs.chunks(c)) {
-            f(&row[..c], &mut d_row[..c]);
+/// Inference-mode BatchNorm's per-channel map, for its backward pass.
+#[derive(Clone, Copy)]
+struct AffineMap<'a> {
+    order: NormOrder,
+    scale: &'a [f32],
+    shift: &'a [f32],
+}
+
+impl AffineMap<'_> {
+    /// For input `v` of channel `ch` and gradient `d` reaching the output: the gradient reaching
+    /// the affine map's output and the value it scaled.
+    #[inline(always)]
+    fn parts(&self, ch: usize, v: f32, d: f32) -> (f32, f32) {
+        match self.order {
+            NormOrder::ReluThenNorm => (d, relu(v)),
+            NormOrder::NormThenRelu if v * self.scale[ch] + self.shift[ch] > 0.0 => (d, v),
+            NormOrder::NormThenRelu => (0.0, v),
         }
-    });
+    }
+}
+
+/// Per channel: `d shift` in the first `C` sums, `d scale` in the next `C`.
+struct AffineGradientSums<'a> {
+    map: AffineMap<'a>,
+    /// The gradient reaching the output, `[N, C]`.
+    d: &'a [f32],
+}
+
+impl RowSums for AffineGradientSums<'_> {
+    #[inline(always)]
+    fn add(&self, index: usize, row: &[f32], sums: &mut [f32]) {
+        let c = row.len();
+        let d_row = &self.d[index * c..][..c];
+        let (d_shift, d_scale) = sums.split_at_mut(c);
+        for ch in 0..c {
+            let (g, v) = self.map.parts(ch, row[ch], d_row[ch]);
+            d_shift[ch] += g;
+            d_scale[ch] += g * v;
+        }
+    }
+}
+
+/// The input's gradient, over the output's.
+impl RowUpdate for AffineMap<'_> {
+    #[inline(always)]
+    fn update(&self, row: &[f32], d_row: &mut [f32]) {
+        for ch in 0..row.len() {
+            let (g, _) = self.parts(ch, row[ch], d_row[ch]);
+            d_row[ch] = match self.order {
+                NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
+                _ => g * self.scale[ch],
+            };
+        }
+    }
 }
 
 /// Gradients of the training forward: `d` holds the gradient reaching the output and is
@@ -200,49 +266,103 @@ pub fn backward(
     // that is positive.
     let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
     let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
-    let (scale, shift) = (&scale[..c], &shift[..c]);
-    let parts = |ch: usize, y: f32, d: f32| -> (f32, f32) {
-        match order {
-            NormOrder::ReluThenNorm => (relu(y), d),
-            NormOrder::NormThenRelu => {
-                let passes = y * scale[ch] + shift[ch] > 0.0;
-                (y, if passes { d } else { 0.0 })
-            }
-        }
+    let norm = NormMap {
+        order,
+        scale: &scale[..c],
+        shift: &shift[..c],
+        mean,
     };
     // One pass for both sums: sum(g) in the first c columns, sum(g (v - mean)) in the next c.
-    let sums = parallel::channel_sums(y, c, 2 * c, |row_index, row, sums| {
-        let (row, d_row) = (&row[..c], &d[row_index * c..][..c]);
-        let (sum_g, sum_gv) = sums.split_at_mut(c);
-        let (sum_g, sum_gv) = (&mut sum_g[..c], &mut sum_gv[..c]);
-        for ch in 0..c {
-            let (v, g) = parts(ch, row[ch], d_row[ch]);
-            sum_g[ch] += g;
-            sum_gv[ch] += g * (v - mean[ch]);
-        }
-    });
+    let sums = parallel::channel_sums(y, c, 2 * c, &NormGradientSums { norm, d });
     let d_beta: Vec<f32> = sums[..c].iter().map(|s| *s as f32).collect();
     let d_gamma: Vec<f32> = (0..c)
         .map(|ch| (sums[c + ch] * inv_std[ch] as f64) as f32)
         .collect();
-    let a = scale;
+    let a = norm.scale;
     let b: Vec<f32> = (0..c)
         .map(|ch| -a[ch] * inv_std[ch] * d_gamma[ch] / n)
         .collect();
     let k: Vec<f32> = (0..c).map(|ch| -a[ch] * d_beta[ch] / n).collect();
-    let (b, k) = (&b[..c], &k[..c]);
-    for_each_row_pair(y, d, c, |row, d_row| {
+    let input_gradient = NormInputGradient {
+        norm,
+        b: &b[..c],
+        k: &k[..c],
+    };
+    parallel::for_each_row_pair(y, d, c, &input_gradient);
+    (d_gamma, d_beta)
+}
+
+/// Training-mode BatchNorm as the per-channel map `scale * v + shift` of the normalised input
+/// `v` (the batch statistics folded in), for its backward pass.
+#[derive(Clone, Copy)]
+struct NormMap<'a> {
+    order: NormOrder,
+    scale: &'a [f32],
+    shift: &'a [f32],
+    mean: &'a [f32],
+}
+
+impl NormMap<'_> {
+    /// For input `y` of channel `ch` and gradient `d` reaching the output: the normalised input
+    /// and the gradient reaching BatchNorm's output (a ReLU after the norm passes it only where
+    /// the norm's output is positive).
+    #[inline(always)]
+    fn parts(&self, ch: usize, y: f32, d: f32) -> (f32, f32) {
+        match self.order {
+            NormOrder::ReluThenNorm => (relu(y), d),
+            NormOrder::NormThenRelu => {
+                let passes = y * self.scale[ch] + self.shift[ch] > 0.0;
+                (y, if passes { d } else { 0.0 })
+            }
+        }
+    }
+}
+
+/// Per channel: `sum(g)` in the first `C` sums, `sum(g (v - mean))` in the next `C`.
+struct NormGradientSums<'a> {
+    norm: NormMap<'a>,
+    /// The gradient reaching the output, `[N, C]`.
+    d: &'a [f32],
+}
+
+impl RowSums for NormGradientSums<'_> {
+    #[inline(always)]
+    fn add(&self, index: usize, row: &[f32], sums: &mut [f32]) {
+        let c = row.len();
+        let d_row = &self.d[index * c..][..c];
+        let (sum_g, sum_gv) = sums.split_at_mut(c);
+        let (sum_g, sum_gv, mean) = (&mut sum_g[..c], &mut sum_gv[..c], &self.norm.mean[..c]);
         for ch in 0..c {
-            let (v, g) = parts(ch, row[ch], d_row[ch]);
+            let (v, g) = self.norm.parts(ch, row[ch], d_row[ch]);
+            sum_g[ch] += g;
+            sum_gv[ch] += g * (v - mean[ch]);
+        }
+    }
+}
+
+/// The input's gradient `d v = a g + b (v - mean) + k` per channel, `a` being the norm's scale.
+struct NormInputGradient<'a> {
+    norm: NormMap<'a>,
+    b: &'a [f32],
+    k: &'a [f32],
+}
+
+impl RowUpdate for NormInputGradient<'_> {
+    #[inline(always)]
+    fn update(&self, row: &[f32], d_row: &mut [f32]) {
+        let c = row.len();
+        let (a, b, k) = (&self.norm.scale[..c], &self.b[..c], &self.k[..c]);
+        let mean = &self.norm.mean[..c];
+        for ch in 0..c {
+            let (v, g) = self.norm.parts(ch, row[ch], d_row[ch]);
             let d_v = a[ch] * g + b[ch] * (v - mean[ch]) + k[ch];
             // ReLU before the norm: nothing flows back where it cut the input off.
-            d_row[ch] = match order {
+            d_row[ch] = match self.norm.order {
                 NormOrder::ReluThenNorm if row[ch] <= 0.0 => 0.0,
                 _ => d_v,
             };
         }
-    });
-    (d_gamma, d_beta)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! difference and a sum, each a full pass over the decoder's output with its own backward.
 
 use super::exp_log::{exp, ln_1p};
+use super::matmul::transpose_into;
 use super::parallel;
+use super::simd::wide_fn;
 
 /// `softplus(l) = ln(1 + e^l)`, written so that `e^l` cannot overflow.
 #[inline(always)]
@@ -20,8 +22,10 @@ fn sigmoid(l: f32) -> f32 {
 /// Whether the clamp to `[-bound, bound]` passes `l` (and with it the gradient) unchanged.
 /// NaN passes, so a diverged model still shows a non-finite loss.
 #[cfg(feature = "train")]
+#[inline(always)]
 fn inside(l: f32, bound: f32) -> bool {
-    !(l > bound || l < -bound)
+    // `|`, not `||`: no branch, so loops that call it vectorise.
+    !((l > bound) | (l < -bound))
 }
 
 /// Per image (row of `logits`/`targets`, both `[B, P]`): `sum_p softplus(l) - x l` with `l`
@@ -38,26 +42,7 @@ pub fn forward(logits: &[f32], targets: &[f32], images: usize, bound: f32) -> Ve
         per_image.max(1),
         |image, row| {
             let x = &targets[image * per_image..][..row.len()];
-            let term = |l: f32, x: f32| {
-                let l = l.clamp(-bound, bound);
-                softplus(l) - x * l
-            };
-            // Eight running sums, so that the terms are computed (and added) eight at a time.
-            const LANES: usize = 8;
-            let mut sums = [0f64; LANES];
-            let (row_chunks, x_chunks) = (row.chunks_exact(LANES), x.chunks_exact(LANES));
-            let (row_rest, x_rest) = (row_chunks.remainder(), x_chunks.remainder());
-            for (l, x) in row_chunks.zip(x_chunks) {
-                for lane in 0..LANES {
-                    sums[lane] += f64::from(term(l[lane], x[lane]));
-                }
-            }
-            let rest: f64 = row_rest
-                .iter()
-                .zip(x_rest)
-                .map(|(&l, &x)| f64::from(term(l, x)))
-                .sum();
-            vec![(sums.iter().sum::<f64>() + rest) as f32]
+            vec![image_loss(row, x, bound) as f32]
         },
         |mut a: Vec<f32>, b| {
             a.extend(b);
@@ -67,6 +52,32 @@ pub fn forward(logits: &[f32], targets: &[f32], images: usize, bound: f32) -> Ve
     .unwrap_or_default()
 }
 
+wide_fn! {
+    /// One image's loss: `sum_p softplus(l) - x l` over its `logits` and `targets`.
+    fn image_loss(logits: &[f32], targets: &[f32], bound: f32) -> f64 {
+        let term = |l: f32, x: f32| {
+            let l = l.clamp(-bound, bound);
+            softplus(l) - x * l
+        };
+        // Eight running sums, so that the terms are computed (and added) eight at a time.
+        const LANES: usize = 8;
+        let mut sums = [0f64; LANES];
+        let (l_chunks, x_chunks) = (logits.chunks_exact(LANES), targets.chunks_exact(LANES));
+        let (l_rest, x_rest) = (l_chunks.remainder(), x_chunks.remainder());
+        for (l, x) in l_chunks.zip(x_chunks) {
+            for lane in 0..LANES {
+                sums[lane] += f64::from(term(l[lane], x[lane]));
+            }
+        }
+        let rest: f64 = l_rest
+            .iter()
+            .zip(x_rest)
+            .map(|(&l, &x)| f64::from(term(l, x)))
+            .sum();
+        sums.iter().sum::<f64>() + rest
+    }
+}
+
 /// Gradient of [`forward`] for the logits, given `d_images [B]`: `d (sigmoid(l) - x)` where the
 /// clamp passed `l`, zero where it cut it.
 #[cfg(feature = "train")]
@@ -74,13 +85,20 @@ pub fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -
     let per_image = logits.len() / d_images.len().max(1);
     parallel::new_in_chunks(logits.len(), per_image.max(1), &[0.0], |image, out| {
         let (l, x) = (&logits[image * per_image..], &targets[image * per_image..]);
-        let d = d_images[image];
-        for ((o, &l), &x) in out.iter_mut().zip(l).zip(x) {
+        image_d_logits(out, l, x, d_images[image], bound);
+    })
+}
+
+#[cfg(feature = "train")]
+wide_fn! {
+    /// One image's [`d_logits`] into `out`, from its (at least as long) `logits` and `targets`.
+    fn image_d_logits(out: &mut [f32], logits: &[f32], targets: &[f32], d: f32, bound: f32) {
+        for ((o, &l), &x) in out.iter_mut().zip(logits).zip(targets) {
             // Computed everywhere, then selected: a loop without branches vectorises.
             let g = d * (sigmoid(l) - x);
             *o = if inside(l, bound) { g } else { 0.0 };
         }
-    })
+    }
 }
 
 /// Gradient of [`forward`] for the targets: `-d l` (`l` clamped).
@@ -107,12 +125,21 @@ pub fn means_channels_first(logits: &[f32], dims: [usize; 4]) -> Vec<f32> {
     );
     parallel::new_in_chunks(logits.len(), image_len.max(1), &[0.0], |image, out| {
         let source = &logits[image * image_len..][..image_len];
-        for (channel, plane) in out.chunks_mut(pixels).enumerate() {
-            for (o, l) in plane.iter_mut().zip(source[channel..].iter().step_by(c)) {
-                *o = sigmoid(*l);
-            }
-        }
+        // Sigmoids in place, then a transpose: a loop that reads every third value would not
+        // vectorise.
+        let mut means = source.to_vec();
+        sigmoids(&mut means);
+        transpose_into(&means, pixels, c, out);
     })
+}
+
+wide_fn! {
+    /// `sigmoid(l)` in place of every `l`.
+    fn sigmoids(values: &mut [f32]) {
+        for v in values {
+            *v = sigmoid(*v);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ const ROUND: f32 = 12_582_912.0;
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0); // NaN stays NaN
     // x = n ln 2 + r with |r| <= ln 2 / 2; e^x = 2^n e^r.
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // Taylor series of e^r to r^7: the first term left out is below 1e-8 for |r| <= 0.35.
     let p = horner(
@@ -34,7 +35,10 @@ pub fn exp(x: f32) -> f32 {
             1.0,
         ],
     );
-    let two_to_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `shifted` is `1.5 * 2^23 + n`, whose bits are those of `1.5 * 2^23` plus `n`: shifted left
+    // by 23, the former drop out and `n + 127` lands in the exponent field. (An `as i32`
+    // conversion would saturate out-of-range values, which keeps the loop from vectorising.)
+    let two_to_n = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
     p * two_to_n
 }
 

@@ -178,12 +178,19 @@ fn transpose_block(data: &[f32], cols: usize, r: usize, c: usize, out: &mut [f32
 
 /// Column sums of a row-major `[rows, cols]` matrix (a bias gradient).
 pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
-    super::parallel::channel_sums(data, cols, cols, |_, row, sums| {
+    super::parallel::channel_sums(data, cols, cols, &ColumnSums)
+        .into_iter()
+        .map(|s| s as f32)
+        .collect()
+}
+
+struct ColumnSums;
+
+impl super::parallel::RowSums for ColumnSums {
+    #[inline(always)]
+    fn add(&self, _: usize, row: &[f32], sums: &mut [f32]) {
         sums.iter_mut().zip(row).for_each(|(s, v)| *s += v)
-    })
-    .into_iter()
-    .map(|s| s as f32)
-    .collect()
+    }
 }
 
 #[cfg(test)]

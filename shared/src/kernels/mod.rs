@@ -20,6 +20,7 @@ mod gradients;
 pub mod matmul;
 mod parallel;
 pub mod patches;
+mod simd;
 mod weight_layout;
 
 pub use adam::AdamStep;

@@ -62,6 +62,12 @@ where
         "chunks must hold whole copies of the start values"
     );
     let mut out: Vec<f32> = Vec::with_capacity(len);
+    // `start` repeated to about 1024 values, copied in one piece at a time: copying a few
+    // values at a time (a bias of 3 channels) is slower than the layer's own work.
+    let pattern: Vec<f32> = match start {
+        [_] => Vec::new(),
+        _ => start.repeat((1024 / start.len()).max(1)),
+    };
     let init = |i: usize, chunk: &mut [std::mem::MaybeUninit<f32>]| {
         match start {
             // One value: a plain fill, which compiles to a memset.
@@ -69,15 +75,15 @@ where
                 slot.write(*value);
             }),
             _ => {
-                for copy in chunk.chunks_mut(start.len()) {
-                    for (slot, v) in copy.iter_mut().zip(start) {
+                for piece in chunk.chunks_mut(pattern.len()) {
+                    for (slot, v) in piece.iter_mut().zip(&pattern) {
                         slot.write(*v);
                     }
                 }
             }
         }
-        // SAFETY: the loop above wrote every value of the chunk (its length is a multiple of
-        // `start.len()`, so every copy is whole).
+        // SAFETY: the loop above wrote every value of the chunk: its length is a multiple of
+        // `start.len()`, and so is the pattern's, so every piece is a whole number of copies.
         let chunk =
             unsafe { std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast(), chunk.len()) };
         f(i, chunk);
@@ -128,37 +134,74 @@ pub fn rows_per_task(rows: usize) -> usize {
     rows.div_ceil(4 * threads()).max(1)
 }
 
-/// Per-channel sums over all rows of what `add_row(row, sums)` adds for one row. Each task sums
-/// runs of rows in f32 (which vectorises) and carries the running totals in f64.
-pub fn channel_sums(
-    rows: &[f32],
-    c: usize,
-    width: usize,
-    add_row: impl Fn(usize, &[f32], &mut [f32]) + Sync,
-) -> Vec<f64> {
-    const RUN: usize = 64;
+/// What one row of a `[N, C]` array adds to per-channel sums (see [`channel_sums`]).
+///
+/// A trait rather than a closure so that implementations can be `#[inline(always)]`: the
+/// summing loop is compiled for AVX2 (`wide_fn!`), and only code inlined into it gets the
+/// wider vectors.
+pub trait RowSums: Sync {
+    /// Adds row number `index` (`row`, `C` values) to `sums`.
+    fn add(&self, index: usize, row: &[f32], sums: &mut [f32]);
+}
+
+/// Per-channel sums over all rows of `rows` (`[N, c]`) of what `kernel` adds for each, `width`
+/// sums in all. Each task sums runs of rows in f32 (which vectorises) and carries the running
+/// totals in f64.
+pub fn channel_sums(rows: &[f32], c: usize, width: usize, kernel: &impl RowSums) -> Vec<f64> {
     let per_task = rows_per_task(rows.len() / c.max(1));
     map_reduce_chunks(
         rows,
         per_task * c,
-        |task, chunk| {
-            let mut totals = vec![0f64; width];
-            let mut run = vec![0f32; width];
-            for (i, block) in chunk.chunks(RUN * c).enumerate() {
-                run.fill(0.0);
-                for (j, row) in block.chunks(c).enumerate() {
-                    add_row((task * per_task) + i * RUN + j, row, &mut run);
-                }
-                totals
-                    .iter_mut()
-                    .zip(&run)
-                    .for_each(|(t, r)| *t += *r as f64);
-            }
-            totals
-        },
+        |task, chunk| task_sums(chunk, c, width, task * per_task, kernel),
         add_elementwise,
     )
     .unwrap_or_else(|| vec![0.0; width])
+}
+
+super::simd::wide_fn! {
+    /// [`channel_sums`] of one task's rows, the first of them row `first` of the whole.
+    fn task_sums<S: RowSums>(chunk: &[f32], c: usize, width: usize, first: usize, kernel: &S) -> Vec<f64> {
+        const RUN: usize = 64;
+        let mut totals = vec![0f64; width];
+        let mut run = vec![0f32; width];
+        for (i, block) in chunk.chunks(RUN * c).enumerate() {
+            run.fill(0.0);
+            for (j, row) in block.chunks(c).enumerate() {
+                kernel.add(first + i * RUN + j, row, &mut run);
+            }
+            totals
+                .iter_mut()
+                .zip(&run)
+                .for_each(|(t, r)| *t += *r as f64);
+        }
+        totals
+    }
+}
+
+/// How one row of a `[N, C]` array updates the same row of another (see [`for_each_row_pair`]);
+/// a trait for the reason [`RowSums`] is.
+pub trait RowUpdate: Sync {
+    /// Updates `out` (`C` values) from `row`.
+    fn update(&self, row: &[f32], out: &mut [f32]);
+}
+
+/// Runs `kernel` over all row pairs of `rows` and `out`, two `[N, c]` arrays, in parallel.
+pub fn for_each_row_pair(rows: &[f32], out: &mut [f32], c: usize, kernel: &impl RowUpdate) {
+    assert_eq!(rows.len(), out.len(), "row arrays differ in size");
+    let per_task = rows_per_task(rows.len() / c.max(1));
+    for_each_chunk(out, per_task * c, |task, chunk| {
+        let rows = &rows[task * per_task * c..][..chunk.len()];
+        task_row_pairs(rows, chunk, c, kernel);
+    });
+}
+
+super::simd::wide_fn! {
+    /// [`for_each_row_pair`] over one task's rows.
+    fn task_row_pairs<U: RowUpdate>(rows: &[f32], out: &mut [f32], c: usize, kernel: &U) {
+        for (out, row) in out.chunks_mut(c).zip(rows.chunks(c)) {
+            kernel.update(&row[..c], &mut out[..c]);
+        }
+    }
 }
 
 /// `a + b` element by element, reusing `a`: how per-task partial sums combine.

@@ -94,28 +94,30 @@ pub fn gather(values: &[f32], grid: Grid, patches: &mut [f32]) {
     }
 }
 
-/// Adds patches `[B * H/2 * W/2, 16 * C]` onto `values [B, H, W, C]`, summing where patches
-/// overlap: the adjoint of [`gather`].
-pub fn scatter_add(patches: &[f32], grid: Grid, values: &mut [f32]) {
-    let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
-    let row = grid.patch_width();
-    assert_eq!(
-        patches.len(),
-        grid.patch_rows() * row,
-        "scatter: patch matrix size"
-    );
-    assert_eq!(values.len(), grid.len(), "scatter: grid size");
-    for (b, image) in values.chunks_mut(grid.image_len()).enumerate() {
-        let rows = &patches[b * ho * wo * row..][..ho * wo * row];
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let patch = &rows[(oy * wo + ox) * row..][..row];
-                let (kx, x, count) = grid.columns(ox);
-                for (ky, y) in grid.rows(oy) {
-                    let to = &mut image[(y * grid.width + x) * c..][..count * c];
-                    let from = &patch[(ky * 4 + kx) * c..][..count * c];
-                    for (t, f) in to.iter_mut().zip(from) {
-                        *t += f;
+super::simd::wide_fn! {
+    /// Adds patches `[B * H/2 * W/2, 16 * C]` onto `values [B, H, W, C]`, summing where patches
+    /// overlap: the adjoint of [`gather`].
+    pub fn scatter_add(patches: &[f32], grid: Grid, values: &mut [f32]) {
+        let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
+        let row = grid.patch_width();
+        assert_eq!(
+            patches.len(),
+            grid.patch_rows() * row,
+            "scatter: patch matrix size"
+        );
+        assert_eq!(values.len(), grid.len(), "scatter: grid size");
+        for (b, image) in values.chunks_mut(grid.image_len()).enumerate() {
+            let rows = &patches[b * ho * wo * row..][..ho * wo * row];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let patch = &rows[(oy * wo + ox) * row..][..row];
+                    let (kx, x, count) = grid.columns(ox);
+                    for (ky, y) in grid.rows(oy) {
+                        let to = &mut image[(y * grid.width + x) * c..][..count * c];
+                        let from = &patch[(ky * 4 + kx) * c..][..count * c];
+                        for (t, f) in to.iter_mut().zip(from) {
+                            *t += f;
+                        }
                     }
                 }
             }
