@@ -8,9 +8,9 @@
 
 #[cfg(feature = "train")]
 use super::matmul::transpose_into;
-use super::matmul::{Matrix, Threads, matmul};
+use super::matmul::{Matrix, Threads, matmul, matmul_strided};
 use super::parallel;
-use super::patches::{self, Grid};
+use super::patches::{self, Grid, Window};
 use std::cell::RefCell;
 
 /// Images handled by one task: about four tasks per core, and patch buffers of at most 1 MB
@@ -80,6 +80,10 @@ pub fn gather_multiply(
 /// `scatter(rows * matrix) (+ bias)`: `rows [B * H/2 * W/2, K]` times `matrix [K, 16 C]` gives
 /// patch rows of `grid [B, H, W, C]`, which are added up onto a grid of zeros, or of `bias [C]`
 /// on every pixel if given.
+///
+/// The product is taken one window of taps at a time (see `patches::Window`): the columns of
+/// taps that padding puts outside the grid are never computed, which is 23% of the work on a
+/// 4x4 map and 12% on an 8x8 one.
 pub fn multiply_scatter(
     rows: &[f32],
     matrix: Matrix,
@@ -91,15 +95,46 @@ pub fn multiply_scatter(
     let k = rows.len() / grid.patch_rows().max(1);
     let image_len = grid.len() / grid.batch.max(1);
     let start = bias.unwrap_or(&[0.0]);
+    let windows = grid.windows();
     parallel::new_in_chunks(grid.len(), per_task * image_len, start, |task, out| {
         let images = part(grid, out.len() / image_len);
         let rows = &rows[task * per_task * rows_per_image * k..][..images.patch_rows() * k];
-        with_scratch(images.patch_rows() * images.patch_width(), |patch_rows| {
-            let rows = Matrix::new(rows, images.patch_rows(), k);
-            matmul(rows, matrix, patch_rows, false, Threads::One);
-            patches::scatter_add(patch_rows, images, out);
-        });
+        for (window, pixels) in &windows {
+            let n = images.batch * pixels.len();
+            let width = window.taps() * grid.channels;
+            with_scratch(n * (k + width), |scratch| {
+                let (window_rows, patch_rows) = scratch.split_at_mut(n * k);
+                let wo = grid.width / 2;
+                for (b, to) in window_rows.chunks_mut(pixels.len() * k).enumerate() {
+                    for (to, &(oy, ox)) in to.chunks_mut(k).zip(pixels) {
+                        let from = (b * rows_per_image + oy * wo + ox) * k;
+                        to.copy_from_slice(&rows[from..][..k]);
+                    }
+                }
+                let window_rows = Matrix::new(window_rows, n, k);
+                multiply_window(window_rows, matrix, *window, grid.channels, patch_rows);
+                patches::scatter_add_window(patch_rows, images, *window, pixels, out);
+            });
+        }
     })
+}
+
+/// `rows [n, K]` times the columns of `matrix [K, 16 C]` (columns `[ky][kx][c]`) for the taps of
+/// `window`, into `patch_rows [n, taps * C]`.
+fn multiply_window(rows: Matrix, matrix: Matrix, window: Window, c: usize, patch_rows: &mut [f32]) {
+    if window.kx == (0, 4) {
+        // Whole kernel rows: one block of columns.
+        let columns = matrix.columns(window.ky.0 * 4 * c..window.ky.1 * 4 * c);
+        matmul(rows, columns, patch_rows, false, Threads::One);
+        return;
+    }
+    let (width, span) = (window.taps() * c, window.columns() * c);
+    for (i, ky) in (window.ky.0..window.ky.1).enumerate() {
+        let first = (ky * 4 + window.kx.0) * c;
+        let columns = matrix.columns(first..first + span);
+        let out = &mut patch_rows[i * span..];
+        matmul_strided(rows, columns, out, width, false, Threads::One);
+    }
 }
 
 /// `rows^T * patches(values)` (`[K, 16 C]`): the sum over patch rows `p` of the outer product of

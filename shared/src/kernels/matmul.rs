@@ -1,13 +1,15 @@
 //! Matrix products on row-major `f32` slices, either operand read transposed in place (the
 //! strides say so; nothing is copied), by the `gemm` crate that burn's CPU backend also uses.
 
-/// A row-major matrix, or the transpose of one.
+/// A row-major matrix (or a block of columns of one), or the transpose of one.
 #[derive(Clone, Copy)]
 pub struct Matrix<'a> {
     pub data: &'a [f32],
     /// Rows and columns as stored.
     pub rows: usize,
     pub cols: usize,
+    /// Distance between the starts of consecutive stored rows (`cols` unless a block).
+    pub stride: usize,
     /// Use the transpose of the stored matrix.
     pub transposed: bool,
 }
@@ -19,6 +21,7 @@ impl<'a> Matrix<'a> {
             data,
             rows,
             cols,
+            stride: cols,
             transposed: false,
         }
     }
@@ -26,6 +29,16 @@ impl<'a> Matrix<'a> {
     pub fn t(self) -> Self {
         Self {
             transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// The block of stored columns `range`, read in place.
+    pub fn columns(self, range: std::ops::Range<usize>) -> Self {
+        assert!(!self.transposed && range.end <= self.cols, "column block");
+        Self {
+            data: &self.data[range.start..],
+            cols: range.len(),
             ..self
         }
     }
@@ -41,9 +54,14 @@ impl<'a> Matrix<'a> {
     /// (row stride, column stride) of the matrix as used.
     fn strides(&self) -> (isize, isize) {
         match self.transposed {
-            false => (self.cols as isize, 1),
-            true => (1, self.cols as isize),
+            false => (self.stride as isize, 1),
+            true => (1, self.stride as isize),
         }
+    }
+
+    /// Whether `data` holds every value the shape and stride address.
+    fn fits(&self) -> bool {
+        self.rows == 0 || (self.rows - 1) * self.stride + self.cols <= self.data.len()
     }
 }
 
@@ -61,16 +79,38 @@ pub enum Threads {
 /// large operands should come un-transposed: a transposed weight is cheaper to [`transpose`]
 /// once than to have every task's product pack it.
 pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool, threads: Threads) {
+    let (m, _) = a.shape();
+    let (_, n) = b.shape();
+    assert_eq!(out.len(), m * n, "matmul: output size");
+    matmul_strided(a, b, out, n, accumulate, threads);
+}
+
+/// [`matmul`] into a block of columns of a wider row-major matrix: row `i` of the product goes
+/// to `out[i * out_stride..]`, and nothing else in `out` is touched.
+pub fn matmul_strided(
+    a: Matrix,
+    b: Matrix,
+    out: &mut [f32],
+    out_stride: usize,
+    accumulate: bool,
+    threads: Threads,
+) {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     assert_eq!(k, k2, "matmul: inner dimensions");
-    assert_eq!(out.len(), m * n, "matmul: output size");
+    assert!(a.fits() && b.fits(), "matmul: operand sizes");
+    assert!(
+        n <= out_stride && (m == 0 || (m - 1) * out_stride + n <= out.len()),
+        "matmul: output size"
+    );
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            out.fill(0.0);
+            out.chunks_mut(out_stride)
+                .take(m)
+                .for_each(|row| row[..n].fill(0.0));
         }
         return;
     }
@@ -81,8 +121,8 @@ pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool, threads: 
         Threads::All => gemm::Parallelism::Rayon(0),
         _ => gemm::Parallelism::None,
     };
-    // SAFETY: the asserts above check every slice holds exactly the matrix its shape and
-    // strides address; `out` is borrowed mutably and cannot alias `a` or `b`.
+    // SAFETY: the asserts above check every slice holds all the values its shape and strides
+    // address; `out` is borrowed mutably and cannot alias `a` or `b`.
     unsafe {
         gemm::gemm(
             m,
@@ -90,7 +130,7 @@ pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool, threads: 
             k,
             out.as_mut_ptr(),
             1,
-            n as isize,
+            out_stride as isize,
             accumulate,
             a.data.as_ptr(),
             a_cs,
