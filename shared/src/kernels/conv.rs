@@ -66,15 +66,51 @@ pub fn gather_multiply(
     let image_len = grid.len() / grid.batch.max(1);
     let start = bias.unwrap_or(&[0.0]);
     let len = grid.patch_rows() * n;
+    let windows = grid.windows();
     parallel::new_in_chunks(len, per_task * rows_per_image * n, start, |task, out| {
         let images = part(grid, out.len() / (rows_per_image * n));
         let source = &values[task * per_task * image_len..][..images.len()];
-        with_scratch(images.patch_rows() * images.patch_width(), |patches| {
-            patches::gather(source, images, patches);
-            let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
-            matmul(patches, matrix, out, bias.is_some(), Threads::One);
-        });
+        for (window, pixels) in &windows {
+            let rows = images.batch * pixels.len();
+            let width = window.taps() * grid.channels;
+            with_scratch(rows * (width + n), |scratch| {
+                let (patch_rows, products) = scratch.split_at_mut(rows * width);
+                patches::gather_window(source, images, *window, pixels, patch_rows);
+                let patch_rows = Matrix::new(patch_rows, rows, width);
+                multiply_window_taps(patch_rows, matrix, *window, grid.channels, products);
+                patches::add_picked_rows(products, images, pixels, n, out);
+            });
+        }
     })
+}
+
+/// `patch_rows [n, taps * C]` (the taps of `window`) times the rows of `matrix [16 C, N]` (rows
+/// `[ky][kx][c]`) for those taps, into `out [n, N]`.
+fn multiply_window_taps(
+    patch_rows: Matrix,
+    matrix: Matrix,
+    window: Window,
+    c: usize,
+    out: &mut [f32],
+) {
+    if window.kx == (0, 4) {
+        // Whole kernel rows: one block of rows.
+        let rows = matrix.row_block(window.ky.0 * 4 * c..window.ky.1 * 4 * c);
+        matmul(patch_rows, rows, out, false, Threads::One);
+        return;
+    }
+    let span = window.columns() * c;
+    for (i, ky) in (window.ky.0..window.ky.1).enumerate() {
+        let taps = patch_rows.column_block(i * span..(i + 1) * span);
+        let first = (ky * 4 + window.kx.0) * c;
+        matmul(
+            taps,
+            matrix.row_block(first..first + span),
+            out,
+            i > 0,
+            Threads::One,
+        );
+    }
 }
 
 /// `scatter(rows * matrix) (+ bias)`: `rows [B * H/2 * W/2, K]` times `matrix [K, 16 C]` gives
@@ -104,13 +140,7 @@ pub fn multiply_scatter(
             let width = window.taps() * grid.channels;
             with_scratch(n * (k + width), |scratch| {
                 let (window_rows, patch_rows) = scratch.split_at_mut(n * k);
-                let wo = grid.width / 2;
-                for (b, to) in window_rows.chunks_mut(pixels.len() * k).enumerate() {
-                    for (to, &(oy, ox)) in to.chunks_mut(k).zip(pixels) {
-                        let from = (b * rows_per_image + oy * wo + ox) * k;
-                        to.copy_from_slice(&rows[from..][..k]);
-                    }
-                }
+                patches::pick_rows(rows, images, pixels, k, window_rows);
                 let window_rows = Matrix::new(window_rows, n, k);
                 multiply_window(window_rows, matrix, *window, grid.channels, patch_rows);
                 patches::scatter_add_window(patch_rows, images, *window, pixels, out);
@@ -124,14 +154,14 @@ pub fn multiply_scatter(
 fn multiply_window(rows: Matrix, matrix: Matrix, window: Window, c: usize, patch_rows: &mut [f32]) {
     if window.kx == (0, 4) {
         // Whole kernel rows: one block of columns.
-        let columns = matrix.columns(window.ky.0 * 4 * c..window.ky.1 * 4 * c);
+        let columns = matrix.column_block(window.ky.0 * 4 * c..window.ky.1 * 4 * c);
         matmul(rows, columns, patch_rows, false, Threads::One);
         return;
     }
     let (width, span) = (window.taps() * c, window.columns() * c);
     for (i, ky) in (window.ky.0..window.ky.1).enumerate() {
         let first = (ky * 4 + window.kx.0) * c;
-        let columns = matrix.columns(first..first + span);
+        let columns = matrix.column_block(first..first + span);
         let out = &mut patch_rows[i * span..];
         matmul_strided(rows, columns, out, width, false, Threads::One);
     }
@@ -154,6 +184,7 @@ pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32
     let k = rows.len() / grid.patch_rows().max(1);
     let image_len = grid.len() / grid.batch.max(1);
     let size = grid.patch_width() * k;
+    let windows = grid.windows();
     parallel::map_reduce_chunks(
         values,
         tasks_per_run * per_task * image_len,
@@ -163,20 +194,48 @@ pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32
                 let images = part(grid, source.len() / image_len);
                 let first_image = (run * tasks_per_run + i) * per_task;
                 let rows = &rows[first_image * rows_per_image * k..][..images.patch_rows() * k];
-                let (patch_len, rows_len) =
-                    (images.patch_rows() * images.patch_width(), rows.len());
-                with_scratch(patch_len + rows_len, |scratch| {
-                    let (patches, rows_t) = scratch.split_at_mut(patch_len);
-                    transpose_into(rows, images.patch_rows(), k, rows_t);
-                    patches::gather(source, images, patches);
-                    let rows_t = Matrix::new(rows_t, k, images.patch_rows());
-                    let patches = Matrix::new(patches, images.patch_rows(), images.patch_width());
-                    matmul(rows_t, patches, &mut partial, i > 0, Threads::One);
-                });
+                for (window, pixels) in &windows {
+                    let n = images.batch * pixels.len();
+                    let width = window.taps() * grid.channels;
+                    with_scratch(n * (width + 2 * k), |scratch| {
+                        let (patch_rows, scratch) = scratch.split_at_mut(n * width);
+                        let (window_rows, rows_t) = scratch.split_at_mut(n * k);
+                        patches::gather_window(source, images, *window, pixels, patch_rows);
+                        patches::pick_rows(rows, images, pixels, k, window_rows);
+                        transpose_into(window_rows, n, k, rows_t);
+                        let rows_t = Matrix::new(rows_t, k, n);
+                        let patch_rows = Matrix::new(patch_rows, n, width);
+                        add_window_products(rows_t, patch_rows, *window, grid, &mut partial);
+                    });
+                }
             }
             partial
         },
         parallel::add_elementwise,
     )
     .unwrap_or_else(|| vec![0.0; size])
+}
+
+/// Adds `rows_t [K, n]` times `patch_rows [n, taps * C]` (the taps of `window`) onto the columns
+/// of those taps in `partial [K, 16 C]` (columns `[ky][kx][c]`).
+#[cfg(feature = "train")]
+fn add_window_products(
+    rows_t: Matrix,
+    patch_rows: Matrix,
+    window: Window,
+    grid: Grid,
+    partial: &mut [f32],
+) {
+    let (c, stride) = (grid.channels, grid.patch_width());
+    if window.kx == (0, 4) {
+        let out = &mut partial[window.ky.0 * 4 * c..];
+        matmul_strided(rows_t, patch_rows, out, stride, true, Threads::One);
+        return;
+    }
+    let span = window.columns() * c;
+    for (i, ky) in (window.ky.0..window.ky.1).enumerate() {
+        let taps = patch_rows.column_block(i * span..(i + 1) * span);
+        let out = &mut partial[(ky * 4 + window.kx.0) * c..];
+        matmul_strided(rows_t, taps, out, stride, true, Threads::One);
+    }
 }

@@ -33,8 +33,18 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// The block of stored rows `range`, read in place.
+    pub fn row_block(self, range: std::ops::Range<usize>) -> Self {
+        assert!(!self.transposed && range.end <= self.rows, "row block");
+        Self {
+            data: &self.data[range.start * self.stride..],
+            rows: range.len(),
+            ..self
+        }
+    }
+
     /// The block of stored columns `range`, read in place.
-    pub fn columns(self, range: std::ops::Range<usize>) -> Self {
+    pub fn column_block(self, range: std::ops::Range<usize>) -> Self {
         assert!(!self.transposed && range.end <= self.cols, "column block");
         Self {
             data: &self.data[range.start..],

@@ -1,10 +1,11 @@
 //! Moving between a channels-last grid and its 4x4 patches (stride 2, padding 1).
 //!
-//! `gather` writes, for every pixel of the half-size output grid, the 16 input pixels its
-//! kernel covers as one row (`[ky][kx][c]`; pixels outside the grid read as zero). `scatter`
-//! is its adjoint: it adds every row back onto the pixels it came from. A halving convolution
-//! is `gather` then a matrix product; a doubling transposed convolution is a matrix product
-//! then `scatter`; each one's gradient uses the other.
+//! A gather writes, for pixels of the half-size output grid, the input pixels their kernel
+//! covers as one row each (`[ky][kx][c]`). A scatter is its adjoint: it adds every row back
+//! onto the pixels it came from. A halving convolution is a gather then a matrix product; a
+//! doubling transposed convolution is a matrix product then a scatter; each one's gradient uses
+//! the other. Both work one [`Window`] at a time: the half-size pixels whose kernels overlap
+//! the grid's edge alike, with only the taps inside the grid in their rows (no padding zeros).
 
 /// A channels-last grid `[batch, height, width, channels]` (the full-size side of the pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,31 +118,77 @@ impl Window {
     }
 }
 
-/// `values [B, H, W, C]` -> `patches [B * H/2 * W/2, 16 * C]`. Every value of `patches` is
-/// written (taps outside the grid as zero), so it may hold anything beforehand.
-pub fn gather(values: &[f32], grid: Grid, patches: &mut [f32]) {
+/// `values [B, H, W, C]` -> the patch rows of the half-size pixels `pixels` of every image,
+/// holding only the taps of `window`: `[B * pixels, taps * C]` (taps `[ky][kx]`), image by
+/// image. Every value of `patches` is written, so it may hold anything beforehand.
+pub fn gather_window(
+    values: &[f32],
+    grid: Grid,
+    window: Window,
+    pixels: &[(usize, usize)],
+    patches: &mut [f32],
+) {
+    let c = grid.channels;
+    let (row, span) = (window.taps() * c, window.columns() * c);
     assert_eq!(values.len(), grid.len(), "gather: grid size");
-    let (ho, wo, c) = (grid.height / 2, grid.width / 2, grid.channels);
-    let row = grid.patch_width();
     assert_eq!(
         patches.len(),
-        grid.patch_rows() * row,
+        grid.batch * pixels.len() * row,
         "gather: patch matrix size"
     );
-    for (b, image) in patches.chunks_mut(ho * wo * row).enumerate() {
-        let source = &values[b * grid.image_len()..][..grid.image_len()];
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let patch = &mut image[(oy * wo + ox) * row..][..row];
-                let (kx, x, count) = grid.columns(ox);
-                let interior = oy > 0 && oy + 1 < ho && kx == 0 && count == 4;
-                if !interior {
-                    patch.fill(0.0);
-                }
-                for (ky, y) in grid.rows(oy) {
-                    let from = &source[(y * grid.width + x) * c..][..count * c];
-                    patch[(ky * 4 + kx) * c..][..count * c].copy_from_slice(from);
-                }
+    let mut patches = patches.chunks_exact_mut(row);
+    for image in values.chunks(grid.image_len()) {
+        for (&(oy, ox), patch) in pixels.iter().zip(&mut patches) {
+            let x = 2 * ox + window.kx.0 - 1;
+            for (ky, to) in (window.ky.0..window.ky.1).zip(patch.chunks_exact_mut(span)) {
+                let y = 2 * oy + ky - 1;
+                to.copy_from_slice(&image[(y * grid.width + x) * c..][..span]);
+            }
+        }
+    }
+}
+
+/// Copies the rows of the half-size pixels `pixels` of every image out of `rows`, one row of
+/// `width` values per half-size pixel (`[B * H/2 * W/2, width]`), into `to`, image by image.
+pub fn pick_rows(
+    rows: &[f32],
+    grid: Grid,
+    pixels: &[(usize, usize)],
+    width: usize,
+    to: &mut [f32],
+) {
+    let (per_image, wo) = ((grid.height / 2) * (grid.width / 2), grid.width / 2);
+    assert_eq!(rows.len(), grid.batch * per_image * width, "rows: size");
+    assert_eq!(
+        to.len(),
+        grid.batch * pixels.len() * width,
+        "picked rows: size"
+    );
+    let mut to = to.chunks_exact_mut(width);
+    for image in rows.chunks_exact(per_image * width) {
+        for (&(oy, ox), to) in pixels.iter().zip(&mut to) {
+            to.copy_from_slice(&image[(oy * wo + ox) * width..][..width]);
+        }
+    }
+}
+
+super::simd::wide_fn! {
+    /// Adds rows laid out as [`pick_rows`] leaves them back onto their places in `rows`.
+    pub fn add_picked_rows(
+        from: &[f32],
+        grid: Grid,
+        pixels: &[(usize, usize)],
+        width: usize,
+        rows: &mut [f32],
+    ) {
+        let (per_image, wo) = ((grid.height / 2) * (grid.width / 2), grid.width / 2);
+        assert_eq!(rows.len(), grid.batch * per_image * width, "rows: size");
+        assert_eq!(from.len(), grid.batch * pixels.len() * width, "picked rows: size");
+        let mut from = from.chunks_exact(width);
+        for image in rows.chunks_exact_mut(per_image * width) {
+            for (&(oy, ox), from) in pixels.iter().zip(&mut from) {
+                let to = &mut image[(oy * wo + ox) * width..][..width];
+                to.iter_mut().zip(from).for_each(|(t, f)| *t += f);
             }
         }
     }
@@ -150,8 +197,7 @@ pub fn gather(values: &[f32], grid: Grid, patches: &mut [f32]) {
 super::simd::wide_fn! {
     /// Adds patch rows that hold only the taps of `window` onto `values [B, H, W, C]`, summing
     /// where patches overlap: rows `[B * pixels, taps * C]` (taps `[ky][kx]`), image by image
-    /// and in each image one per half-size pixel of `pixels`. Over all windows of
-    /// [`Grid::windows`], the adjoint of [`gather`].
+    /// and in each image one per half-size pixel of `pixels`: the adjoint of [`gather_window`].
     pub fn scatter_add_window(
         patches: &[f32],
         grid: Grid,
@@ -229,20 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn gather_reads_every_tap_from_its_pixel() {
-        let g = grid();
-        let values = ramp(g.len());
-        // Whatever the buffer held before is overwritten.
-        let mut patches = vec![f32::NAN; g.patch_rows() * g.patch_width()];
-        gather(&values, g, &mut patches);
-        assert_eq!(patches, gather_by_definition(&values, g));
-    }
-
-    #[test]
-    fn windowed_scatter_is_the_adjoint_of_gather() {
-        // <gather(v), p> == <v, scatter(p)> for all v, p is what makes one the other's gradient.
-        // The scatter takes each window's pixels with only the window's taps, so the taps it
-        // leaves out must be exactly those `gather` fills with zeros.
+    fn windows_hold_every_tap_inside_the_grid() {
         for g in [
             grid(),
             Grid {
@@ -253,38 +286,68 @@ mod tests {
             },
         ] {
             let values = ramp(g.len());
-            let patches: Vec<f32> = (0..g.patch_rows() * g.patch_width())
-                .map(|i| ((i * 7) % 11) as f32 - 5.0)
-                .collect();
-            let dot =
-                |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
-            let mut gathered = vec![0f32; patches.len()];
-            gather(&values, g, &mut gathered);
-            let left = dot(&gathered, &patches);
-            let mut scattered = vec![0f32; g.len()];
-            let (ho, wo, c) = (g.height / 2, g.width / 2, g.channels);
-            let mut covered = 0;
+            let full = gather_by_definition(&values, g);
+            let (per_image, wo, c) = ((g.height / 2) * (g.width / 2), g.width / 2, g.channels);
+            let mut taps_seen = vec![false; full.len()];
             for (window, pixels) in g.windows() {
-                let mut compact = Vec::new();
+                // Whatever the buffer held before is overwritten.
+                let mut patches = vec![f32::NAN; g.batch * pixels.len() * window.taps() * c];
+                gather_window(&values, g, window, &pixels, &mut patches);
+                let mut expected = Vec::new();
                 for b in 0..g.batch {
                     for &(oy, ox) in &pixels {
-                        let row = &patches[((b * ho + oy) * wo + ox) * g.patch_width()..];
+                        let row = ((b * per_image) + oy * wo + ox) * g.patch_width();
                         for ky in window.ky.0..window.ky.1 {
-                            let taps = (ky * 4 + window.kx.0) * c..(ky * 4 + window.kx.1) * c;
-                            compact.extend_from_slice(&row[taps]);
+                            let taps =
+                                row + (ky * 4 + window.kx.0) * c..row + (ky * 4 + window.kx.1) * c;
+                            taps_seen[taps.clone()].fill(true);
+                            expected.extend_from_slice(&full[taps]);
                         }
                     }
                 }
-                scatter_add_window(&compact, g, window, &pixels, &mut scattered);
-                covered += pixels.len();
+                assert_eq!(patches, expected, "{window:?}");
             }
-            assert_eq!(covered, ho * wo, "every pixel in one window");
-            let right = dot(&values, &scattered);
-            assert!(
-                (left - right).abs() < 1e-6 * left.abs().max(1.0),
-                "{left} vs {right}"
-            );
+            // The taps no window holds are the padding: zeros by definition.
+            for (value, seen) in full.iter().zip(taps_seen) {
+                assert!(seen || *value == 0.0);
+            }
         }
+    }
+
+    #[test]
+    fn windowed_scatter_is_the_adjoint_of_the_gather() {
+        // <gather(v), p> == <v, scatter(p)> for all v, p is what makes one the other's gradient.
+        let g = grid();
+        let values = ramp(g.len());
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
+        let (mut left, mut scattered) = (0.0, vec![0f32; g.len()]);
+        for (window, pixels) in g.windows() {
+            let len = g.batch * pixels.len() * window.taps() * g.channels;
+            let patches: Vec<f32> = (0..len).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+            let mut gathered = vec![0f32; len];
+            gather_window(&values, g, window, &pixels, &mut gathered);
+            left += dot(&gathered, &patches);
+            scatter_add_window(&patches, g, window, &pixels, &mut scattered);
+        }
+        let right = dot(&values, &scattered);
+        assert!(
+            (left - right).abs() < 1e-6 * left.abs().max(1.0),
+            "{left} vs {right}"
+        );
+    }
+
+    #[test]
+    fn picked_rows_go_back_to_their_places() {
+        let g = grid();
+        let width = 2;
+        let rows = ramp(g.patch_rows() * width);
+        let mut back = vec![0f32; rows.len()];
+        for (_, pixels) in g.windows() {
+            let mut picked = vec![0f32; g.batch * pixels.len() * width];
+            pick_rows(&rows, g, &pixels, width, &mut picked);
+            add_picked_rows(&picked, g, &pixels, width, &mut back);
+        }
+        assert_eq!(back, rows);
     }
 
     #[test]
