@@ -26,7 +26,9 @@ macro_rules! wide_fn {
                 fn avx2 $(<$($generic: $bound),*>)? ($($arg: $type),*) $(-> $output)? {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && !$crate::kernels::simd::baseline_only()
+                {
                     // SAFETY: the CPU was just found to support AVX2.
                     return unsafe { avx2($($arg),*) };
                 }
@@ -37,3 +39,65 @@ macro_rules! wide_fn {
 }
 
 pub(crate) use wide_fn;
+
+/// Whether to run the baseline versions even where AVX2 is available: only tests ask, to check
+/// that both versions give the same bits.
+#[cfg(not(test))]
+pub(crate) const fn baseline_only() -> bool {
+    false
+}
+
+#[cfg(test)]
+static BASELINE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(test)]
+pub(crate) fn baseline_only() -> bool {
+    BASELINE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(all(test, feature = "train"))]
+mod tests {
+    use super::BASELINE_ONLY;
+    use crate::kernels::batch_norm::{self, NormOrder};
+    use crate::kernels::{AdamStep, adam, bernoulli};
+    use std::sync::atomic::Ordering;
+
+    /// The bits of every result of the element-wise kernels on `values`.
+    fn results(values: &[f32]) -> Vec<u32> {
+        let c = 32;
+        let targets: Vec<f32> = values.iter().map(|v| v.abs().min(1.0)).collect();
+        let mut out = bernoulli::forward(values, &targets, 4, 16.0);
+        out.extend(bernoulli::d_logits(values, &targets, &[0.5; 4], 16.0));
+        for order in [NormOrder::ReluThenNorm, NormOrder::NormThenRelu] {
+            let (gamma, beta) = (vec![1.3; c], vec![-0.2; c]);
+            let (y, stats) = batch_norm::forward(values, c, &gamma, &beta, 1e-5, order);
+            let mut d = targets.clone();
+            let (d_gamma, d_beta) =
+                batch_norm::backward(values, &mut d, c, &gamma, &beta, &stats, 1e-5, order);
+            out.extend(y.into_iter().chain(d).chain(d_gamma).chain(d_beta));
+        }
+        let (mut param, mut m, mut v) = (values.to_vec(), targets.clone(), targets.clone());
+        let step = AdamStep {
+            learning_rate: 1e-3,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+            time: 2,
+        };
+        adam::update(&mut param, &targets, &mut m, &mut v, step);
+        out.extend(param.into_iter().chain(m).chain(v));
+        out.into_iter().map(f32::to_bits).collect()
+    }
+
+    #[test]
+    fn both_versions_give_the_same_bits() {
+        let values: Vec<f32> = (0..4 * 32 * 37)
+            .map(|i| ((i * 7919) % 2001) as f32 / 100.0 - 10.0)
+            .collect();
+        let wide = results(&values);
+        BASELINE_ONLY.store(true, Ordering::Relaxed);
+        let baseline = results(&values);
+        BASELINE_ONLY.store(false, Ordering::Relaxed);
+        assert_eq!(wide, baseline);
+    }
+}
