@@ -42,7 +42,7 @@ pub(crate) use wide_fn;
 
 /// Whether to run the baseline versions even where AVX2 is available: only tests ask, to check
 /// that both versions give the same bits.
-#[cfg(not(test))]
+#[cfg(all(target_arch = "x86_64", not(test)))]
 pub(crate) const fn baseline_only() -> bool {
     false
 }
