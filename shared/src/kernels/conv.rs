@@ -93,23 +93,9 @@ fn multiply_window_taps(
     c: usize,
     out: &mut [f32],
 ) {
-    if window.kx == (0, 4) {
-        // Whole kernel rows: one block of rows.
-        let rows = matrix.row_block(window.ky.0 * 4 * c..window.ky.1 * 4 * c);
-        matmul(patch_rows, rows, out, false, Threads::One);
-        return;
-    }
-    let span = window.columns() * c;
-    for (i, ky) in (window.ky.0..window.ky.1).enumerate() {
-        let taps = patch_rows.column_block(i * span..(i + 1) * span);
-        let first = (ky * 4 + window.kx.0) * c;
-        matmul(
-            taps,
-            matrix.row_block(first..first + span),
-            out,
-            i > 0,
-            Threads::One,
-        );
+    for (i, (taps, rows)) in window.runs(c).into_iter().enumerate() {
+        let (taps, rows) = (patch_rows.column_block(taps), matrix.row_block(rows));
+        matmul(taps, rows, out, i > 0, Threads::One);
     }
 }
 
@@ -152,17 +138,9 @@ pub fn multiply_scatter(
 /// `rows [n, K]` times the columns of `matrix [K, 16 C]` (columns `[ky][kx][c]`) for the taps of
 /// `window`, into `patch_rows [n, taps * C]`.
 fn multiply_window(rows: Matrix, matrix: Matrix, window: Window, c: usize, patch_rows: &mut [f32]) {
-    if window.kx == (0, 4) {
-        // Whole kernel rows: one block of columns.
-        let columns = matrix.column_block(window.ky.0 * 4 * c..window.ky.1 * 4 * c);
-        matmul(rows, columns, patch_rows, false, Threads::One);
-        return;
-    }
-    let (width, span) = (window.taps() * c, window.columns() * c);
-    for (i, ky) in (window.ky.0..window.ky.1).enumerate() {
-        let first = (ky * 4 + window.kx.0) * c;
-        let columns = matrix.column_block(first..first + span);
-        let out = &mut patch_rows[i * span..];
+    let width = window.taps() * c;
+    for (taps, columns) in window.runs(c) {
+        let (out, columns) = (&mut patch_rows[taps.start..], matrix.column_block(columns));
         matmul_strided(rows, columns, out, width, false, Threads::One);
     }
 }
@@ -226,16 +204,8 @@ fn add_window_products(
     grid: Grid,
     partial: &mut [f32],
 ) {
-    let (c, stride) = (grid.channels, grid.patch_width());
-    if window.kx == (0, 4) {
-        let out = &mut partial[window.ky.0 * 4 * c..];
-        matmul_strided(rows_t, patch_rows, out, stride, true, Threads::One);
-        return;
-    }
-    let span = window.columns() * c;
-    for (i, ky) in (window.ky.0..window.ky.1).enumerate() {
-        let taps = patch_rows.column_block(i * span..(i + 1) * span);
-        let out = &mut partial[(ky * 4 + window.kx.0) * c..];
-        matmul_strided(rows_t, taps, out, stride, true, Threads::One);
+    for (taps, columns) in window.runs(grid.channels) {
+        let (taps, out) = (patch_rows.column_block(taps), &mut partial[columns.start..]);
+        matmul_strided(rows_t, taps, out, grid.patch_width(), true, Threads::One);
     }
 }

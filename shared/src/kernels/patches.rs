@@ -7,6 +7,8 @@
 //! the other. Both work one [`Window`] at a time: the half-size pixels whose kernels overlap
 //! the grid's edge alike, with only the taps inside the grid in their rows (no padding zeros).
 
+use std::ops::Range;
+
 /// A channels-last grid `[batch, height, width, channels]` (the full-size side of the pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Grid {
@@ -81,6 +83,21 @@ impl Grid {
         groups
     }
 
+    /// Where, in one image's values, each run of a window's patch rows starts: the runs of
+    /// `window.columns() * C` values that the kernel rows of `window` read, pixel by pixel of
+    /// `pixels`, in the order the patch rows hold them.
+    fn window_runs<'a>(
+        &self,
+        window: Window,
+        pixels: &'a [(usize, usize)],
+    ) -> impl Iterator<Item = usize> + 'a {
+        let (width, c) = (self.width, self.channels);
+        pixels.iter().flat_map(move |&(oy, ox)| {
+            let x = 2 * ox + window.kx.0 - 1;
+            (window.ky.0..window.ky.1).map(move |ky| ((2 * oy + ky - 1) * width + x) * c)
+        })
+    }
+
     fn image_len(&self) -> usize {
         self.height * self.width * self.channels
     }
@@ -116,6 +133,24 @@ impl Window {
     pub fn taps(&self) -> usize {
         self.rows() * self.columns()
     }
+
+    /// The window's taps for `c` channels as runs that are contiguous on both sides: each run's
+    /// columns in a window row (`[taps * C]`) and in a full patch row (`[16 C]`, `[ky][kx][c]`).
+    /// Whole kernel rows make one run; a window cut at the side, one run per kernel row.
+    pub fn runs(&self, c: usize) -> Vec<(Range<usize>, Range<usize>)> {
+        if self.kx == (0, 4) {
+            let full = self.ky.0 * 4 * c..self.ky.1 * 4 * c;
+            return vec![(0..full.len(), full)];
+        }
+        let span = self.columns() * c;
+        (self.ky.0..self.ky.1)
+            .enumerate()
+            .map(|(i, ky)| {
+                let first = (ky * 4 + self.kx.0) * c;
+                (i * span..(i + 1) * span, first..first + span)
+            })
+            .collect()
+    }
 }
 
 /// `values [B, H, W, C]` -> the patch rows of the half-size pixels `pixels` of every image,
@@ -136,14 +171,11 @@ pub fn gather_window(
         grid.batch * pixels.len() * row,
         "gather: patch matrix size"
     );
-    let mut patches = patches.chunks_exact_mut(row);
-    for image in values.chunks(grid.image_len()) {
-        for (&(oy, ox), patch) in pixels.iter().zip(&mut patches) {
-            let x = 2 * ox + window.kx.0 - 1;
-            for (ky, to) in (window.ky.0..window.ky.1).zip(patch.chunks_exact_mut(span)) {
-                let y = 2 * oy + ky - 1;
-                to.copy_from_slice(&image[(y * grid.width + x) * c..][..span]);
-            }
+    let image_patches = patches.chunks_exact_mut(pixels.len() * row);
+    for (image, patches) in values.chunks(grid.image_len()).zip(image_patches) {
+        let runs = grid.window_runs(window, pixels);
+        for (start, to) in runs.zip(patches.chunks_exact_mut(span)) {
+            to.copy_from_slice(&image[start..][..span]);
         }
     }
 }
@@ -213,17 +245,12 @@ super::simd::wide_fn! {
             "scatter: patch matrix size"
         );
         assert_eq!(values.len(), grid.len(), "scatter: grid size");
-        let mut patches = patches.chunks_exact(row);
-        for image in values.chunks_mut(grid.image_len()) {
-            for (&(oy, ox), patch) in pixels.iter().zip(&mut patches) {
-                let x = 2 * ox + window.kx.0 - 1;
-                for (ky, from) in (window.ky.0..window.ky.1).zip(patch.chunks_exact(span)) {
-                    let y = 2 * oy + ky - 1;
-                    let to = &mut image[(y * grid.width + x) * c..][..span];
-                    for (t, f) in to.iter_mut().zip(from) {
-                        *t += f;
-                    }
-                }
+        let image_patches = patches.chunks_exact(pixels.len() * row);
+        for (image, patches) in values.chunks_mut(grid.image_len()).zip(image_patches) {
+            let runs = grid.window_runs(window, pixels);
+            for (start, from) in runs.zip(patches.chunks_exact(span)) {
+                let to = &mut image[start..][..span];
+                to.iter_mut().zip(from).for_each(|(t, f)| *t += f);
             }
         }
     }
