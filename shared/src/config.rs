@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};
 
-/// The black-box encoder/decoder pair (spec section 4).
+/// The black-box encoder/decoder pair (docs/method.md#backbones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Architecture {
@@ -14,8 +14,9 @@ pub enum Architecture {
     Simple64bn,
 }
 
-/// How a model is trained and whether it has a context module (spec section 6).
+/// How a model is trained and whether it has a context module (docs/method.md#methods).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Context module trained end to end with context labels.
@@ -153,7 +154,27 @@ pub struct Widths {
     pub w_out: usize,
 }
 
+/// Widest a context module may be: depth (width points), and noise or concept width per concept.
+/// The defaults are `2.32.8` (quad) and `2.15.5` (MNIST).
+pub const MAX_DEPTH: usize = 16;
+pub const MAX_WIDTH: usize = 1024;
+/// Largest encoder output / decoder input (`h`, 128 in the paper).
+pub const MAX_HIDDEN: usize = 4096;
+
 impl Widths {
+    /// Every width positive and within [`MAX_DEPTH`] and [`MAX_WIDTH`].
+    pub fn validate(self) -> Result<(), String> {
+        let ok = (1..=MAX_DEPTH).contains(&self.depth)
+            && (1..=MAX_WIDTH).contains(&self.w_in)
+            && (1..=MAX_WIDTH).contains(&self.w_out);
+        match ok {
+            true => Ok(()),
+            false => Err(format!(
+                "widths {self} must be depth.w_in.w_out with depth in 1..={MAX_DEPTH} and widths in 1..={MAX_WIDTH}, e.g. 2.32.8"
+            )),
+        }
+    }
+
     /// The expressive stack's width points, linearly spaced from `w_in` to `w_out` over `depth`
     /// points and truncated to integers (so `depth - 1` layers).
     pub fn stack(self) -> Vec<usize> {
@@ -183,14 +204,14 @@ impl FromStr for Widths {
             .map(|p| p.parse::<usize>())
             .collect::<Result<_, _>>()
             .map_err(|_| format!("widths '{s}' must be depth.w_in.w_out, e.g. 2.32.8"))?;
-        match parts[..] {
-            [depth, w_in, w_out] if depth >= 1 && w_in >= 1 && w_out >= 1 => {
-                Ok(Widths { depth, w_in, w_out })
-            }
-            _ => Err(format!(
-                "widths '{s}' must be depth.w_in.w_out with positive numbers, e.g. 2.32.8"
-            )),
-        }
+        let [depth, w_in, w_out] = parts[..] else {
+            return Err(format!(
+                "widths '{s}' must be depth.w_in.w_out, e.g. 2.32.8"
+            ));
+        };
+        let widths = Widths { depth, w_in, w_out };
+        widths.validate()?;
+        Ok(widths)
     }
 }
 
@@ -232,7 +253,9 @@ impl ModelConfig {
         }
     }
 
-    /// Rejects shapes the architectures cannot take, with a message naming the problem.
+    /// Rejects what the architectures cannot take or what no real model has, with a message
+    /// naming the problem. Weights files' headers pass through here too, before anything is
+    /// built from them.
     pub fn validate(&self) -> Result<(), String> {
         let k = self.num_concepts();
         if k == 0 || k > crate::context::MAX_CONCEPTS {
@@ -241,6 +264,15 @@ impl ModelConfig {
                 crate::context::MAX_CONCEPTS
             ));
         }
+        for (i, name) in self.concepts.iter().enumerate() {
+            if name.is_empty() || self.concepts[..i].contains(name) {
+                return Err(format!(
+                    "concept names must be distinct and non-empty, got {:?}",
+                    self.concepts
+                ));
+            }
+        }
+        self.widths.validate()?;
         match (self.architecture, self.image.channels, self.image.size) {
             (Architecture::Conv3, 1, 28) => {}
             (Architecture::Simple64bn, 3, 32 | 64) => {}
@@ -250,8 +282,11 @@ impl ModelConfig {
                 ));
             }
         }
-        if self.hidden == 0 {
-            return Err("hidden size must be positive".into());
+        if !(1..=MAX_HIDDEN).contains(&self.hidden) {
+            return Err(format!(
+                "hidden size must be in 1..={MAX_HIDDEN}, got {}",
+                self.hidden
+            ));
         }
         Ok(())
     }
@@ -276,6 +311,66 @@ mod tests {
         assert_eq!("3.15.5".parse::<Widths>().unwrap().stack(), vec![15, 10, 5]);
         assert!("2.32".parse::<Widths>().is_err());
         assert!("a.b.c".parse::<Widths>().is_err());
+        assert!("2.100000.8".parse::<Widths>().is_err());
+        assert!("0.32.8".parse::<Widths>().is_err());
+    }
+
+    /// A weights file's header is checked as strictly as a flag: widths, hidden size and concept
+    /// names included.
+    #[test]
+    fn validate_applies_every_bound_to_a_whole_config() {
+        let good = ModelConfig {
+            architecture: Architecture::Simple64bn,
+            image: ImageShape {
+                channels: 3,
+                size: 32,
+            },
+            concepts: vec!["a".into(), "b".into()],
+            widths: "2.32.8".parse().unwrap(),
+            hidden: 128,
+            method: Method::Cm,
+        };
+        assert_eq!(good.validate(), Ok(()));
+        let bad = [
+            ModelConfig {
+                widths: Widths {
+                    depth: 2,
+                    w_in: 0,
+                    w_out: 8,
+                },
+                ..good.clone()
+            },
+            ModelConfig {
+                widths: Widths {
+                    depth: 1 << 62,
+                    w_in: 4,
+                    w_out: 8,
+                },
+                ..good.clone()
+            },
+            ModelConfig {
+                hidden: MAX_HIDDEN + 1,
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec!["a".into(), "a".into()],
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec![String::new()],
+                ..good.clone()
+            },
+            ModelConfig {
+                image: ImageShape {
+                    channels: 3,
+                    size: 48,
+                },
+                ..good.clone()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! This crate is what the trainer and the browser share: the model definition (context module
 //! and VAEs), the datasets, the seeded RNG, and the weights file format.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod context;
 pub mod data;
 pub mod image_grid;
-pub mod kernels;
 pub mod model;
 pub mod rng;
 pub mod sampling;

@@ -21,6 +21,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// How weights are stored on disk (they are always f32 in memory).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,

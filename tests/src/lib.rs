@@ -1,52 +1,28 @@
-//! Helpers for the end-to-end tests: find the built `intervene` binary, run it, make scratch
-//! folders. The binary is built by the test command (`scripts/test.sh`) before the tests run.
+//! What the end-to-end tests share: scratch folders, and skipping a test whose requirement
+//! (a browser, a GPU adapter, a built page) this machine lacks. The browser tests in `tests/`
+//! also use a small WebDriver client and a static file server.
+
+#![forbid(unsafe_code)]
 
 pub mod static_server;
 pub mod webdriver;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-/// `target/<profile>/intervene`, next to this test executable's `deps` folder, unless
-/// `INTERVENE_BIN` names another.
-pub fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("INTERVENE_BIN") {
-        return PathBuf::from(path);
+/// Set by the test command (`scripts/test.sh`): every test must run, none may be skipped.
+pub const REQUIRE_ALL: &str = "INTERVENE_REQUIRE_ALL_TESTS";
+
+/// Skips the calling test because `reason`: says so on the terminal (test output capture does
+/// not hide it), or fails the test when [`REQUIRE_ALL`] is set. Call it and return.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    if std::env::var_os(REQUIRE_ALL).is_some() {
+        panic!("{test} cannot run: {reason} ({REQUIRE_ALL} is set, so no test may be skipped)");
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("intervene");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build --release --bin intervene`, as scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
-pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(binary());
-    cmd.args(args);
-    cmd
-}
-
-/// Runs `intervene args...` to completion.
-pub fn run(args: &[&str]) -> Output {
-    command(args).output().expect("intervene runs")
-}
-
-/// Runs and insists on success, showing stderr if not.
-pub fn run_ok(args: &[&str]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "intervene {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    // Straight to the process's stderr: libtest captures only `print!` and `eprint!`.
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {reason}");
 }
 
 /// A fresh empty folder under the system temp dir, in this test process's own
@@ -85,72 +61,4 @@ fn remove_folders_of_exited_runs() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-/// Flags for a model small enough to train in seconds on a CPU.
-pub const TINY: &[&str] = &[
-    "--preset",
-    "quick",
-    "--widths",
-    "2.8.4",
-    "--hidden",
-    "32",
-    "--per-context",
-    "60",
-    "--batch-size",
-    "8",
-    "--warmup-steps",
-    "2",
-    "--patience",
-    "100",
-];
-
-/// `intervene train` arguments for a tiny model of `dataset` on `device`, written to `dir`.
-pub fn tiny_train_args(dir: &Path, dataset: &str, device: &str, epochs: &str) -> Vec<String> {
-    let fixed = [
-        "train",
-        "--out",
-        dir.to_str().unwrap(),
-        "--dataset",
-        dataset,
-        "--device",
-        device,
-        "--epochs",
-        epochs,
-    ];
-    fixed.iter().chain(TINY).map(|s| s.to_string()).collect()
-}
-
-/// Trains a tiny model to completion.
-pub fn train_tiny(dir: &Path, dataset: &str, device: &str, epochs: &str) {
-    let args = tiny_train_args(dir, dataset, device, epochs);
-    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-}
-
-/// `train_loss` per epoch from a run's metrics.csv.
-pub fn train_losses(run: &Path) -> Vec<f64> {
-    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-        .collect()
-}
-
-/// Asserts a failed run: non-zero exit, one line on stderr starting `error:`, no panic.
-pub fn assert_clean_error(out: &Output, expect: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr: {stderr}"
-    );
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "panic: {stderr}"
-    );
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(
-        lines[0].starts_with("error:") && lines[0].contains(expect),
-        "unexpected message: {stderr}"
-    );
 }

@@ -18,12 +18,6 @@ pub struct Driver {
 
 impl Driver {
     pub fn start() -> Driver {
-        for tool in [CHROMIUM, CHROMEDRIVER] {
-            assert!(
-                std::path::Path::new(tool).exists(),
-                "{tool} is missing: run scripts/setup-web.sh (apt packages chromium, chromium-driver)"
-            );
-        }
         let port = free_port();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))

@@ -2,9 +2,9 @@
 //! (SwiftShader when there is no GPU) and once with WebGPU off, where the page must fall back to
 //! the CPU. The site is built by the test command (`scripts/build-web.sh`, into `www/dist`).
 
-use intervene_e2e::scratch;
 use intervene_e2e::static_server::StaticServer;
-use intervene_e2e::webdriver::{Browser, Driver};
+use intervene_e2e::webdriver::{self, Browser, Driver};
+use intervene_e2e::{scratch, skip};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,15 +19,28 @@ const BENCH: Duration = Duration::from_secs(240);
 
 /// `www/dist`, or the folder `INTERVENE_SITE` names.
 fn built_site() -> PathBuf {
-    let dist = std::env::var_os("INTERVENE_SITE")
+    std::env::var_os("INTERVENE_SITE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/dist"));
-    assert!(
-        dist.join("index.html").exists(),
-        "{} has no built site: run `bash scripts/build-web.sh` (scripts/test.sh does)",
-        dist.display()
-    );
-    dist
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/dist"))
+}
+
+/// Why the page cannot be tested on this machine, if it cannot.
+fn missing_requirement() -> Option<String> {
+    for tool in [webdriver::CHROMIUM, webdriver::CHROMEDRIVER] {
+        if !Path::new(tool).exists() {
+            return Some(format!(
+                "{tool} is missing (`bash scripts/setup-web.sh` installs Chromium and its driver)"
+            ));
+        }
+    }
+    let site = built_site();
+    match site.join("index.html").exists() {
+        true => None,
+        false => Some(format!(
+            "{} holds no built page (`bash scripts/build-web.sh` builds it)",
+            site.display()
+        )),
+    }
 }
 
 /// A copy of the built site plus `corrupt.bin`: the default model with one weight byte flipped.
@@ -79,6 +92,9 @@ fn note(browser: &Browser) -> String {
 }
 
 fn check_page(webgpu: bool) {
+    if let Some(reason) = missing_requirement() {
+        return skip(&reason);
+    }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let label = if webgpu { "webgpu" } else { "cpu" };
     let root = site_with_corrupt_model(&format!("browser-{label}"));

@@ -1,10 +1,11 @@
 //! The command line: argument types only; `main.rs` dispatches them.
 
 use crate::device::DeviceChoice;
-use crate::training::config::Preset;
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use intervene::config::{Method, Widths};
+use crate::training::config::{Overrides, Preset};
+use clap::{Args, Parser, Subcommand};
+use intervene::config::Method;
 use intervene::data::DatasetKind;
+use intervene::weights::Precision;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -47,7 +48,7 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct ExperimentArgs {
-    #[arg(long, default_value = "quad-dependent", value_parser = parse_dataset)]
+    #[arg(long, value_enum, default_value = "quad-dependent")]
     pub dataset: DatasetKind,
     /// quick (2 CPU cores) or paper (the paper's settings).
     #[arg(long, value_enum, default_value = "quick")]
@@ -55,7 +56,7 @@ pub struct ExperimentArgs {
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
     /// A subset of methods (default: all seven).
-    #[arg(long, value_delimiter = ',', value_parser = parse_method)]
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub methods: Vec<Method>,
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
@@ -74,15 +75,12 @@ pub struct ExperimentArgs {
     /// Write tables and plots from finished runs only.
     #[arg(long)]
     pub report_only: bool,
-    /// Override the budget's epochs (for smoke tests).
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Override the budget's images per context (for smoke tests).
-    #[arg(long)]
-    pub per_context: Option<usize>,
-    /// Override the budget's evaluation samples per context (for smoke tests).
+    /// Evaluation samples per context (default: 1,000 for quick, 10,000 for paper).
     #[arg(long)]
     pub eval_samples: Option<usize>,
+    /// Settings that replace the budget's in every run.
+    #[command(flatten)]
+    pub overrides: Overrides,
 }
 
 #[derive(Subcommand)]
@@ -93,7 +91,7 @@ pub enum DataCommand {
 
 #[derive(Args)]
 pub struct PreviewArgs {
-    #[arg(long, default_value = "quad-dependent", value_parser = parse_dataset)]
+    #[arg(long, value_enum, default_value = "quad-dependent")]
     pub dataset: DatasetKind,
     /// `obs`, a concept, or concepts joined by `+`.
     #[arg(long, default_value = "obs")]
@@ -117,61 +115,22 @@ pub struct TrainArgs {
     /// Run folder to create.
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value = "quad-dependent", value_parser = parse_dataset)]
+    #[arg(long, value_enum, default_value = "quad-dependent")]
     pub dataset: DatasetKind,
-    #[arg(long, default_value = "cm", value_parser = parse_method)]
+    #[arg(long, value_enum, default_value = "cm")]
     pub method: Method,
-    /// Starting hyper-parameters; every flag below overrides one of them.
+    /// Starting settings; the flags below override single ones.
     #[arg(long, value_enum, default_value = "paper")]
     pub preset: Preset,
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
     #[arg(long)]
-    pub image_size: Option<usize>,
-    /// Context-module widths depth.w_in.w_out (e.g. 2.32.8).
-    #[arg(long, value_parser = parse_widths)]
-    pub widths: Option<Widths>,
-    #[arg(long)]
-    pub hidden: Option<usize>,
-    /// Images per training context, before the train/validation split.
-    #[arg(long)]
-    pub per_context: Option<usize>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub warmup_steps: Option<usize>,
-    #[arg(long)]
-    pub beta: Option<f64>,
-    #[arg(long)]
-    pub patience: Option<usize>,
-    #[arg(long)]
-    pub min_improvement: Option<f64>,
-    #[arg(long)]
-    pub validation_fraction: Option<f64>,
-    #[arg(long)]
     pub seed: Option<u64>,
-    /// Checkpoint every N batches within an epoch too (0: only at epoch ends).
-    #[arg(long)]
-    pub checkpoint_every: Option<usize>,
     /// The trained base-pooled run (or weights file) that cm-frozen and cm-finetune start from.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
-    /// cm-finetune unfreezes everything after this fraction of the epochs.
-    #[arg(long)]
-    pub finetune_after: Option<f64>,
-    /// beta-TCVAE's weight on the total correlation.
-    #[arg(long)]
-    pub tc_beta: Option<f64>,
-    /// Causal-layer group sparsity weight (L1 of blockwise L2 norms).
-    #[arg(long)]
-    pub group_sparsity: Option<f64>,
-    /// Causal-layer L2 weight.
-    #[arg(long)]
-    pub causal_l2: Option<f64>,
+    #[command(flatten)]
+    pub overrides: Overrides,
 }
 
 #[derive(Args)]
@@ -204,14 +163,6 @@ pub struct SampleArgs {
     pub device: DeviceChoice,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum PrecisionArg {
-    F16,
-    F32,
-    /// 8-bit matrices with a scale per row, f16 vectors: half of f16's size (the web page's).
-    Q8,
-}
-
 #[derive(Args)]
 pub struct ExportArgs {
     /// Run folder or weights file.
@@ -219,7 +170,7 @@ pub struct ExportArgs {
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "f16")]
-    pub precision: PrecisionArg,
+    pub precision: Precision,
     /// Leave out the encoder (generation still works; Recon then cannot be computed).
     #[arg(long)]
     pub decoder_only: bool,
@@ -247,14 +198,4 @@ pub struct DemoArgs {
     pub device: DeviceChoice,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-}
-
-fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
-    s.parse()
-}
-fn parse_method(s: &str) -> Result<Method, String> {
-    s.parse()
-}
-fn parse_widths(s: &str) -> Result<Widths, String> {
-    s.parse()
 }

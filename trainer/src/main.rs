@@ -21,15 +21,14 @@ use anyhow::{Context as _, Result};
 use burn::module::Module;
 use clap::Parser;
 use cli::{
-    BenchArgs, Cli, Command, DataCommand, EvalArgs, ExperimentArgs, ExportArgs, PrecisionArg,
-    PreviewArgs, SampleArgs, TrainArgs,
+    BenchArgs, Cli, Command, DataCommand, EvalArgs, ExperimentArgs, ExportArgs, PreviewArgs,
+    SampleArgs, TrainArgs,
 };
 use evaluation::metrics::{EvalSettings, evaluate, table};
 use intervene::config::Method;
 use intervene::context::Context;
 use intervene::data::Split;
 use intervene::rng::Rng;
-use intervene::weights::Precision;
 use progress::Progress;
 use training::config::TrainConfig;
 
@@ -172,15 +171,10 @@ fn sample(args: SampleArgs, progress: &Progress) -> Result<()> {
 fn export(args: ExportArgs, progress: &Progress) -> Result<()> {
     let device = burn::tensor::Device::flex();
     let loaded = model_source::Source::open(&args.model)?.load(&device)?;
-    let precision = match args.precision {
-        PrecisionArg::F16 => Precision::F16,
-        PrecisionArg::F32 => Precision::F32,
-        PrecisionArg::Q8 => Precision::Q8,
-    };
     export::export(
         loaded,
         &args.out,
-        precision,
+        args.precision,
         args.decoder_only,
         &device,
         progress,
@@ -201,11 +195,8 @@ fn experiment(args: ExperimentArgs, progress: &Progress) -> Result<()> {
         device: args.device,
         runs: args.runs,
         results: args.results,
-        overrides: experiment::Overrides {
-            epochs: args.epochs,
-            per_context: args.per_context,
-            eval_samples: args.eval_samples,
-        },
+        eval_samples: args.eval_samples,
+        overrides: args.overrides,
     };
     if let Some(dir) = &args.emit_slurm {
         experiment::slurm::emit(&plan, dir)?;
@@ -249,31 +240,10 @@ fn quiet_wayland_probe() {
 
 /// The preset with every given flag applied on top.
 fn train_config(args: &TrainArgs) -> TrainConfig {
-    let mut c = TrainConfig::preset(args.preset, args.dataset, args.method);
-    macro_rules! set {
-        ($($field:ident <- $arg:ident),* $(,)?) => { $(if let Some(v) = args.$arg { c.$field = v; })* };
-    }
-    set!(
-        device <- device,
-        image_size <- image_size,
-        widths <- widths,
-        hidden <- hidden,
-        per_context <- per_context,
-        batch_size <- batch_size,
-        max_epochs <- epochs,
-        learning_rate <- lr,
-        warmup_steps <- warmup_steps,
-        beta <- beta,
-        patience <- patience,
-        min_improvement <- min_improvement,
-        validation_fraction <- validation_fraction,
-        seed <- seed,
-        checkpoint_every <- checkpoint_every,
-        finetune_after <- finetune_after,
-        tc_beta <- tc_beta,
-        group_sparsity <- group_sparsity,
-        causal_l2 <- causal_l2,
-    );
-    c.init_from = args.init_from.clone();
-    c
+    let mut config =
+        TrainConfig::preset(args.preset, args.dataset, args.method).with(&args.overrides);
+    config.device = args.device.unwrap_or(config.device);
+    config.seed = args.seed.unwrap_or(config.seed);
+    config.init_from = args.init_from.clone();
+    config
 }

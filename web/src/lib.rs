@@ -5,6 +5,8 @@
 //! the shared model and draws ([`picture`]) the result. Everything outside `app` is plain Rust
 //! and unit-tested natively.
 
+#![forbid(unsafe_code)]
+
 pub mod catalog;
 pub mod link;
 pub mod picture;

@@ -22,9 +22,10 @@ pub enum Split {
 
 /// The datasets the trainer can make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
-    /// quad with the causal graph of spec section 8.
+    /// quad with the causal graph of docs/method.md#quad-causal-model.
     QuadDependent,
     /// quad with no edges between variables.
     QuadIndependent,

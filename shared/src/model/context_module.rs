@@ -1,4 +1,4 @@
-//! The context module (spec section 3): the small network between encoder and decoder that
+//! The context module (docs/method.md#context-module): the small network between encoder and decoder that
 //! rewires itself per context, the way an intervention rewires a causal model.
 //!
 //! `z [B, K*w_in]` -> noise layer (obs or ivn block per concept) -> GELU -> expressive stack
@@ -46,8 +46,9 @@ pub enum BlockSource {
     Cut,
 }
 
-/// The spec's rule for block (concept `r`, noise `c`) in context `s`: from `W_ivn` if `c` is
-/// intervened; else cut if `r` is intervened (it loses its incoming edges); else from `W_obs`.
+/// The composition rule (docs/method.md#causal-layer) for block (concept `r`, noise `c`) in
+/// context `s`: from `W_ivn` if `c` is intervened; else cut if `r` is intervened (it loses its
+/// incoming edges); else from `W_obs`.
 /// Between two intervened concepts this takes `W_ivn`, as the paper's reference does.
 pub fn block_source(concept: usize, noise: usize, context: Context) -> BlockSource {
     if concept == noise {
@@ -129,8 +130,8 @@ impl CausalLayer {
     }
 
     /// Group sparsity (sum of the L2 norms of the off-diagonal blocks) and squared L2 norm of the
-    /// off-diagonal learned weights, over both weight sets: the optional regularisers of spec
-    /// section 5.
+    /// off-diagonal learned weights, over both weight sets: the optional regularisers
+    /// (docs/method.md#causal-layer-regularisers).
     pub fn regularisers(&self) -> (Tensor<1>, Tensor<1>) {
         let (k, w) = (self.blocks, self.width);
         let device = self.b_obs.device();

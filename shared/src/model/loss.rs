@@ -1,8 +1,8 @@
-//! The VAE objective: Bernoulli reconstruction (BCE summed over pixels) plus `beta * KL`.
+//! The VAE objective: Bernoulli reconstruction (BCE summed over pixels) plus `beta * KL`
+//! (docs/method.md#loss).
 
-use crate::kernels;
+use super::FeatureMap;
 use burn::tensor::Tensor;
-use burn::tensor::activation::softplus;
 
 /// Logit bound equivalent to the reference's clamp of probabilities to `[1e-7, 1 - 1e-7]`:
 /// sigmoid is monotonic, so clamping logits at `ln((1 - 1e-7) / 1e-7)` gives the same loss, and
@@ -26,35 +26,17 @@ impl ElboTerms {
 
 /// `images` are targets in `[0, 1]`, `logits` the decoder's pre-sigmoid output.
 pub fn elbo_terms(
-    logits: Tensor<4>,
-    images: Tensor<4>,
+    logits: FeatureMap,
+    images: FeatureMap,
     mu: Tensor<2>,
     logvar: Tensor<2>,
 ) -> ElboTerms {
-    let reconstruction = reconstruction_nll(logits, images);
+    let reconstruction = logits.bernoulli_nll(images, LOGIT_BOUND);
     let kl = (logvar.clone().exp() + mu.powi_scalar(2) - logvar - 1.0)
         .sum_dim(1)
         .squeeze_dim(1)
         * 0.5;
     ElboTerms { reconstruction, kl }
-}
-
-/// Per image, `BCE(x, sigmoid(l)) = softplus(l) - x * l` summed over pixels and channels.
-fn reconstruction_nll(logits: Tensor<4>, images: Tensor<4>) -> Tensor<1> {
-    if kernels::available(&logits.device()) {
-        // On the CPU the decoder's logits are a channels-first view of channels-last values:
-        // permuting back costs nothing, and a sum over pixels does not care about their order.
-        let rows = |t: Tensor<4>| t.permute([0, 2, 3, 1]).flatten::<2>(1, 3);
-        return kernels::bernoulli_nll(rows(logits), rows(images), LOGIT_BOUND);
-    }
-    burn_nll(logits, images)
-}
-
-/// [`reconstruction_nll`] in burn's tensor ops, for every other backend.
-fn burn_nll(logits: Tensor<4>, images: Tensor<4>) -> Tensor<1> {
-    let logits = logits.clamp(-LOGIT_BOUND, LOGIT_BOUND);
-    let bce = softplus(logits.clone(), 1.0) - images * logits;
-    bce.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1)
 }
 
 /// `log(sum(exp(x)))` along `dim`, kept as a size-1 dimension, without overflow.
@@ -90,53 +72,36 @@ pub fn total_correlation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::StageKernels;
     use burn::tensor::{Device, TensorData};
+
+    /// Channels-last values `[1, 1, 2, 1]` as maps for `kernels`.
+    fn maps(values: [f32; 2], kernels: StageKernels, d: &Device) -> FeatureMap {
+        let tensor = Tensor::<4>::from_data(TensorData::new(values.to_vec(), [1, 1, 2, 1]), d);
+        FeatureMap::from_channels_last(tensor, kernels)
+    }
+
+    const BOTH: [StageKernels; 2] = [StageKernels::Burn, StageKernels::Cpu];
 
     #[test]
     fn matches_hand_computed_bce_and_kl() {
         let d = Device::flex();
-        let logits = Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 2.0], [1, 1, 1, 2]), &d);
-        let images = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 0.25], [1, 1, 1, 2]), &d);
-        let mu = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2]), &d);
-        let logvar = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2]), &d);
-        let terms = elbo_terms(logits, images, mu, logvar);
-        let p1 = 1.0 / (1.0 + (-2.0f64).exp());
-        let expect_bce = -(0.5f64).ln() - (0.25 * p1.ln() + 0.75 * (1.0 - p1).ln());
-        let expect_kl = 0.5 * (1.0 + (1.0f64.exp() - 1.0 - 1.0));
-        let bce: f32 = terms.reconstruction.into_scalar();
-        let kl: f32 = terms.kl.into_scalar();
-        assert!(
-            (bce as f64 - expect_bce).abs() < 1e-5,
-            "{bce} vs {expect_bce}"
-        );
-        assert!((kl as f64 - expect_kl).abs() < 1e-5, "{kl} vs {expect_kl}");
-    }
-
-    /// The CPU kernel against burn's ops: values and gradients, with logits past the clamp.
-    #[cfg(feature = "train")]
-    #[test]
-    fn cpu_kernel_matches_burn_ops() {
-        use burn::tensor::{Distribution, Tolerance};
-        let d = Device::flex().autodiff();
-        // The decoder hands over a channels-first view of channels-last values; the images
-        // are plain channels-first.
-        let logits = Tensor::<4>::random([3, 4, 5, 2], Distribution::Normal(0.0, 12.0), &d)
-            .permute([0, 3, 1, 2]);
-        let images = Tensor::<4>::random([3, 2, 4, 5], Distribution::Default, &d);
-        let run = |f: fn(Tensor<4>, Tensor<4>) -> Tensor<1>| {
-            let (l, x) = (logits.clone().require_grad(), images.clone().require_grad());
-            let loss = f(l.clone(), x.clone());
-            let grads = (loss.clone() * Tensor::arange(1..4, &d).float())
-                .sum()
-                .backward();
-            [
-                loss.into_data(),
-                l.grad(&grads).unwrap().into_data(),
-                x.grad(&grads).unwrap().into_data(),
-            ]
-        };
-        for (ours, theirs) in run(reconstruction_nll).iter().zip(run(burn_nll)) {
-            ours.assert_approx_eq::<f32>(&theirs, Tolerance::permissive());
+        for kernels in BOTH {
+            let logits = maps([0.0, 2.0], kernels, &d);
+            let images = maps([1.0, 0.25], kernels, &d);
+            let mu = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2]), &d);
+            let logvar = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2]), &d);
+            let terms = elbo_terms(logits, images, mu, logvar);
+            let p1 = 1.0 / (1.0 + (-2.0f64).exp());
+            let expect_bce = -(0.5f64).ln() - (0.25 * p1.ln() + 0.75 * (1.0 - p1).ln());
+            let expect_kl = 0.5 * (1.0 + (1.0f64.exp() - 1.0 - 1.0));
+            let bce: f32 = terms.reconstruction.into_scalar();
+            let kl: f32 = terms.kl.into_scalar();
+            assert!(
+                (bce as f64 - expect_bce).abs() < 1e-5,
+                "{kernels:?}: {bce} vs {expect_bce}"
+            );
+            assert!((kl as f64 - expect_kl).abs() < 1e-5, "{kl} vs {expect_kl}");
         }
     }
 
@@ -162,13 +127,15 @@ mod tests {
     #[test]
     fn extreme_logits_stay_finite() {
         let d = Device::flex();
-        let logits = Tensor::<4>::from_data(TensorData::new(vec![1e6f32, -1e6], [1, 1, 1, 2]), &d);
-        let images = Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 1, 1, 2]), &d);
-        let z = Tensor::<2>::zeros([1, 1], &d);
-        let bce: f32 = elbo_terms(logits, images, z.clone(), z)
-            .reconstruction
-            .into_scalar();
-        // Each pixel is capped at -ln(1e-7) ~ 16.12.
-        assert!((bce - 2.0 * 16.118_095).abs() < 1e-2, "{bce}");
+        for kernels in BOTH {
+            let logits = maps([1e6, -1e6], kernels, &d);
+            let images = maps([0.0, 1.0], kernels, &d);
+            let z = Tensor::<2>::zeros([1, 1], &d);
+            let bce: f32 = elbo_terms(logits, images, z.clone(), z)
+                .reconstruction
+                .into_scalar();
+            // Each pixel is capped at -ln(1e-7) ~ 16.12.
+            assert!((bce - 2.0 * 16.118_095).abs() < 1e-2, "{kernels:?}: {bce}");
+        }
     }
 }

@@ -1,18 +1,19 @@
-//! The model: encoder -> (context module) -> decoder, one definition for trainer and browser.
+//! The model: encoder -> (context module) -> decoder, one definition for trainer and browser,
+//! the same code on every device (the device only changes how a [`FeatureMap`] is computed).
 
 pub mod block_linear;
+mod channels_last;
 pub mod context_module;
-pub mod conv;
+pub mod feature_map;
 pub mod loss;
 pub mod vae;
 
-use crate::config::{ImageShape, ModelConfig};
+use crate::config::ModelConfig;
 use crate::context::Context;
-use crate::kernels;
 use burn::module::Module;
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use context_module::ContextModule;
+pub use feature_map::{FeatureMap, StageKernels};
 use vae::{Decoder, Encoder};
 
 /// A VAE with an optional context module between latent sample and decoder.
@@ -38,8 +39,8 @@ impl burn::module::ModuleVisitor for Materialise {
 
 /// What one training forward pass produces.
 pub struct ForwardOutput {
-    /// Pre-sigmoid pixel logits `[B, C, H, W]`.
-    pub logits: Tensor<4>,
+    /// Pre-sigmoid pixel logits.
+    pub logits: FeatureMap,
     pub mu: Tensor<2>,
     pub logvar: Tensor<2>,
     /// The latent sample that was decoded.
@@ -47,7 +48,8 @@ pub struct ForwardOutput {
 }
 
 impl Model {
-    /// A freshly initialised model (seed the device first for reproducible weights).
+    /// A freshly initialised model (seed the device first for reproducible weights), whose stages
+    /// run the fastest way `device` offers ([`StageKernels::for_device`]).
     ///
     /// burn draws a weight's initial values when it is first read; every weight is read here, in
     /// declaration order, so that the seed alone fixes the weights, whatever code runs first.
@@ -65,9 +67,36 @@ impl Model {
         model
     }
 
+    /// This model's weights on `device`, with that device's stage kernels. Use this rather than
+    /// `Module::to_device`, which would keep the kernels of the device the model came from.
+    pub fn to_device(self, device: &Device) -> Self {
+        let mut model = Module::to_device(self, device);
+        model.decoder.kernels = StageKernels::for_device(device);
+        model
+    }
+
+    /// How this model's stages run.
+    pub fn stage_kernels(&self) -> StageKernels {
+        self.decoder.kernels
+    }
+
+    /// Images from their channels-last values `[B, S, S, C]` (`data::channels_last`), laid out
+    /// for this model's stages.
+    pub fn images(&self, channels_last: Vec<f32>, device: &Device) -> FeatureMap {
+        let shape = self.config.image;
+        let dims = [
+            channels_last.len() / shape.numel(),
+            shape.size,
+            shape.size,
+            shape.channels,
+        ];
+        let values = Tensor::from_data(TensorData::new(channels_last, dims), device);
+        FeatureMap::from_channels_last(values, self.stage_kernels())
+    }
+
     /// Latent `z [B, latent]` -> pixel logits, through the context module in `context`.
     /// A plain VAE has no wiring to change, so it ignores the context.
-    pub fn decode_logits(&self, z: Tensor<2>, context: Context) -> Tensor<4> {
+    pub fn decode_logits(&self, z: Tensor<2>, context: Context) -> FeatureMap {
         let h = match &self.context_module {
             Some(cm) => cm.forward(z, context),
             None => z,
@@ -75,22 +104,16 @@ impl Model {
         self.decoder.forward(h)
     }
 
-    /// Pixel values in `[0, 1]` for latent `z`.
+    /// Pixel values in `[0, 1]` for latent `z`, `[B, C, H, W]`.
     pub fn generate(&self, z: Tensor<2>, context: Context) -> Tensor<4> {
-        let logits = self.decode_logits(z, context);
-        if kernels::available(&logits.device()) {
-            // On the CPU the logits are a channels-first view of channels-last values: one
-            // kernel pass takes the sigmoid and moves the channels first.
-            return kernels::pixel_means(logits.permute([0, 2, 3, 1]));
-        }
-        sigmoid(logits)
+        self.decode_logits(z, context).sigmoid()
     }
 
     /// Encode, sample `z = mu + exp(logvar / 2) * eps`, decode. `eps` is standard normal noise of
     /// shape `[B, latent]`, passed in so callers decide where randomness comes from.
     ///
     /// Panics if the model carries no encoder; callers check [`Model::has_encoder`] first.
-    pub fn forward(&self, images: Tensor<4>, context: Context, eps: Tensor<2>) -> ForwardOutput {
+    pub fn forward(&self, images: FeatureMap, context: Context, eps: Tensor<2>) -> ForwardOutput {
         let encoder = self.encoder.as_ref().expect("this model has no encoder");
         let (mu, logvar) = encoder.forward(images);
         let z = mu.clone() + (logvar.clone() * 0.5).exp() * eps;
@@ -122,8 +145,7 @@ impl Model {
     }
 
     /// Takes the convolution stages and hidden layer of `base`'s encoder and its whole decoder,
-    /// keeping this model's `mu`/`logvar` heads and context module (spec section 6, CM frozen and
-    /// fine-tune). The two must share architecture, image shape and hidden size.
+    /// keeping this model's `mu`/`logvar` heads and context module (docs/method.md#cm-frozen-and-cm-finetune). The two must share architecture, image shape and hidden size.
     pub fn with_encoder_and_decoder_of(self, base: Model) -> Result<Self, String> {
         let (a, b) = (&self.config, &base.config);
         if (a.architecture, a.image, a.hidden) != (b.architecture, b.image, b.hidden) {
@@ -178,16 +200,6 @@ impl Model {
     }
 }
 
-/// Images as the model takes them, `[B, C, S, S]`, from channels-last values `[B, S, S, C]`
-/// (`data::channels_last`). The tensor is a permuted view of those values: the CPU path works
-/// channels-last throughout and so reads them in place, where channels-first values would be
-/// rearranged twice a step (for the encoder and for the loss).
-pub fn images_tensor(values: Vec<f32>, shape: ImageShape, device: &Device) -> Tensor<4> {
-    let n = values.len() / shape.numel();
-    let dims = [n, shape.size, shape.size, shape.channels];
-    Tensor::<4>::from_data(TensorData::new(values, dims), device).permute([0, 3, 1, 2])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,20 +220,88 @@ mod tests {
         }
     }
 
-    /// The CPU's fused sigmoid-and-transpose gives the pixels burn's sigmoid gives.
+    /// `model`'s weights and running statistics in fresh layers (clones of a layer share its
+    /// running statistics), whose stages run with `kernels`.
+    fn copy_with(model: &Model, kernels: StageKernels, device: &Device) -> Model {
+        let mut copy = Model::new(&model.config, device).load_record(model.clone().into_record());
+        copy.decoder.kernels = kernels;
+        copy
+    }
+
+    /// The CPU kernels and burn's layers compute the same model: one training step's logits,
+    /// loss, gradients and BatchNorm running statistics, then generated pixels in inference
+    /// mode, for both backbones.
     #[test]
-    fn generated_pixels_are_the_sigmoid_of_the_logits() {
+    fn cpu_kernels_and_burn_layers_compute_the_same_model() {
         use burn::tensor::{Distribution, Tolerance};
-        let device = Device::flex();
-        let model = Model::new(&tiny_config(Method::Cm, 32), &device);
-        let z = Tensor::<2>::random([3, 12], Distribution::Normal(0.0, 1.0), &device);
-        let context = Context::from_indices([0, 2]);
-        let pixels = model.generate(z.clone(), context);
-        let expected = sigmoid(model.decode_logits(z, context));
-        assert_eq!(pixels.dims(), [3, 3, 32, 32]);
-        pixels
-            .into_data()
-            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());
+        let device = Device::flex().autodiff();
+        for (architecture, channels, size) in [
+            (Architecture::Simple64bn, 3, 32),
+            (Architecture::Conv3, 1, 28),
+        ] {
+            let config = ModelConfig {
+                architecture,
+                image: ImageShape { channels, size },
+                ..tiny_config(Method::Cm, size)
+            };
+            let model = Model::new(&config, &device);
+            assert_eq!(model.stage_kernels(), StageKernels::Cpu);
+            let values =
+                Tensor::<1>::random([3 * channels * size * size], Distribution::Default, &device);
+            let values: Vec<f32> = values.into_data().try_to_vec().unwrap();
+            let eps = Tensor::<2>::random(
+                [3, config.latent_size()],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let context = Context::single(2);
+            let run = |kernels: StageKernels| {
+                let model = copy_with(&model, kernels, &device);
+                let images = model.images(values.clone(), &device);
+                let out = model.forward(images.clone(), context, eps.clone());
+                let pixels = out.logits.clone().sigmoid();
+                let loss = loss::elbo_terms(out.logits, images, out.mu, out.logvar)
+                    .negative_elbo(1.0)
+                    .mean();
+                let grads = loss.clone().backward();
+                let encoder = model.encoder.as_ref().unwrap();
+                let first = &encoder.stages[0];
+                let last = model.decoder.stages.last().unwrap();
+                let mut results = vec![
+                    pixels.into_data(),
+                    loss.into_data(),
+                    first.conv.weight.val().grad(&grads).unwrap().into_data(),
+                    first.norm.gamma.val().grad(&grads).unwrap().into_data(),
+                    last.deconv.weight.val().grad(&grads).unwrap().into_data(),
+                    model
+                        .decoder
+                        .output
+                        .weight
+                        .val()
+                        .grad(&grads)
+                        .unwrap()
+                        .into_data(),
+                ];
+                // A second forward merges the running statistics the first one queued.
+                let model = model.valid();
+                let eps = Tensor::<2>::from_data(eps.to_data(), &Device::flex());
+                let _ = model.decode_logits(eps.clone(), context);
+                results.push(
+                    model.decoder.stages[0]
+                        .norm
+                        .running_mean
+                        .value()
+                        .into_data(),
+                );
+                results.push(model.decoder.stages[0].norm.running_var.value().into_data());
+                results.push(model.generate(eps, context).into_data());
+                results
+            };
+            let (ours, theirs) = (run(StageKernels::Cpu), run(StageKernels::Burn));
+            for (ours, theirs) in ours.iter().zip(&theirs) {
+                ours.assert_approx_eq::<f32>(theirs, Tolerance::permissive());
+            }
+        }
     }
 
     #[test]
@@ -240,7 +320,7 @@ mod tests {
                 };
                 config.validate().unwrap();
                 let model = Model::new(&config, &device);
-                let images = Tensor::<4>::zeros([2, channels, size, size], &device);
+                let images = model.images(vec![0.0; 2 * channels * size * size], &device);
                 let eps = Tensor::<2>::zeros([2, config.latent_size()], &device);
                 let out = model.forward(images, Context::single(1), eps);
                 assert_eq!(

@@ -53,7 +53,7 @@ impl TrainingData {
 #[derive(Clone)]
 pub struct Batch {
     pub context: Context,
-    /// Pixel values in `[0, 1]`, channels-last `[B, S, S, C]` (`model::images_tensor`).
+    /// Pixel values in `[0, 1]`, channels-last `[B, S, S, C]` (`Model::images`).
     pub images: Vec<f32>,
     /// `[B, latent]` standard normal noise for the reparameterisation.
     pub eps: Vec<f32>,

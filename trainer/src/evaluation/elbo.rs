@@ -3,8 +3,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use intervene::context::Context;
 use intervene::data::{Examples, channels_last};
+use intervene::model::Model;
 use intervene::model::loss::elbo_terms;
-use intervene::model::{Model, images_tensor};
 use intervene::rng::Rng;
 
 /// Mean negative ELBO per image over every `(context, examples)` set, the model in the given
@@ -33,7 +33,7 @@ pub fn mean_negative_elbo(
             let end = (start + batch_size).min(examples.len());
             let n = end - start;
             let images = channels_last(&examples.render(start..end, shape.size), shape);
-            let images = images_tensor(images, shape, device);
+            let images = model.images(images, device);
             let mut eps = vec![0f32; n * latent];
             rng.fill_normal(&mut eps);
             let eps = Tensor::<2>::from_data(TensorData::new(eps, [n, latent]), device);

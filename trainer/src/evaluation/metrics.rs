@@ -1,4 +1,4 @@
-//! Concept, Compo and Recon (spec section 7), all lower-is-better.
+//! Concept, Compo and Recon (docs/method.md#metrics), all lower-is-better.
 
 use super::elbo::{bits_per_dim, mean_negative_elbo};
 use super::swd::sliced_wasserstein;

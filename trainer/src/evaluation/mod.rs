@@ -1,4 +1,4 @@
-//! Evaluation with the paper's metrics (spec section 7).
+//! Evaluation with the paper's metrics (docs/method.md#metrics).
 
 pub mod elbo;
 pub mod metrics;

@@ -12,7 +12,7 @@ use crate::files::atomic_write;
 use crate::model_source::Source;
 use crate::progress::Progress;
 use crate::training::checkpoint;
-use crate::training::config::{Preset, TrainConfig};
+use crate::training::config::{Overrides, Preset, TrainConfig};
 use crate::training::{self, run_folder::RunFolder};
 use anyhow::{Context as _, Result};
 use burn::module::Module;
@@ -31,15 +31,10 @@ pub struct Plan {
     pub runs: PathBuf,
     /// Where tables and plots go: `<results>/<dataset>/`.
     pub results: PathBuf,
-    pub overrides: Overrides,
-}
-
-/// Smaller-than-budget settings, for smoke tests.
-#[derive(Default)]
-pub struct Overrides {
-    pub epochs: Option<usize>,
-    pub per_context: Option<usize>,
+    /// Evaluation samples per context, if not the budget's.
     pub eval_samples: Option<usize>,
+    /// Settings that replace the budget's in every run.
+    pub overrides: Overrides,
 }
 
 impl Plan {
@@ -68,7 +63,7 @@ impl Plan {
             Preset::Paper => 10_000,
         };
         EvalSettings {
-            samples: self.overrides.eval_samples.unwrap_or(samples),
+            samples: self.eval_samples.unwrap_or(samples),
             seed,
             ..EvalSettings::default()
         }
@@ -109,12 +104,13 @@ fn train_if_needed(plan: &Plan, seed: u64, method: Method, dir: &Path) -> Result
         }
         return Ok(());
     }
-    let mut config = TrainConfig::preset(plan.budget, plan.dataset, method);
+    let mut config = TrainConfig::preset(plan.budget, plan.dataset, method).with(&plan.overrides);
     config.seed = seed;
     config.device = plan.device;
-    config.max_epochs = plan.overrides.epochs.unwrap_or(config.max_epochs);
-    config.per_context = plan.overrides.per_context.unwrap_or(config.per_context);
-    config.batch_size = config.batch_size.min(config.train_per_context());
+    // A smaller --per-context (smoke tests) may leave fewer images than a batch.
+    if plan.overrides.batch_size.is_none() {
+        config.batch_size = config.batch_size.min(config.train_per_context());
+    }
     if method.starts_from_base_pooled() {
         config.init_from = Some(plan.run_dir(seed, Method::BasePooled));
     }

@@ -8,10 +8,10 @@ use crate::model_source::Source;
 use crate::training::run_folder::RunFolder;
 use anyhow::Result;
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use intervene::config::Method;
 use intervene::context::Context;
-use intervene::data::Split;
+use intervene::data::{Split, channels_last};
 use intervene::model::Model;
 use intervene::rng::Rng;
 use std::path::Path;
@@ -101,13 +101,7 @@ fn reconstructions(plan: &Plan, model: &Model, path: &Path, device: &Device) -> 
             Split::HeldOut,
             &mut Rng::new(3),
         );
-        let images = Tensor::<4>::from_data(
-            TensorData::new(
-                real.clone(),
-                [PER_SIDE, shape.channels, shape.size, shape.size],
-            ),
-            device,
-        );
+        let images = model.images(channels_last(&real, shape), device);
         let (mu, _) = encoder.forward(images);
         let decode_in = if model.config.method.uses_context_labels() {
             context

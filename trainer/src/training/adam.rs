@@ -1,35 +1,41 @@
-//! The optimizer: Adam with burn's defaults (beta 0.9 / 0.999, epsilon 1e-5), its update fused
-//! into one pass per parameter on the CPU (`intervene::kernels::adam_update`). Other devices
-//! run burn's own `Adam`. Both keep burn's `AdamState`, so checkpoints hold the same record
-//! whichever device wrote them, and both compute the same bits.
+//! The optimizer: Adam with burn's defaults (beta 0.9 / 0.999, epsilon 1e-5). Where the CPU
+//! kernels run, its update is fused into one pass per parameter (`intervene_kernels::adam_update`);
+//! elsewhere burn's own `Adam` runs. The choice is made once, when the optimizer is built for a
+//! device. Both keep burn's `AdamState` and compute the same bits, so a checkpoint resumes on
+//! either.
 
 use burn::optim::{
     AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer,
 };
 use burn::tensor::{Device, Tensor};
-use intervene::kernels::{self, AdamStep};
+use intervene_kernels::AdamStep;
 
 const BETA_1: f32 = 0.9;
 const BETA_2: f32 = 0.999;
 const EPSILON: f32 = 1e-5;
 
-#[derive(Clone)]
-pub struct Adam {
-    /// burn's Adam with the same constants, for devices without the CPU kernels.
-    burn: burn::optim::Adam,
+/// A fresh optimizer for a whole model on `device`.
+pub fn for_device(device: &Device) -> ModuleOptimizer {
+    match intervene_kernels::supports(device) {
+        true => ModuleOptimizer::from(FusedAdam),
+        false => ModuleOptimizer::from(burns()),
+    }
 }
 
-/// A fresh optimizer for a whole model.
-pub fn init() -> ModuleOptimizer {
-    let burn = AdamConfig::new()
+/// burn's Adam with our constants.
+fn burns() -> burn::optim::Adam {
+    AdamConfig::new()
         .with_beta_1(BETA_1)
         .with_beta_2(BETA_2)
         .with_epsilon(EPSILON)
-        .build();
-    ModuleOptimizer::from(Adam { burn })
+        .build()
 }
 
-impl Optimizer for Adam {
+/// Adam in one pass per parameter on the CPU.
+#[derive(Clone)]
+struct FusedAdam;
+
+impl Optimizer for FusedAdam {
     type State<const D: usize> = AdamState<D>;
 
     fn step<const D: usize>(
@@ -39,9 +45,6 @@ impl Optimizer for Adam {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        if !kernels::available(&tensor.device()) {
-            return self.burn.step(lr, tensor, grad, state);
-        }
         let (time, moment_1, moment_2) = match state {
             Some(AdamState { momentum }) => {
                 (momentum.time + 1, momentum.moment_1, momentum.moment_2)
@@ -56,7 +59,7 @@ impl Optimizer for Adam {
             time: time as i32,
         };
         let (tensor, moment_1, moment_2) =
-            kernels::adam_update(tensor, grad, moment_1, moment_2, step);
+            intervene_kernels::adam_update(tensor, grad, moment_1, moment_2, step);
         let momentum = AdaptiveMomentumState::new(time, moment_1, moment_2);
         (tensor, Some(AdamState::new(momentum)))
     }
@@ -95,8 +98,8 @@ mod tests {
         }
     }
 
-    /// Three steps of ours and of burn's Adam on a transposed (strided) and a plain parameter,
-    /// with a different loss each step: the same parameters, bit for bit.
+    /// Three steps of the CPU's optimizer and of burn's Adam on a transposed (strided) and a
+    /// plain parameter, with a different loss each step: the same parameters, bit for bit.
     #[test]
     fn gives_burns_adam_bit_for_bit() {
         let device = Device::flex().autodiff();
@@ -111,8 +114,8 @@ mod tests {
             }
             [model.a.val().into_data(), model.b.val().into_data()]
         };
-        let ours = run(init());
-        let burns = run(AdamConfig::new().init());
-        assert_eq!(ours, burns);
+        let ours = run(for_device(&device));
+        let theirs = run(ModuleOptimizer::from(burns()));
+        assert_eq!(ours, theirs);
     }
 }

@@ -1,11 +1,20 @@
 //! Everything a training run is: saved as `config.json` in the run folder, read back on resume.
+//! A run starts from a [`Preset`]; [`Overrides`], the flags `train` and `experiment` share,
+//! change single settings of it.
 
 use crate::device::DeviceChoice;
-use clap::ValueEnum;
+use clap::{Args, ValueEnum};
 use intervene::config::{Method, ModelConfig, Widths};
 use intervene::data::DatasetKind;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+/// Most images per context (the paper's budget is 50,000).
+const MAX_PER_CONTEXT: usize = 10_000_000;
+/// Largest batch (the paper's is 512).
+const MAX_BATCH_SIZE: usize = 65_536;
+/// Most epochs (the paper's budget is 100).
+const MAX_EPOCHS: usize = 1_000_000;
 
 /// Named starting points for the hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -17,6 +26,8 @@ pub enum Preset {
     Quick,
 }
 
+/// A training run's settings. [`Overrides`] has one flag for each tunable field, named after
+/// it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub dataset: DatasetKind,
@@ -70,6 +81,88 @@ fn default_tc_beta() -> f64 {
     6.0
 }
 
+/// Flags that change single settings of a preset. Each field is named after the
+/// [`TrainConfig`] field it sets (`TrainConfig::with` joins them by name), and its doc comment
+/// is the flag's help.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    /// Image side in pixels (quad: 32 or 64; MNIST: 28).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    /// Context-module widths depth.w_in.w_out (e.g. 2.32.8).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub widths: Option<Widths>,
+    /// Encoder output and decoder input size.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
+    /// Images per training context, before the train/validation split.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_context: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Most epochs to train (early stopping may end sooner).
+    #[arg(long = "epochs")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_epochs: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long = "lr", value_parser = finite)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<usize>,
+    /// Weight of the KL term.
+    #[arg(long, value_parser = finite)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    /// Epochs without validation improvement before stopping.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// Smallest drop in validation loss that counts as an improvement.
+    #[arg(long, value_parser = finite)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_improvement: Option<f64>,
+    /// Share of each context's images held out for validation.
+    #[arg(long, value_parser = finite)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_fraction: Option<f64>,
+    /// Checkpoint every N batches within an epoch too (0: only at epoch ends).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<usize>,
+    /// cm-finetune unfreezes everything after this fraction of the epochs.
+    #[arg(long, value_parser = finite)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finetune_after: Option<f64>,
+    /// beta-TCVAE's weight on the total correlation.
+    #[arg(long, value_parser = finite)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tc_beta: Option<f64>,
+    /// Causal-layer group sparsity weight (L1 of blockwise L2 norms).
+    #[arg(long, value_parser = finite)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_sparsity: Option<f64>,
+    /// Causal-layer L2 weight.
+    #[arg(long, value_parser = finite)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causal_l2: Option<f64>,
+}
+
+/// A finite number (NaN and infinities cannot be written to `config.json`).
+fn finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("must be a finite number".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl TrainConfig {
     pub fn preset(preset: Preset, dataset: DatasetKind, method: Method) -> Self {
         let mnist = dataset == DatasetKind::Mnist;
@@ -121,6 +214,29 @@ impl TrainConfig {
         }
     }
 
+    /// These settings with every given override applied.
+    pub fn with(self, overrides: &Overrides) -> Self {
+        let serde_json::Value::Object(mut settings) =
+            serde_json::to_value(&self).expect("settings serialise")
+        else {
+            unreachable!("a struct serialises to an object")
+        };
+        let serde_json::Value::Object(changes) =
+            serde_json::to_value(overrides).expect("overrides serialise")
+        else {
+            unreachable!("a struct serialises to an object")
+        };
+        for (name, value) in changes {
+            assert!(
+                settings.contains_key(&name),
+                "override {name} names no setting"
+            );
+            settings.insert(name, value);
+        }
+        serde_json::from_value(serde_json::Value::Object(settings))
+            .expect("an override has its setting's type")
+    }
+
     pub fn model_config(&self) -> ModelConfig {
         let dataset = self.dataset;
         ModelConfig {
@@ -135,43 +251,60 @@ impl TrainConfig {
         }
     }
 
-    /// Checks every setting and names the first bad one.
+    /// Checks every setting and names the first bad one. The upper bounds are far above any
+    /// real run (the paper's: 50,000 images per context, batch 512, 100 epochs) and keep a
+    /// hand-edited `config.json` from exhausting memory.
     pub fn validate(&self) -> Result<(), String> {
         self.dataset.image_shape(self.image_size)?;
         self.model_config().validate()?;
-        let train_per_context = self.train_per_context();
-        if self.batch_size == 0 {
-            return Err("--batch-size must be positive".into());
+        let within = |value: usize, flag: &str, range: std::ops::RangeInclusive<usize>| match range
+            .contains(&value)
+        {
+            true => Ok(()),
+            false => Err(format!(
+                "{flag} must be in {}..={}, got {value}",
+                range.start(),
+                range.end()
+            )),
+        };
+        within(self.per_context, "--per-context", 2..=MAX_PER_CONTEXT)?;
+        within(self.batch_size, "--batch-size", 1..=MAX_BATCH_SIZE)?;
+        within(self.max_epochs, "--epochs", 1..=MAX_EPOCHS)?;
+        within(self.max_bad_batches, "max_bad_batches", 1..=usize::MAX)?;
+        let number = |value: f64, flag: &str, range: std::ops::RangeInclusive<f64>| match range
+            .contains(&value)
+        {
+            true => Ok(()),
+            false => Err(format!(
+                "{flag} must be in [{}, {}], got {value}",
+                range.start(),
+                range.end()
+            )),
+        };
+        number(self.validation_fraction, "--validation-fraction", 0.0..=1.0)?;
+        if self.validation_fraction == 0.0 || self.validation_fraction == 1.0 {
+            return Err("--validation-fraction must be in (0, 1)".into());
         }
+        number(self.learning_rate, "--lr", f64::MIN_POSITIVE..=1e3)?;
+        number(self.final_lr_fraction, "final_lr_fraction", 0.0..=1.0)?;
+        number(self.beta, "--beta", 0.0..=f64::MAX)?;
+        number(self.min_improvement, "--min-improvement", 0.0..=f64::MAX)?;
+        number(self.finetune_after, "--finetune-after", 0.0..=1.0)?;
+        number(self.tc_beta, "--tc-beta", 0.0..=f64::MAX)?;
+        number(self.group_sparsity, "--group-sparsity", 0.0..=f64::MAX)?;
+        number(self.causal_l2, "--causal-l2", 0.0..=f64::MAX)?;
+        let train_per_context = self.train_per_context();
         if train_per_context < self.batch_size {
             return Err(format!(
                 "--per-context {} leaves {train_per_context} training images per context, fewer than --batch-size {}",
                 self.per_context, self.batch_size
             ));
         }
-        if !(0.0..1.0).contains(&self.validation_fraction) || self.validation_fraction == 0.0 {
-            return Err("--validation-fraction must be in (0, 1)".into());
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err("--lr must be a positive number".into());
-        }
-        if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return Err("--beta must be a non-negative number".into());
-        }
-        if self.max_epochs == 0 {
-            return Err("--epochs must be positive".into());
-        }
         if self.method.starts_from_base_pooled() && self.init_from.is_none() {
             return Err(format!(
                 "--method {} needs --init-from, a trained base-pooled run",
                 self.method
             ));
-        }
-        if !(0.0..=1.0).contains(&self.finetune_after) {
-            return Err("--finetune-after must be in [0, 1]".into());
-        }
-        if self.group_sparsity < 0.0 || self.causal_l2 < 0.0 || self.tc_beta < 0.0 {
-            return Err("regulariser weights must be non-negative".into());
         }
         Ok(())
     }
@@ -210,6 +343,117 @@ impl TrainConfig {
                 (epoch as f64) < (self.max_epochs as f64 * self.finetune_after).ceil()
             }
             _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        overrides: Overrides,
+    }
+
+    fn quick() -> TrainConfig {
+        TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm)
+    }
+
+    /// Every flag reaches the setting it is named after, and nothing else changes.
+    #[test]
+    fn every_override_lands_on_its_setting() {
+        let flags = Flags::parse_from([
+            "x",
+            "--image-size",
+            "64",
+            "--widths",
+            "3.16.4",
+            "--hidden",
+            "64",
+            "--per-context",
+            "1000",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "9",
+            "--lr",
+            "0.002",
+            "--warmup-steps",
+            "7",
+            "--beta",
+            "0.5",
+            "--patience",
+            "4",
+            "--min-improvement",
+            "0.01",
+            "--validation-fraction",
+            "0.2",
+            "--checkpoint-every",
+            "11",
+            "--finetune-after",
+            "0.5",
+            "--tc-beta",
+            "3",
+            "--group-sparsity",
+            "0.1",
+            "--causal-l2",
+            "0.2",
+        ]);
+        let expected = TrainConfig {
+            image_size: 64,
+            widths: "3.16.4".parse().unwrap(),
+            hidden: 64,
+            per_context: 1000,
+            batch_size: 32,
+            max_epochs: 9,
+            learning_rate: 0.002,
+            warmup_steps: 7,
+            beta: 0.5,
+            patience: 4,
+            min_improvement: 0.01,
+            validation_fraction: 0.2,
+            checkpoint_every: 11,
+            finetune_after: 0.5,
+            tc_beta: 3.0,
+            group_sparsity: 0.1,
+            causal_l2: 0.2,
+            ..quick()
+        };
+        assert_eq!(quick().with(&flags.overrides), expected);
+        assert_eq!(quick().with(&Overrides::default()), quick());
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_when_parsed() {
+        for flag in ["--lr", "--beta", "--tc-beta", "--min-improvement"] {
+            for value in ["nan", "inf", "-inf"] {
+                assert!(
+                    Flags::try_parse_from(["x", flag, value]).is_err(),
+                    "{flag} {value}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn validate_names_the_bad_setting() {
+        let cases: [(fn(&mut TrainConfig), &str); 6] = [
+            (|c| c.batch_size = 0, "--batch-size"),
+            (|c| c.per_context = usize::MAX, "--per-context"),
+            (|c| c.learning_rate = f64::NAN, "--lr"),
+            (|c| c.min_improvement = f64::INFINITY, "--min-improvement"),
+            (|c| c.hidden = 1 << 20, "hidden size"),
+            (|c| c.validation_fraction = 1.0, "--validation-fraction"),
+        ];
+        assert_eq!(quick().validate(), Ok(()));
+        for (change, name) in cases {
+            let mut config = quick();
+            change(&mut config);
+            let message = config.validate().unwrap_err();
+            assert!(message.contains(name), "{name}: {message}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Training (spec section 5): one context per batch, Adam (`adam.rs`) with warm-up then cosine
+//! Training (docs/method.md#training): one context per batch, Adam (`adam.rs`) with warm-up then cosine
 //! decay, BCE + beta * KL, early stopping on validation with the best weights kept, causal weights
 //! clamped after every step, non-finite batches skipped and counted, checkpoints on the way.
 
@@ -21,8 +21,8 @@ use config::TrainConfig;
 use intervene::config::Method;
 use intervene::context::Context;
 use intervene::data::Examples;
+use intervene::model::Model;
 use intervene::model::loss::{elbo_terms, total_correlation};
-use intervene::model::{Model, images_tensor};
 use intervene::weights::{self, Precision};
 use run_folder::{EpochRow, RunFolder};
 use std::path::Path;
@@ -89,7 +89,7 @@ impl Learner {
         let dataset_size = config.training_context_count() * config.train_per_context();
         let mut learner = Self {
             model,
-            optimizer: adam::init(),
+            optimizer: adam::for_device(&device),
             config,
             device,
             dataset_size,
@@ -120,7 +120,7 @@ impl Learner {
         let shape = self.model.config.image;
         let n = batch.images.len() / shape.numel();
         let latent = self.model.config.latent_size();
-        let images = images_tensor(batch.images, shape, &self.device);
+        let images = self.model.images(batch.images, &self.device);
         let eps = Tensor::<2>::from_data(TensorData::new(batch.eps, [n, latent]), &self.device);
         let context = if self.config.method.uses_context_labels() {
             batch.context

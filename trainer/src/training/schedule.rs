@@ -1,5 +1,5 @@
 //! Learning rate: linear warm-up from ~0, then cosine decay to a fraction of the peak over the
-//! rest of the planned run (spec section 5).
+//! rest of the planned run (docs/method.md#learning-rate-schedule).
 
 pub fn learning_rate(
     step: usize,

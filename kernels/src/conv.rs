@@ -6,9 +6,9 @@
 //! of images and each core gathers, multiplies and scatters one group at a time, so the patch
 //! rows stay in its cache.
 
-#[cfg(feature = "train")]
+#[cfg(any(test, feature = "train"))]
 use super::matmul::transpose_into;
-use super::matmul::{Matrix, Threads, matmul, matmul_strided};
+use super::matmul::{Matrix, matmul, matmul_strided};
 use super::parallel;
 use super::patches::{self, Grid, Window};
 use std::cell::RefCell;
@@ -54,7 +54,7 @@ fn part(grid: Grid, count: usize) -> Grid {
 
 /// `patches(values) * matrix (+ bias)`: the patches of `values [B, H, W, C]` (patch rows
 /// `[B * H/2 * W/2, 16 C]`) times `matrix [16 C, N]`, plus `bias [N]` on every row if given.
-pub fn gather_multiply(
+pub(crate) fn gather_multiply(
     values: &[f32],
     grid: Grid,
     matrix: Matrix,
@@ -95,7 +95,7 @@ fn multiply_window_taps(
 ) {
     for (i, (taps, rows)) in window.runs(c).into_iter().enumerate() {
         let (taps, rows) = (patch_rows.column_block(taps), matrix.row_block(rows));
-        matmul(taps, rows, out, i > 0, Threads::One);
+        matmul(taps, rows, out, i > 0);
     }
 }
 
@@ -106,7 +106,7 @@ fn multiply_window_taps(
 /// The product is taken one window of taps at a time (see `patches::Window`): the columns of
 /// taps that padding puts outside the grid are never computed, which is 23% of the work on a
 /// 4x4 map and 12% on an 8x8 one.
-pub fn multiply_scatter(
+pub(crate) fn multiply_scatter(
     rows: &[f32],
     matrix: Matrix,
     grid: Grid,
@@ -141,7 +141,7 @@ fn multiply_window(rows: Matrix, matrix: Matrix, window: Window, c: usize, patch
     let width = window.taps() * c;
     for (taps, columns) in window.runs(c) {
         let (out, columns) = (&mut patch_rows[taps.start..], matrix.column_block(columns));
-        matmul_strided(rows, columns, out, width, false, Threads::One);
+        matmul_strided(rows, columns, out, width, false);
     }
 }
 
@@ -154,8 +154,8 @@ fn multiply_window(rows: Matrix, matrix: Matrix, window: Window, c: usize, patch
 /// writing, zeroing and adding one per task cost more than the products of the small layers.
 /// The runs depend only on the batch and the number of cores, so the sum is the same on every
 /// run of one machine.
-#[cfg(feature = "train")]
-pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32> {
+#[cfg(any(test, feature = "train"))]
+pub(crate) fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32> {
     let per_task = images_per_task(grid);
     let tasks_per_run = grid.batch.div_ceil(per_task).div_ceil(parallel::threads());
     let rows_per_image = grid.patch_rows() / grid.batch.max(1);
@@ -196,7 +196,7 @@ pub fn patch_outer_products(values: &[f32], grid: Grid, rows: &[f32]) -> Vec<f32
 
 /// Adds `rows_t [K, n]` times `patch_rows [n, taps * C]` (the taps of `window`) onto the columns
 /// of those taps in `partial [K, 16 C]` (columns `[ky][kx][c]`).
-#[cfg(feature = "train")]
+#[cfg(any(test, feature = "train"))]
 fn add_window_products(
     rows_t: Matrix,
     patch_rows: Matrix,
@@ -206,6 +206,6 @@ fn add_window_products(
 ) {
     for (taps, columns) in window.runs(grid.channels) {
         let (taps, out) = (patch_rows.column_block(taps), &mut partial[columns.start..]);
-        matmul_strided(rows_t, taps, out, grid.patch_width(), true, Threads::One);
+        matmul_strided(rows_t, taps, out, grid.patch_width(), true);
     }
 }

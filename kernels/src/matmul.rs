@@ -3,20 +3,20 @@
 
 /// A row-major matrix (or a block of columns of one), or the transpose of one.
 #[derive(Clone, Copy)]
-pub struct Matrix<'a> {
-    pub data: &'a [f32],
+pub(crate) struct Matrix<'a> {
+    pub(crate) data: &'a [f32],
     /// Rows and columns as stored.
-    pub rows: usize,
-    pub cols: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
     /// Distance between the starts of consecutive stored rows (`cols` unless a block).
-    pub stride: usize,
+    pub(crate) stride: usize,
     /// Use the transpose of the stored matrix.
-    pub transposed: bool,
+    pub(crate) transposed: bool,
 }
 
 impl<'a> Matrix<'a> {
-    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert_eq!(data.len(), rows * cols, "matrix size");
+    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(Some(data.len()), rows.checked_mul(cols), "matrix size");
         Self {
             data,
             rows,
@@ -26,7 +26,8 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    pub fn t(self) -> Self {
+    #[cfg(test)]
+    fn t(self) -> Self {
         Self {
             transposed: !self.transposed,
             ..self
@@ -34,7 +35,7 @@ impl<'a> Matrix<'a> {
     }
 
     /// The block of stored rows `range`, read in place.
-    pub fn row_block(self, range: std::ops::Range<usize>) -> Self {
+    pub(crate) fn row_block(self, range: std::ops::Range<usize>) -> Self {
         assert!(!self.transposed && range.end <= self.rows, "row block");
         Self {
             data: &self.data[range.start * self.stride..],
@@ -44,7 +45,7 @@ impl<'a> Matrix<'a> {
     }
 
     /// The block of stored columns `range`, read in place.
-    pub fn column_block(self, range: std::ops::Range<usize>) -> Self {
+    pub(crate) fn column_block(self, range: std::ops::Range<usize>) -> Self {
         assert!(!self.transposed && range.end <= self.cols, "column block");
         Self {
             data: &self.data[range.start..],
@@ -71,16 +72,15 @@ impl<'a> Matrix<'a> {
 
     /// Whether `data` holds every value the shape and stride address.
     fn fits(&self) -> bool {
-        self.rows == 0 || (self.rows - 1) * self.stride + self.cols <= self.data.len()
+        self.rows == 0
+            || span(self.rows, self.stride, self.cols).is_some_and(|n| n <= self.data.len())
     }
 }
 
-/// How many cores one product may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Threads {
-    /// Callers that already split their work across cores.
-    One,
-    All,
+/// The values `rows` rows of `cols` values, `stride` apart, reach over: `(rows - 1) stride +
+/// cols`, or `None` if that overflows (`rows` must be positive).
+fn span(rows: usize, stride: usize, cols: usize) -> Option<usize> {
+    (rows - 1).checked_mul(stride)?.checked_add(cols)
 }
 
 /// `out = a b` (or `out += a b` when `accumulate`), `out` row-major.
@@ -88,29 +88,28 @@ pub enum Threads {
 /// gemm copies ("packs") an operand it cannot read with unit stride one value at a time, so
 /// large operands should come un-transposed: a transposed weight is cheaper to [`transpose`]
 /// once than to have every task's product pack it.
-pub fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool, threads: Threads) {
+pub(crate) fn matmul(a: Matrix, b: Matrix, out: &mut [f32], accumulate: bool) {
     let (m, _) = a.shape();
     let (_, n) = b.shape();
-    assert_eq!(out.len(), m * n, "matmul: output size");
-    matmul_strided(a, b, out, n, accumulate, threads);
+    assert_eq!(Some(out.len()), m.checked_mul(n), "matmul: output size");
+    matmul_strided(a, b, out, n, accumulate);
 }
 
 /// [`matmul`] into a block of columns of a wider row-major matrix: row `i` of the product goes
 /// to `out[i * out_stride..]`, and nothing else in `out` is touched.
-pub fn matmul_strided(
+pub(crate) fn matmul_strided(
     a: Matrix,
     b: Matrix,
     out: &mut [f32],
     out_stride: usize,
     accumulate: bool,
-    threads: Threads,
 ) {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     assert_eq!(k, k2, "matmul: inner dimensions");
     assert!(a.fits() && b.fits(), "matmul: operand sizes");
     assert!(
-        n <= out_stride && (m == 0 || (m - 1) * out_stride + n <= out.len()),
+        n <= out_stride && (m == 0 || span(m, out_stride, n).is_some_and(|len| len <= out.len())),
         "matmul: output size"
     );
     if m == 0 || n == 0 {
@@ -126,11 +125,6 @@ pub fn matmul_strided(
     }
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    let parallelism = match threads {
-        #[cfg(not(target_family = "wasm"))]
-        Threads::All => gemm::Parallelism::Rayon(0),
-        _ => gemm::Parallelism::None,
-    };
     // SAFETY: the asserts above check every slice holds all the values its shape and strides
     // address; `out` is borrowed mutably and cannot alias `a` or `b`.
     unsafe {
@@ -153,13 +147,14 @@ pub fn matmul_strided(
             false,
             false,
             false,
-            parallelism,
+            // Callers split their work across cores already.
+            gemm::Parallelism::None,
         );
     }
 }
 
 /// The transpose of a row-major `[rows, cols]` matrix, row-major `[cols, rows]`.
-pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; data.len()];
     transpose_into(data, rows, cols, &mut out);
     out
@@ -171,8 +166,12 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// then run along 8 output rows (a power-of-two output stride puts the rows of a taller tile in
 /// the same cache set), its reads along 64 short rows. Measured here on `[2048, 32]`: 0.12 ns
 /// per value, against 3 for a plain 32x32-tiled copy.
-pub fn transpose_into(data: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    assert_eq!(data.len(), rows * cols, "transpose: matrix size");
+pub(crate) fn transpose_into(data: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    assert_eq!(
+        Some(data.len()),
+        rows.checked_mul(cols),
+        "transpose: matrix size"
+    );
     assert_eq!(out.len(), data.len(), "transpose: output size");
     const TILE_ROWS: usize = 64;
     const TILE_COLS: usize = 8;
@@ -227,7 +226,7 @@ fn transpose_block(data: &[f32], cols: usize, r: usize, c: usize, out: &mut [f32
 }
 
 /// Column sums of a row-major `[rows, cols]` matrix (a bias gradient).
-pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
+pub(crate) fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
     super::parallel::channel_sums(data, cols, cols, &ColumnSums)
         .into_iter()
         .map(|s| s as f32)
@@ -270,9 +269,9 @@ mod tests {
             (Matrix::new(&a, m, k), Matrix::new(&bt, n, k).t()),
         ] {
             let mut out = vec![1.0; m * n];
-            matmul(left, right, &mut out, false, Threads::All);
+            matmul(left, right, &mut out, false);
             assert_eq!(out, expected);
-            matmul(left, right, &mut out, true, Threads::One);
+            matmul(left, right, &mut out, true);
             let doubled: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
             assert_eq!(out, doubled);
         }

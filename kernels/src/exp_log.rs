@@ -15,7 +15,7 @@ const ROUND: f32 = 12_582_912.0;
 /// `e^x`. Inputs are held to `[-87, 88]`, where the result is a normal f32 (below, the true
 /// value is under `1.7e-38`; above, it overflows anyway). NaN stays NaN.
 #[inline(always)]
-pub fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0); // NaN stays NaN
     // x = n ln 2 + r with |r| <= ln 2 / 2; e^x = 2^n e^r.
     let shifted = x * std::f32::consts::LOG2_E + ROUND;
@@ -44,7 +44,7 @@ pub fn exp(x: f32) -> f32 {
 
 /// `ln(1 + t)` for `0 <= t <= 1`.
 #[inline(always)]
-pub fn ln_1p(t: f32) -> f32 {
+pub(crate) fn ln_1p(t: f32) -> f32 {
     // ln(1 + t) = 2 atanh(s) with s = t / (2 + t) in [0, 1/3]: no cancellation for small t,
     // and the series 2 s (1 + s^2/3 + s^4/5 + ...) needs eight terms for f32 accuracy.
     let s = t / (2.0 + t);

@@ -27,7 +27,7 @@ macro_rules! wide_fn {
                     body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
-                    && !$crate::kernels::simd::baseline_only()
+                    && !$crate::simd::baseline_only()
                 {
                     // SAFETY: the CPU was just found to support AVX2.
                     return unsafe { avx2($($arg),*) };
@@ -55,11 +55,11 @@ pub(crate) fn baseline_only() -> bool {
     BASELINE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-#[cfg(all(test, feature = "train"))]
+#[cfg(test)]
 mod tests {
     use super::BASELINE_ONLY;
-    use crate::kernels::batch_norm::{self, NormOrder};
-    use crate::kernels::{AdamStep, adam, bernoulli};
+    use crate::batch_norm::{self, NormOrder};
+    use crate::{AdamStep, adam, bernoulli};
     use std::sync::atomic::Ordering;
 
     /// The bits of every result of the element-wise kernels on `values`.

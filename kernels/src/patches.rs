@@ -11,33 +11,29 @@ use std::ops::Range;
 
 /// A channels-last grid `[batch, height, width, channels]` (the full-size side of the pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Grid {
-    pub batch: usize,
-    pub height: usize,
-    pub width: usize,
-    pub channels: usize,
+pub(crate) struct Grid {
+    pub(crate) batch: usize,
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) channels: usize,
 }
 
 impl Grid {
-    pub fn dims(&self) -> [usize; 4] {
+    pub(crate) fn dims(&self) -> [usize; 4] {
         [self.batch, self.height, self.width, self.channels]
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.batch * self.height * self.width * self.channels
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Pixels of the half-size grid, i.e. rows of the patch matrix.
-    pub fn patch_rows(&self) -> usize {
+    pub(crate) fn patch_rows(&self) -> usize {
         self.batch * (self.height / 2) * (self.width / 2)
     }
 
     /// Values in one patch row.
-    pub fn patch_width(&self) -> usize {
+    pub(crate) fn patch_width(&self) -> usize {
         16 * self.channels
     }
 
@@ -69,7 +65,7 @@ impl Grid {
 
     /// The half-size pixels `(oy, ox)` grouped by their window: the interior (the whole
     /// kernel), each edge and each corner.
-    pub fn windows(&self) -> Vec<(Window, Vec<(usize, usize)>)> {
+    pub(crate) fn windows(&self) -> Vec<(Window, Vec<(usize, usize)>)> {
         let mut groups: Vec<(Window, Vec<(usize, usize)>)> = Vec::new();
         for oy in 0..self.height / 2 {
             for ox in 0..self.width / 2 {
@@ -116,28 +112,28 @@ impl Grid {
 /// `ky.0..ky.1` and columns `kx.0..kx.1`. Padding leaves an edge pixel 12 of the 16 taps and a
 /// corner pixel 9; a product that skips the others does a quarter less work on a 4x4 map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    pub ky: (usize, usize),
-    pub kx: (usize, usize),
+pub(crate) struct Window {
+    pub(crate) ky: (usize, usize),
+    pub(crate) kx: (usize, usize),
 }
 
 impl Window {
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.ky.1 - self.ky.0
     }
 
-    pub fn columns(&self) -> usize {
+    pub(crate) fn columns(&self) -> usize {
         self.kx.1 - self.kx.0
     }
 
-    pub fn taps(&self) -> usize {
+    pub(crate) fn taps(&self) -> usize {
         self.rows() * self.columns()
     }
 
     /// The window's taps for `c` channels as runs that are contiguous on both sides: each run's
     /// columns in a window row (`[taps * C]`) and in a full patch row (`[16 C]`, `[ky][kx][c]`).
     /// Whole kernel rows make one run; a window cut at the side, one run per kernel row.
-    pub fn runs(&self, c: usize) -> Vec<(Range<usize>, Range<usize>)> {
+    pub(crate) fn runs(&self, c: usize) -> Vec<(Range<usize>, Range<usize>)> {
         if self.kx == (0, 4) {
             let full = self.ky.0 * 4 * c..self.ky.1 * 4 * c;
             return vec![(0..full.len(), full)];
@@ -156,7 +152,7 @@ impl Window {
 /// `values [B, H, W, C]` -> the patch rows of the half-size pixels `pixels` of every image,
 /// holding only the taps of `window`: `[B * pixels, taps * C]` (taps `[ky][kx]`), image by
 /// image. Every value of `patches` is written, so it may hold anything beforehand.
-pub fn gather_window(
+pub(crate) fn gather_window(
     values: &[f32],
     grid: Grid,
     window: Window,
@@ -182,7 +178,7 @@ pub fn gather_window(
 
 /// Copies the rows of the half-size pixels `pixels` of every image out of `rows`, one row of
 /// `width` values per half-size pixel (`[B * H/2 * W/2, width]`), into `to`, image by image.
-pub fn pick_rows(
+pub(crate) fn pick_rows(
     rows: &[f32],
     grid: Grid,
     pixels: &[(usize, usize)],
@@ -206,7 +202,7 @@ pub fn pick_rows(
 
 super::simd::wide_fn! {
     /// Adds rows laid out as [`pick_rows`] leaves them back onto their places in `rows`.
-    pub fn add_picked_rows(
+    pub(crate) fn add_picked_rows(
         from: &[f32],
         grid: Grid,
         pixels: &[(usize, usize)],
@@ -230,7 +226,7 @@ super::simd::wide_fn! {
     /// Adds patch rows that hold only the taps of `window` onto `values [B, H, W, C]`, summing
     /// where patches overlap: rows `[B * pixels, taps * C]` (taps `[ky][kx]`), image by image
     /// and in each image one per half-size pixel of `pixels`: the adjoint of [`gather_window`].
-    pub fn scatter_add_window(
+    pub(crate) fn scatter_add_window(
         patches: &[f32],
         grid: Grid,
         window: Window,

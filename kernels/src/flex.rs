@@ -1,6 +1,5 @@
 //! The kernels' forward passes on burn's CPU backend (`Flex`) tensors.
 
-use super::adam::{self, AdamStep};
 use super::batch_norm::{self, NormOrder};
 use super::bernoulli;
 use super::conv;
@@ -11,13 +10,13 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
 
 /// A float tensor's values in row-major order (copied only if it was not contiguous).
-pub struct Values {
+pub(crate) struct Values {
     tensor: FlexTensor,
-    pub dims: Vec<usize>,
+    pub(crate) dims: Vec<usize>,
 }
 
 impl Values {
-    pub fn of(tensor: &FlexTensor) -> Self {
+    pub(crate) fn of(tensor: &FlexTensor) -> Self {
         assert_eq!(
             tensor.dtype(),
             DType::F32,
@@ -28,13 +27,13 @@ impl Values {
         Self { tensor, dims }
     }
 
-    pub fn slice(&self) -> &[f32] {
+    pub(crate) fn slice(&self) -> &[f32] {
         let start = self.tensor.layout().start_offset();
         let len: usize = self.dims.iter().product();
         &self.tensor.storage::<f32>()[start..start + len]
     }
 
-    pub fn grid(&self) -> Grid {
+    pub(crate) fn grid(&self) -> Grid {
         let [batch, height, width, channels] = self.dims[..] else {
             panic!("expected a [B, H, W, C] map, got {:?}", self.dims);
         };
@@ -48,12 +47,12 @@ impl Values {
 }
 
 /// A CPU tensor of `dims` holding `values` (row-major).
-pub fn tensor(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
+pub(crate) fn tensor(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims.to_vec()))
 }
 
 /// Halving convolution: `x [B, H, W, C]`, `weight [16 C, O]` (rows `[ky][kx][c]`), `bias [O]`.
-pub fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+pub(crate) fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
     let (x, weight, bias) = (Values::of(x), Values::of(weight), Values::of(bias));
     let grid = x.grid();
     let o = bias.dims[0];
@@ -64,7 +63,7 @@ pub fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> F
 
 /// Doubling transposed convolution: `x [B, H, W, C]`, `weight [C, 16 O]` (columns
 /// `[ky][kx][o]`), `bias [O]`.
-pub fn deconv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+pub(crate) fn deconv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
     let (x, weight, bias) = (Values::of(x), Values::of(weight), Values::of(bias));
     let out_grid = doubled(x.grid(), bias.dims[0]);
     let weight = Matrix::new(weight.slice(), x.grid().channels, out_grid.patch_width());
@@ -73,7 +72,7 @@ pub fn deconv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) ->
 }
 
 /// The output grid of a doubling transposed convolution of `input` to `channels` channels.
-pub fn doubled(input: Grid, channels: usize) -> Grid {
+pub(crate) fn doubled(input: Grid, channels: usize) -> Grid {
     Grid {
         batch: input.batch,
         height: 2 * input.height,
@@ -83,7 +82,7 @@ pub fn doubled(input: Grid, channels: usize) -> Grid {
 }
 
 /// Fused ReLU + training BatchNorm of rows `y [N, C]`: `(output, mean [C], variance [C])`.
-pub fn norm_forward(
+pub(crate) fn norm_forward(
     y: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
@@ -103,7 +102,7 @@ pub fn norm_forward(
 
 /// ReLU + inference BatchNorm as `scale * v + shift` of rows `y [N, C]`. Works in place when
 /// `y` is the only handle on its values (inference, where nothing keeps the input for later).
-pub fn affine_forward(
+pub(crate) fn affine_forward(
     y: FlexTensor,
     scale: &FlexTensor,
     shift: &FlexTensor,
@@ -126,7 +125,11 @@ pub fn affine_forward(
 }
 
 /// Bernoulli negative log-likelihood per row of `logits`/`targets` `[B, P]` -> `[B]`.
-pub fn bernoulli_forward(logits: &FlexTensor, targets: &FlexTensor, bound: f64) -> FlexTensor {
+pub(crate) fn bernoulli_forward(
+    logits: &FlexTensor,
+    targets: &FlexTensor,
+    bound: f64,
+) -> FlexTensor {
     let (logits, targets) = (Values::of(logits), Values::of(targets));
     let images = logits.dims[0];
     let loss = bernoulli::forward(logits.slice(), targets.slice(), images, bound as f32);
@@ -134,7 +137,7 @@ pub fn bernoulli_forward(logits: &FlexTensor, targets: &FlexTensor, bound: f64) 
 }
 
 /// Pixel means of channels-last logits `[B, H, W, C]`, channels-first `[B, C, H, W]`.
-pub fn pixel_means(logits: &FlexTensor) -> FlexTensor {
+pub(crate) fn pixel_means(logits: &FlexTensor) -> FlexTensor {
     let logits = Values::of(logits);
     let grid = logits.grid();
     let means = bernoulli::means_channels_first(logits.slice(), grid.dims());
@@ -142,7 +145,7 @@ pub fn pixel_means(logits: &FlexTensor) -> FlexTensor {
 }
 
 /// burn's convolution weight in the kernels' patch order.
-pub fn patch_ordered_weight(weight: &FlexTensor, of: WeightOf) -> FlexTensor {
+pub(crate) fn patch_ordered_weight(weight: &FlexTensor, of: WeightOf) -> FlexTensor {
     let weight = Values::of(weight);
     let dims = four_dims(&weight.dims);
     tensor(
@@ -152,34 +155,15 @@ pub fn patch_ordered_weight(weight: &FlexTensor, of: WeightOf) -> FlexTensor {
 }
 
 /// `dims` of a convolution weight, which has four.
-pub fn four_dims(dims: &[usize]) -> [usize; 4] {
+pub(crate) fn four_dims(dims: &[usize]) -> [usize; 4] {
     dims.try_into()
         .unwrap_or_else(|_| panic!("expected a 4-D convolution weight, got {dims:?}"))
 }
 
-/// One Adam step; the parameter and moments are updated in place where nothing else holds them.
-pub fn adam_update(
-    param: FlexTensor,
-    grad: &FlexTensor,
-    moment_1: FlexTensor,
-    moment_2: FlexTensor,
-    step: AdamStep,
-) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let grad = Values::of(grad);
-    let [mut param, mut moment_1, mut moment_2] = [param, moment_1, moment_2].map(writable);
-    adam::update(
-        values_mut(&mut param),
-        grad.slice(),
-        values_mut(&mut moment_1),
-        values_mut(&mut moment_2),
-        step,
-    );
-    (param, moment_1, moment_2)
-}
-
+#[cfg(any(test, feature = "train"))]
 /// `tensor` itself when its values can be changed in place (nothing else holds them and they
 /// are laid out plainly), otherwise a contiguous copy of them.
-pub fn writable(mut tensor: FlexTensor) -> FlexTensor {
+pub(crate) fn writable(mut tensor: FlexTensor) -> FlexTensor {
     if sole_values(&mut tensor).is_some() {
         return tensor;
     }
@@ -187,8 +171,9 @@ pub fn writable(mut tensor: FlexTensor) -> FlexTensor {
     self::tensor(values.slice().to_vec(), &values.dims)
 }
 
+#[cfg(any(test, feature = "train"))]
 /// The values of a tensor made by [`writable`].
-pub fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+pub(crate) fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
     sole_values(tensor).expect("a writable tensor owns its values")
 }
 

@@ -1,8 +1,8 @@
 //! Backward passes of the CPU kernels, registered with burn's autodiff (the `train` feature).
-#![cfg(feature = "train")]
+#![cfg(any(test, feature = "train"))]
 
 use super::weight_layout::{self, WeightOf};
-use super::{AdamStep, CpuKernels, NormOrder, flex, gradients};
+use super::{CpuKernels, NormOrder, flex, gradients};
 use burn::backend::Flex;
 use burn::backend::autodiff::{
     Autodiff, NodeId,
@@ -283,26 +283,5 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
             .prepare::<C>([weight.node()])
             .compute_bound()
             .stateless(flex::patch_ordered_weight(weight.primitive(), of))
-    }
-
-    fn adam_update(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        moment_1: FloatTensor<Self>,
-        moment_2: FloatTensor<Self>,
-        step: AdamStep,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (param, moment_1, moment_2) = flex::adam_update(
-            param.primitive().clone(),
-            grad.primitive(),
-            moment_1.primitive().clone(),
-            moment_2.primitive().clone(),
-            step,
-        );
-        (
-            Tracked::<C>::new(param),
-            Tracked::<C>::new(moment_1),
-            Tracked::<C>::new(moment_2),
-        )
     }
 }

@@ -1,6 +1,8 @@
 //! `intervene experiment`: tables, plots, skipping finished runs, and the emitted Slurm scripts.
 
-use intervene_e2e::{run_ok, scratch};
+mod common;
+
+use common::{run_ok, scratch};
 use std::path::Path;
 
 fn tiny_experiment(root: &Path, methods: &str) -> String {

@@ -18,7 +18,7 @@ pub enum WeightOf {
 
 impl WeightOf {
     /// The patch-ordered matrix of burn's 4-D weight `dims`: `[kk C, O]` or `[C, kk O]`.
-    pub fn patch_dims(self, dims: [usize; 4]) -> [usize; 2] {
+    pub(crate) fn patch_dims(self, dims: [usize; 4]) -> [usize; 2] {
         let [a, b, k, _] = dims;
         let kk = k * k;
         match self {
@@ -29,7 +29,7 @@ impl WeightOf {
 }
 
 /// burn's weight of `dims` in patch order.
-pub fn to_patch_order(weight: &[f32], dims: [usize; 4], of: WeightOf) -> Vec<f32> {
+pub(crate) fn to_patch_order(weight: &[f32], dims: [usize; 4], of: WeightOf) -> Vec<f32> {
     let [a, b, k, _] = dims;
     let kk = k * k;
     match of {
@@ -41,8 +41,8 @@ pub fn to_patch_order(weight: &[f32], dims: [usize; 4], of: WeightOf) -> Vec<f32
 }
 
 /// The inverse of [`to_patch_order`]: a patch-ordered weight's gradient in burn's layout.
-#[cfg(feature = "train")]
-pub fn from_patch_order(values: &[f32], dims: [usize; 4], of: WeightOf) -> Vec<f32> {
+#[cfg(any(test, feature = "train"))]
+pub(crate) fn from_patch_order(values: &[f32], dims: [usize; 4], of: WeightOf) -> Vec<f32> {
     let [a, b, k, _] = dims;
     let kk = k * k;
     match of {
@@ -115,7 +115,7 @@ mod tests {
                     "{of:?} o {oi} c {ci} at ({y}, {x})"
                 );
             }
-            #[cfg(feature = "train")]
+            #[cfg(any(test, feature = "train"))]
             assert_eq!(
                 from_patch_order(&patched, dims, of),
                 weight,

@@ -2,8 +2,102 @@
 //! the same update from about a dozen whole-tensor operations, each allocating its result; on
 //! the CPU that was 5% of a training step, for a model whose parameters fit in a few megabytes.
 
+use super::flex::{self, Values};
 use super::parallel;
 use super::simd::wide_fn;
+use burn::backend::autodiff::{Autodiff, checkpoint::strategy::CheckpointStrategy};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Dispatch, Flex, backend_extension, tensor::FloatTensor};
+use burn::tensor::Tensor;
+
+/// The optimizer's kernel: training only, and no gradient flows through it.
+#[backend_extension(Flex, Autodiff)]
+pub trait AdamKernel: burn::backend::Backend {
+    /// One Adam step of a parameter from its gradient and moments (all the same shape): the
+    /// parameter and moments after it.
+    fn adam_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl AdamKernel for Flex {
+    fn adam_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        update_tensors(param, &grad, moment_1, moment_2, step)
+    }
+}
+
+impl<C: CheckpointStrategy> AdamKernel for Autodiff<Flex, C> {
+    fn adam_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (param, moment_1, moment_2) = update_tensors(
+            param.primitive().clone(),
+            grad.primitive(),
+            moment_1.primitive().clone(),
+            moment_2.primitive().clone(),
+            step,
+        );
+        let untracked = FloatTensor::<Self>::new;
+        (untracked(param), untracked(moment_1), untracked(moment_2))
+    }
+}
+
+/// See [`AdamKernel::adam_update`].
+pub fn adam_update<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    step: AdamStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let (param, moment_1, moment_2) = <Dispatch as AdamKernel>::adam_update(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        step,
+    );
+    (
+        Tensor::from_dispatch(param),
+        Tensor::from_dispatch(moment_1),
+        Tensor::from_dispatch(moment_2),
+    )
+}
+
+/// One step on CPU tensors; the parameter and moments are updated in place where nothing else
+/// holds them.
+fn update_tensors(
+    param: FlexTensor,
+    grad: &FlexTensor,
+    moment_1: FlexTensor,
+    moment_2: FlexTensor,
+    step: AdamStep,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let grad = Values::of(grad);
+    let [mut param, mut moment_1, mut moment_2] = [param, moment_1, moment_2].map(flex::writable);
+    update(
+        flex::values_mut(&mut param),
+        grad.slice(),
+        flex::values_mut(&mut moment_1),
+        flex::values_mut(&mut moment_2),
+        step,
+    );
+    (param, moment_1, moment_2)
+}
 
 /// One step's constants. Derived the way burn's `Adam` derives them (in `f32`, same order of
 /// operations), so both optimizers produce the same bits and their states are interchangeable.
@@ -23,7 +117,7 @@ const CHUNK: usize = 16 * 1024;
 /// In place: the moments move towards `grad` and `grad^2`, then `param` takes the step
 /// `learning_rate * m_hat / (sqrt(v_hat) + epsilon)`, with burn's placement of the bias
 /// corrections. Zero moments give the first step.
-pub fn update(
+pub(crate) fn update(
     param: &mut [f32],
     grad: &[f32],
     moment_1: &mut [f32],

@@ -1,6 +1,8 @@
 //! The other commands end to end, and the errors a user sees for bad input.
 
-use intervene_e2e::{assert_clean_error, run, run_ok, scratch, train_tiny};
+mod common;
+
+use common::{assert_clean_error, run, run_ok, scratch, train_tiny};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

@@ -1,6 +1,8 @@
 //! Training end to end on both devices, and kill -9 followed by --resume.
 
-use intervene_e2e::{command, run_ok, scratch, tiny_train_args, train_losses, train_tiny};
+mod common;
+
+use common::{command, run_ok, scratch, skip, tiny_train_args, train_losses, train_tiny};
 use std::time::{Duration, Instant};
 
 fn loss_goes_down_on(device: &str) {
@@ -27,7 +29,10 @@ fn training_lowers_the_loss_on_flex() {
 
 #[test]
 fn training_lowers_the_loss_on_wgpu() {
-    loss_goes_down_on("wgpu");
+    match common::wgpu_adapter() {
+        Some(_) => loss_goes_down_on("wgpu"),
+        None => skip("wgpu finds no GPU adapter (install mesa-vulkan-drivers for lavapipe)"),
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Work split over the CPU's cores natively; one thread in the browser (no rayon on wasm).
 
 /// Runs `f(index, chunk)` over `data` split into chunks of `size`.
-pub fn for_each_chunk<T: Send, F>(data: &mut [T], size: usize, f: F)
+pub(crate) fn for_each_chunk<T: Send, F>(data: &mut [T], size: usize, f: F)
 where
     F: Fn(usize, &mut [T]) + Send + Sync,
 {
@@ -19,7 +19,7 @@ where
 }
 
 /// Runs `f(index, [a, b, c])` over three equally long slices cut alike into chunks of `size`.
-pub fn for_each_chunk_of_three<F>(slices: [&mut [f32]; 3], size: usize, f: F)
+pub(crate) fn for_each_chunk_of_three<F>(slices: [&mut [f32]; 3], size: usize, f: F)
 where
     F: Fn(usize, [&mut [f32]; 3]) + Send + Sync,
 {
@@ -52,7 +52,7 @@ where
 /// The start values are written by the core that works on the chunk, just before it does: a
 /// zeroed or bias-filled output made up front is a single-threaded pass over memory (on fresh
 /// pages, one that also faults them in) about as long as a layer's own work here.
-pub fn new_in_chunks<F>(len: usize, size: usize, start: &[f32], f: F) -> Vec<f32>
+pub(crate) fn new_in_chunks<F>(len: usize, size: usize, start: &[f32], f: F) -> Vec<f32>
 where
     F: Fn(usize, &mut [f32]) + Send + Sync,
 {
@@ -98,7 +98,7 @@ where
 /// Maps every chunk of `data` (chunks of `size`) to a value and sums the values with `add`, in
 /// chunk order: the chunks depend only on `size`, so the sum is the same on every run (a
 /// training run resumed from a checkpoint retraces the uninterrupted one bit for bit).
-pub fn map_reduce_chunks<T, M, A>(data: &[f32], size: usize, map: M, add: A) -> Option<T>
+pub(crate) fn map_reduce_chunks<T, M, A>(data: &[f32], size: usize, map: M, add: A) -> Option<T>
 where
     T: Send,
     M: Fn(usize, &[f32]) -> T + Send + Sync,
@@ -122,7 +122,7 @@ where
 }
 
 /// Threads the work is split over.
-pub fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     #[cfg(not(target_family = "wasm"))]
     return rayon::current_num_threads();
     #[cfg(target_family = "wasm")]
@@ -130,7 +130,7 @@ pub fn threads() -> usize {
 }
 
 /// Rows per parallel task: about four tasks per core.
-pub fn rows_per_task(rows: usize) -> usize {
+pub(crate) fn rows_per_task(rows: usize) -> usize {
     rows.div_ceil(4 * threads()).max(1)
 }
 
@@ -139,7 +139,7 @@ pub fn rows_per_task(rows: usize) -> usize {
 /// A trait rather than a closure so that implementations can be `#[inline(always)]`: the
 /// summing loop is compiled for AVX2 (`wide_fn!`), and only code inlined into it gets the
 /// wider vectors.
-pub trait RowSums: Sync {
+pub(crate) trait RowSums: Sync {
     /// Adds row number `index` (`row`, `C` values) to `sums`.
     fn add(&self, index: usize, row: &[f32], sums: &mut [f32]);
 }
@@ -147,7 +147,12 @@ pub trait RowSums: Sync {
 /// Per-channel sums over all rows of `rows` (`[N, c]`) of what `kernel` adds for each, `width`
 /// sums in all. Each task sums runs of rows in f32 (which vectorises) and carries the running
 /// totals in f64.
-pub fn channel_sums(rows: &[f32], c: usize, width: usize, kernel: &impl RowSums) -> Vec<f64> {
+pub(crate) fn channel_sums(
+    rows: &[f32],
+    c: usize,
+    width: usize,
+    kernel: &impl RowSums,
+) -> Vec<f64> {
     let per_task = rows_per_task(rows.len() / c.max(1));
     map_reduce_chunks(
         rows,
@@ -180,13 +185,13 @@ super::simd::wide_fn! {
 
 /// How one row of a `[N, C]` array updates the same row of another (see [`for_each_row_pair`]);
 /// a trait for the reason [`RowSums`] is.
-pub trait RowUpdate: Sync {
+pub(crate) trait RowUpdate: Sync {
     /// Updates `out` (`C` values) from `row`.
     fn update(&self, row: &[f32], out: &mut [f32]);
 }
 
 /// Runs `kernel` over all row pairs of `rows` and `out`, two `[N, c]` arrays, in parallel.
-pub fn for_each_row_pair(rows: &[f32], out: &mut [f32], c: usize, kernel: &impl RowUpdate) {
+pub(crate) fn for_each_row_pair(rows: &[f32], out: &mut [f32], c: usize, kernel: &impl RowUpdate) {
     assert_eq!(rows.len(), out.len(), "row arrays differ in size");
     let per_task = rows_per_task(rows.len() / c.max(1));
     for_each_chunk(out, per_task * c, |task, chunk| {
@@ -205,7 +210,7 @@ super::simd::wide_fn! {
 }
 
 /// `a + b` element by element, reusing `a`: how per-task partial sums combine.
-pub fn add_elementwise<T: std::ops::AddAssign>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
+pub(crate) fn add_elementwise<T: std::ops::AddAssign>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
     a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
     a
 }

@@ -15,10 +15,10 @@ pub enum NormOrder {
 }
 
 /// The batch's per-channel statistics of the normalised input.
-pub struct BatchStats {
-    pub mean: Vec<f32>,
+pub(crate) struct BatchStats {
+    pub(crate) mean: Vec<f32>,
     /// Biased variance (divided by N), as burn's BatchNorm reports it.
-    pub variance: Vec<f32>,
+    pub(crate) variance: Vec<f32>,
 }
 
 /// ReLU that lets NaN through (`f32::max` would turn it into 0), so a diverged batch still shows
@@ -43,7 +43,7 @@ fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f32> {
 }
 
 /// Training forward of `y [N, C]`: the output and the batch statistics.
-pub fn forward(
+pub(crate) fn forward(
     y: &[f32],
     c: usize,
     gamma: &[f32],
@@ -100,7 +100,7 @@ impl RowSums for SquaredDeviations<'_> {
 }
 
 /// Inference-mode BatchNorm (a per-channel affine map `scale * v + shift`) with its ReLU.
-pub fn affine_forward(
+pub(crate) fn affine_forward(
     y: &[f32],
     c: usize,
     scale: &[f32],
@@ -137,7 +137,7 @@ fn affine(order: NormOrder, y: f32, s: f32, t: f32) -> f32 {
 }
 
 /// [`affine_forward`] overwriting its input: at inference nothing else needs the input.
-pub fn affine_in_place(
+pub(crate) fn affine_in_place(
     values: &mut [f32],
     c: usize,
     scale: &[f32],
@@ -165,7 +165,7 @@ wide_fn! {
 
 /// Gradients of [`affine_forward`]: `d` holds the gradient reaching the output and is
 /// overwritten with the input's; returns `(d scale, d shift)`.
-pub fn affine_backward(
+pub(crate) fn affine_backward(
     y: &[f32],
     d: &mut [f32],
     c: usize,
@@ -248,7 +248,7 @@ impl RowUpdate for AffineMap<'_> {
 /// `d v = gamma inv_std (g - mean(g) - x_hat mean(g x_hat))`, which is `a g + b (v - mean) + k`
 /// per channel: the loops below are then plain multiply-adds that vectorise.
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
+pub(crate) fn backward(
     y: &[f32],
     d: &mut [f32],
     c: usize,

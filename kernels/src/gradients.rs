@@ -9,10 +9,10 @@ use super::matmul::{Matrix, column_sums, transpose};
 use burn::backend::flex::FlexTensor;
 
 /// Which inputs need a gradient: `[x, weight, bias]`.
-pub type Wanted = [bool; 3];
+pub(crate) type Wanted = [bool; 3];
 
 /// Gradients of [`super::flex::conv_forward`] for the inputs `wanted` says.
-pub fn conv_backward(
+pub(crate) fn conv_backward(
     x: &FlexTensor,
     weight: &FlexTensor,
     d_out: &FlexTensor,
@@ -38,7 +38,7 @@ pub fn conv_backward(
 }
 
 /// Gradients of [`super::flex::deconv_forward`] for the inputs `wanted` says.
-pub fn deconv_backward(
+pub(crate) fn deconv_backward(
     x: &FlexTensor,
     weight: &FlexTensor,
     d_out: &FlexTensor,
@@ -67,7 +67,7 @@ pub fn deconv_backward(
 /// Gradients of [`super::flex::norm_forward`]: `[d y, d gamma, d beta]`. `d y` takes over the
 /// buffer of `d_out` where nothing else holds it.
 #[allow(clippy::too_many_arguments)]
-pub fn norm_backward(
+pub(crate) fn norm_backward(
     y: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
@@ -98,7 +98,7 @@ pub fn norm_backward(
 
 /// Gradients of [`super::flex::affine_forward`]: `[d y, d scale, d shift]`, `d y` in the
 /// buffer of `d_out` where nothing else holds it.
-pub fn affine_backward(
+pub(crate) fn affine_backward(
     y: &FlexTensor,
     scale: &FlexTensor,
     shift: &FlexTensor,
@@ -125,7 +125,7 @@ fn channel_tensor(values: Vec<f32>) -> FlexTensor {
 }
 
 /// Gradients of [`super::flex::bernoulli_forward`] for `[logits, targets]`, as `wanted` says.
-pub fn bernoulli_backward(
+pub(crate) fn bernoulli_backward(
     logits: &FlexTensor,
     targets: &FlexTensor,
     d_out: &FlexTensor,

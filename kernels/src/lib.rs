@@ -1,36 +1,44 @@
-//! The model's own CPU kernels: channels-last convolutions as single large matrix products and
-//! a fused ReLU + BatchNorm, each with a hand-written backward pass.
+//! This project's CPU kernels for burn's CPU backend (`Flex`): channels-last convolutions as
+//! single large matrix products, ReLU fused with BatchNorm, the Bernoulli reconstruction loss and
+//! Adam's update, each with a hand-written backward pass where training needs one.
 //!
 //! burn's CPU backend convolves one image at a time with small matrix products, derives the
 //! weight gradient from a convolution with a huge kernel, and builds BatchNorm out of a dozen
-//! tensor ops; on this model that left most of a training step outside the matrix-product
-//! kernel. These kernels plug into burn as a backend extension for `Flex` (and for its
-//! autodiff wrapper when the `train` feature is on), so the model code stays plain tensor code.
-//! Other backends (wgpu) keep burn's own layers; [`available`] says which path a device takes.
+//! tensor ops; on the intervene model that left most of a training step outside the
+//! matrix-product kernel. These kernels plug into burn as a backend extension for `Flex` and its
+//! autodiff wrapper, so callers write plain tensor code. They run only where [`supports`] says
+//! so; every function below panics on tensors of another device.
+//!
+//! Feature `train`: the backward passes (burn's autodiff) and the optimizer kernel. Inference
+//! builds (the web page) leave it off.
 
+#[cfg(any(test, feature = "train"))]
 mod adam;
 mod autodiff;
-pub mod batch_norm;
+mod batch_norm;
 mod bernoulli;
 mod conv;
 mod exp_log;
 mod flex;
-#[cfg(feature = "train")]
+#[cfg(any(test, feature = "train"))]
 mod gradients;
-pub mod matmul;
+mod matmul;
 mod parallel;
-pub mod patches;
+mod patches;
 mod simd;
+#[cfg(test)]
+mod tests;
 mod weight_layout;
 
-pub use adam::AdamStep;
+#[cfg(any(test, feature = "train"))]
+pub use adam::{AdamStep, adam_update};
 pub use batch_norm::NormOrder;
 pub use weight_layout::WeightOf;
 
 use burn::backend::{Dispatch, Flex, backend_extension, tensor::FloatTensor};
 use burn::tensor::{Device, Tensor};
 
-#[backend_extension(Flex, Autodiff: cfg(feature = "train"))]
+#[backend_extension(Flex, Autodiff: cfg(any(test, feature = "train")))]
 pub trait CpuKernels: burn::backend::Backend {
     /// Kernel 4, stride 2, padding 1 convolution: `x [B, H, W, C]`, `weight [16 C, O]` (rows
     /// `[ky][kx][c]`), `bias [O]` -> `[B, H/2, W/2, O]`.
@@ -82,16 +90,6 @@ pub trait CpuKernels: burn::backend::Backend {
     /// burn's 4-D convolution weight (`of` says which layer's) as the patch-ordered matrix the
     /// convolutions take: `[k k C, O]` for `Conv2d`, `[C, k k O]` for `ConvTranspose2d`.
     fn patch_ordered_weight(weight: FloatTensor<Self>, of: WeightOf) -> FloatTensor<Self>;
-
-    /// One Adam step of a parameter from its gradient and moments (all the same shape): the
-    /// parameter and moments after it. For the optimizer: no gradient flows through it.
-    fn adam_update(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        moment_1: FloatTensor<Self>,
-        moment_2: FloatTensor<Self>,
-        step: AdamStep,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl CpuKernels for Flex {
@@ -145,20 +143,11 @@ impl CpuKernels for Flex {
     fn patch_ordered_weight(weight: FloatTensor<Self>, of: WeightOf) -> FloatTensor<Self> {
         flex::patch_ordered_weight(&weight, of)
     }
-
-    fn adam_update(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        moment_1: FloatTensor<Self>,
-        moment_2: FloatTensor<Self>,
-        step: AdamStep,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        flex::adam_update(param, &grad, moment_1, moment_2, step)
-    }
 }
 
-/// Whether tensors on `device` run these kernels (burn's CPU backend, with or without autodiff).
-pub fn available(device: &Device) -> bool {
+/// Whether tensors on `device` can run these kernels: burn's CPU backend, with or without
+/// autodiff.
+pub fn supports(device: &Device) -> bool {
     *device == Device::flex()
 }
 
@@ -239,26 +228,4 @@ pub fn patch_ordered_weight(weight: Tensor<4>, of: WeightOf) -> Tensor<2> {
         weight.into_dispatch(),
         of,
     ))
-}
-
-/// See [`CpuKernels::adam_update`].
-pub fn adam_update<const D: usize>(
-    param: Tensor<D>,
-    grad: Tensor<D>,
-    moment_1: Tensor<D>,
-    moment_2: Tensor<D>,
-    step: AdamStep,
-) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
-    let (param, moment_1, moment_2) = <Dispatch as CpuKernels>::adam_update(
-        param.into_dispatch(),
-        grad.into_dispatch(),
-        moment_1.into_dispatch(),
-        moment_2.into_dispatch(),
-        step,
-    );
-    (
-        Tensor::from_dispatch(param),
-        Tensor::from_dispatch(moment_1),
-        Tensor::from_dispatch(moment_2),
-    )
 }

@@ -21,7 +21,7 @@ fn sigmoid(l: f32) -> f32 {
 
 /// Whether the clamp to `[-bound, bound]` passes `l` (and with it the gradient) unchanged.
 /// NaN passes, so a diverged model still shows a non-finite loss.
-#[cfg(feature = "train")]
+#[cfg(any(test, feature = "train"))]
 #[inline(always)]
 fn inside(l: f32, bound: f32) -> bool {
     // `|`, not `||`: no branch, so loops that call it vectorise.
@@ -30,7 +30,7 @@ fn inside(l: f32, bound: f32) -> bool {
 
 /// Per image (row of `logits`/`targets`, both `[B, P]`): `sum_p softplus(l) - x l` with `l`
 /// clamped to `[-bound, bound]`.
-pub fn forward(logits: &[f32], targets: &[f32], images: usize, bound: f32) -> Vec<f32> {
+pub(crate) fn forward(logits: &[f32], targets: &[f32], images: usize, bound: f32) -> Vec<f32> {
     assert_eq!(
         logits.len(),
         targets.len(),
@@ -80,8 +80,8 @@ wide_fn! {
 
 /// Gradient of [`forward`] for the logits, given `d_images [B]`: `d (sigmoid(l) - x)` where the
 /// clamp passed `l`, zero where it cut it.
-#[cfg(feature = "train")]
-pub fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
+#[cfg(any(test, feature = "train"))]
+pub(crate) fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
     let per_image = logits.len() / d_images.len().max(1);
     parallel::new_in_chunks(logits.len(), per_image.max(1), &[0.0], |image, out| {
         let (l, x) = (&logits[image * per_image..], &targets[image * per_image..]);
@@ -89,7 +89,7 @@ pub fn d_logits(logits: &[f32], targets: &[f32], d_images: &[f32], bound: f32) -
     })
 }
 
-#[cfg(feature = "train")]
+#[cfg(any(test, feature = "train"))]
 wide_fn! {
     /// One image's [`d_logits`] into `out`, from its (at least as long) `logits` and `targets`.
     fn image_d_logits(out: &mut [f32], logits: &[f32], targets: &[f32], d: f32, bound: f32) {
@@ -102,8 +102,8 @@ wide_fn! {
 }
 
 /// Gradient of [`forward`] for the targets: `-d l` (`l` clamped).
-#[cfg(feature = "train")]
-pub fn d_targets(logits: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
+#[cfg(any(test, feature = "train"))]
+pub(crate) fn d_targets(logits: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
     let per_image = logits.len() / d_images.len().max(1);
     parallel::new_in_chunks(logits.len(), per_image.max(1), &[0.0], |image, out| {
         let d = d_images[image];
@@ -115,7 +115,7 @@ pub fn d_targets(logits: &[f32], d_images: &[f32], bound: f32) -> Vec<f32> {
 
 /// Pixel means `sigmoid(l)` of channels-last logits `[B, H, W, C]` (`dims`), written
 /// channels-first `[B, C, H, W]`.
-pub fn means_channels_first(logits: &[f32], dims: [usize; 4]) -> Vec<f32> {
+pub(crate) fn means_channels_first(logits: &[f32], dims: [usize; 4]) -> Vec<f32> {
     let [_, h, w, c] = dims;
     let (pixels, image_len) = (h * w, h * w * c);
     assert_eq!(
@@ -146,7 +146,7 @@ wide_fn! {
 mod tests {
     use super::*;
 
-    #[cfg(feature = "train")]
+    #[cfg(any(test, feature = "train"))]
     #[test]
     fn matches_the_definition_and_its_derivative() {
         let logits = [-20.0, -1.5, 0.0, 0.7, 3.0, 25.0];

@@ -1,0 +1,153 @@
+//! Feature maps between the VAE's stages, and the one place that knows how a device lays them
+//! out in memory.
+//!
+//! A model runs its convolution stages one of two ways, picked once from the device when the
+//! model is built, loaded or moved ([`StageKernels::for_device`]):
+//! - burn's own layers on channels-first tensors `[B, C, H, W]`, on every device burn supports;
+//! - this project's CPU kernels (`intervene-kernels`) on channels-last tensors `[B, H, W, C]`,
+//!   on burn's CPU backend, where they are several times faster (docs/performance.md).
+//!
+//! Both read the same weights in burn's layouts, so weights files and results do not depend on
+//! the choice. A [`FeatureMap`] holds its values in its kernels' layout and offers the stages'
+//! operations; the model code calls those and never sees the layout.
+
+use super::channels_last;
+use burn::nn::BatchNorm;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::tensor::activation::{relu, sigmoid, softplus};
+use burn::tensor::{Device, Tensor};
+pub use intervene_kernels::NormOrder;
+
+/// How a model's convolution stages, its loss and its output pixels are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageKernels {
+    /// burn's layers and tensor ops, channels-first: any device.
+    Burn,
+    /// `intervene-kernels`, channels-last: burn's CPU backend only.
+    Cpu,
+}
+
+impl StageKernels {
+    /// The fastest choice that runs on `device`.
+    pub fn for_device(device: &Device) -> Self {
+        if intervene_kernels::supports(device) {
+            StageKernels::Cpu
+        } else {
+            StageKernels::Burn
+        }
+    }
+}
+
+/// A batch of images, feature maps or pixel logits: `[B, C, H, W]` in meaning, stored as its
+/// kernels want it.
+#[derive(Clone, Debug)]
+pub struct FeatureMap {
+    /// `[B, C, H, W]` for [`StageKernels::Burn`], `[B, H, W, C]` for [`StageKernels::Cpu`].
+    tensor: Tensor<4>,
+    kernels: StageKernels,
+}
+
+impl FeatureMap {
+    /// Maps from a channels-last tensor `[B, H, W, C]`: the CPU kernels read it in place, and
+    /// burn's layers take a channels-first view of it.
+    pub fn from_channels_last(tensor: Tensor<4>, kernels: StageKernels) -> Self {
+        let tensor = match kernels {
+            StageKernels::Burn => tensor.permute([0, 3, 1, 2]),
+            StageKernels::Cpu => tensor,
+        };
+        Self { tensor, kernels }
+    }
+
+    /// Rows `[B, C * side * side]` of channels-first maps (what a linear layer feeds the
+    /// decoder's first stage) as maps `[B, C, side, side]`.
+    pub fn unflatten(rows: Tensor<2>, [channels, side]: [usize; 2], kernels: StageKernels) -> Self {
+        let [batch, _] = rows.dims();
+        let tensor = rows.reshape([batch, channels, side, side]);
+        let tensor = match kernels {
+            StageKernels::Burn => tensor,
+            StageKernels::Cpu => tensor.permute([0, 2, 3, 1]),
+        };
+        Self { tensor, kernels }
+    }
+
+    /// `[B, C * H * W]`, each row channels-first (the order the encoder's hidden layer's
+    /// weights expect).
+    pub fn flatten(self) -> Tensor<2> {
+        let channels_first = match self.kernels {
+            StageKernels::Burn => self.tensor,
+            StageKernels::Cpu => self.tensor.permute([0, 3, 1, 2]),
+        };
+        channels_first.flatten(1, 3)
+    }
+
+    /// `[B, C, H, W]`.
+    pub fn dims(&self) -> [usize; 4] {
+        let [b, d1, d2, d3] = self.tensor.dims();
+        match self.kernels {
+            StageKernels::Burn => [b, d1, d2, d3],
+            StageKernels::Cpu => [b, d3, d1, d2],
+        }
+    }
+
+    /// The convolution `layer`.
+    pub fn conv(self, layer: &Conv2d) -> Self {
+        let tensor = match self.kernels {
+            StageKernels::Burn => layer.forward(self.tensor),
+            StageKernels::Cpu => channels_last::conv(self.tensor, layer),
+        };
+        Self { tensor, ..self }
+    }
+
+    /// The transposed convolution `layer`.
+    pub fn conv_transpose(self, layer: &ConvTranspose2d) -> Self {
+        let tensor = match self.kernels {
+            StageKernels::Burn => layer.forward(self.tensor),
+            StageKernels::Cpu => channels_last::conv_transpose(self.tensor, layer),
+        };
+        Self { tensor, ..self }
+    }
+
+    /// ReLU and BatchNorm in `order`, with burn's BatchNorm semantics: batch statistics, and
+    /// the running averages updated, when training; the running statistics otherwise.
+    pub fn relu_norm(self, norm: &BatchNorm, order: NormOrder) -> Self {
+        let tensor = match self.kernels {
+            StageKernels::Burn => match order {
+                NormOrder::ReluThenNorm => norm.forward(relu(self.tensor)),
+                NormOrder::NormThenRelu => relu(norm.forward(self.tensor)),
+            },
+            StageKernels::Cpu => channels_last::relu_norm(self.tensor, norm, order),
+        };
+        Self { tensor, ..self }
+    }
+
+    /// Pixel values `sigmoid(logits)` of these logits, channels-first `[B, C, H, W]`.
+    pub fn sigmoid(self) -> Tensor<4> {
+        match self.kernels {
+            StageKernels::Burn => sigmoid(self.tensor),
+            StageKernels::Cpu => intervene_kernels::pixel_means(self.tensor),
+        }
+    }
+
+    /// Per image, the binary cross-entropy of `targets` (pixel values in `[0, 1]`) under these
+    /// logits, summed over pixels and channels: `softplus(l) - x l`, with `l` clamped to
+    /// `[-bound, bound]`. The sum does not depend on the pixels' order, so both layouts read
+    /// their values in place.
+    pub fn bernoulli_nll(self, targets: FeatureMap, bound: f64) -> Tensor<1> {
+        assert_eq!(
+            self.kernels, targets.kernels,
+            "logits and targets in one layout"
+        );
+        match self.kernels {
+            StageKernels::Burn => {
+                let logits = self.tensor.clamp(-bound, bound);
+                let bce = softplus(logits.clone(), 1.0) - targets.tensor * logits;
+                bce.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1)
+            }
+            StageKernels::Cpu => intervene_kernels::bernoulli_nll(
+                self.tensor.flatten(1, 3),
+                targets.tensor.flatten(1, 3),
+                bound,
+            ),
+        }
+    }
+}
