@@ -54,9 +54,10 @@ fn experiment_writes_tables_and_plots_and_skips_finished_runs() {
     );
     for plot in [
         "samples-cm.png",
+        "samples-cm.svg",
         "reconstructions-cm.png",
-        "curves-cm.png",
-        "graph-cm.png",
+        "curves-cm.svg",
+        "graph-cm.svg",
         "samples-base-pooled.png",
     ] {
         assert!(results.join("plots").join(plot).exists(), "{plot} missing");

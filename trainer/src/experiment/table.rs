@@ -154,7 +154,7 @@ impl Tables {
                 ));
             }
         }
-        out.push_str("\nPlots in `plots/`: `samples-<method>.png` (each row a context: 8 real images, then 8 generated), `reconstructions-<method>.png` (rows of real images, each followed by its reconstruction), `curves-<method>.png` (blue: training loss, orange: validation negative ELBO, per epoch, on one shared scale), `graph-<method>.png` (learned concept graph, then the true one; brighter is stronger, row = parent, column = child).\n");
+        out.push_str("\nPlots in `plots/`, each titled and labelled: `samples-<method>.svg` (each row a context: 8 real held-out images, then 8 generated), `reconstructions-<method>.svg` (per training context a row of real images, then a row of their reconstructions), both embedding the unlabelled `.png` of the same name; `curves-<method>.svg` (training loss and validation negative ELBO per epoch, in nats per image, the lowest validation epoch circled); `graph-<method>.svg` (learned concept graph beside the true one, row = parent, column = child, darker is stronger; the learned one's colours span 0 to its own largest entry).\n");
         out
     }
 
