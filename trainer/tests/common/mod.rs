@@ -11,6 +11,11 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_intervene");
 /// The name of the first adapter wgpu finds (a GPU, or a software one such as lavapipe), as
 /// `intervene --device wgpu` would use it.
 pub fn wgpu_adapter() -> Option<String> {
+    // Mesa's Vulkan drivers print an error line when this is unset (see the binary's main.rs).
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: tests set no other environment variable, and wgpu reads it only below.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::PRIMARY,
         ..wgpu::InstanceDescriptor::new_without_display_handle()
