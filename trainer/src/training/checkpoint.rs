@@ -35,6 +35,17 @@ pub struct LoopState {
     pub finished: bool,
 }
 
+impl LoopState {
+    /// The mean training loss of the epoch so far; NaN if no batch of it has trained (all were
+    /// skipped as non-finite), so that a plot breaks its line there instead of dropping to 0.
+    pub fn mean_loss(&self) -> f64 {
+        match self.epoch_loss_count {
+            0 => f64::NAN,
+            n => self.epoch_loss_sum / n as f64,
+        }
+    }
+}
+
 pub fn save(
     path: &Path,
     state: &LoopState,

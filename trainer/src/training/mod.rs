@@ -303,10 +303,6 @@ impl Session {
         }
     }
 
-    fn mean_loss(&self) -> f64 {
-        self.state.epoch_loss_sum / self.state.epoch_loss_count.max(1) as f64
-    }
-
     /// Trains the rest of the current epoch, checkpointing every `checkpoint_every` batches.
     fn train_epoch(
         &mut self,
@@ -350,7 +346,7 @@ impl Session {
             bar.set_position(self.state.batch as u64);
             bar.set_message(format!(
                 "loss {:.1} | {:.0} img/s{}",
-                self.mean_loss(),
+                self.state.mean_loss(),
                 images as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 best_text(&self.state)
             ));
@@ -427,7 +423,7 @@ impl Session {
         } else {
             state.epochs_without_improvement += 1;
         }
-        let train_loss = state.epoch_loss_sum / state.epoch_loss_count.max(1) as f64;
+        let train_loss = state.mean_loss();
         let images_per_second = pass.images as f64 / pass.train_seconds.max(1e-9);
         let seconds = pass.started.elapsed().as_secs_f64();
         self.run.append_metrics(&EpochRow {
