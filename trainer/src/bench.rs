@@ -33,6 +33,9 @@ pub struct BenchReport {
     /// One 6-block `32 -> 32` block-diagonal layer at batch 512, forward, in microseconds:
     /// batched per-block matmul (what the model uses) against a dense masked matmul.
     pub block_diagonal_us: BTreeMap<String, f64>,
+    /// Real images rendered per second at the bench's image size, on every core: how fast the
+    /// data can come.
+    pub render_imgs_per_s: BTreeMap<String, f64>,
 }
 
 pub struct BenchSettings {
@@ -112,12 +115,14 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
         gen_ms.insert(format!("n{n}"), median);
     }
     let block_diagonal_us = block_diagonal(&device, progress);
+    let render_imgs_per_s = rendering(settings.image_size, progress);
     BenchReport {
         device: resolved.name,
         image_size: settings.image_size,
         train_imgs_per_s,
         train_rounds_imgs_per_s,
         train_step_peak_heap_mb,
+        render_imgs_per_s,
         gen_ms,
         block_diagonal_us,
     }
@@ -152,6 +157,29 @@ fn block_diagonal(device: &Device, progress: &Progress) -> BTreeMap<String, f64>
         ("blocked".to_string(), blocked),
         ("dense_masked".to_string(), masked),
     ])
+}
+
+/// Images per second each synthetic dataset renders (scenes drawn beforehand, so only the
+/// rendering is timed), the median of three rounds of 1,024 images.
+fn rendering(image_size: usize, progress: &Progress) -> BTreeMap<String, f64> {
+    [DatasetKind::QuadDependent, DatasetKind::Scenes]
+        .into_iter()
+        .map(|dataset| {
+            let examples = dataset.draw(Context::OBS, 1024, Split::Training, &mut Rng::new(3));
+            let rounds = (0..ROUNDS)
+                .map(|_| {
+                    let start = Instant::now();
+                    examples.render(.., image_size);
+                    examples.len() as f64 / start.elapsed().as_secs_f64()
+                })
+                .collect();
+            let rate = median(rounds);
+            progress.line(format!(
+                "render {dataset} at {image_size} px: {rate:.0} images/s"
+            ));
+            (dataset.name().to_string(), rate)
+        })
+        .collect()
 }
 
 /// A real batch of the obs context, rendered once so the timing covers the training step only.

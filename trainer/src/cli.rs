@@ -43,7 +43,7 @@ pub enum Command {
     /// Measure training images/s and generation latency.
     Bench(BenchArgs),
     /// Every method of the paper's table over seeds: train, evaluate, tabulate, plot.
-    Experiment(ExperimentArgs),
+    Experiment(Box<ExperimentArgs>),
 }
 
 #[derive(Args)]

@@ -71,7 +71,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args, &progress),
         Command::Sample(args) => sample(args, &progress),
         Command::Export(args) => export(args, &progress),
-        Command::Experiment(args) => experiment(args, &progress),
+        Command::Experiment(args) => experiment(*args, &progress),
         Command::Bench(args) => bench(args, &progress),
     }
 }

@@ -220,3 +220,53 @@ fn mnist_trains_evaluates_and_samples_perturbed_digits() {
     ]);
     assert!(is_png(&grid));
 }
+
+/// Every command on the 3D scenes: preview (by the dataset's alias), train, eval over the three
+/// composed pairs, sample a composed pair, export.
+#[test]
+fn scenes_go_through_every_command() {
+    let dir = scratch("scenes");
+    let preview = dir.join("real.png");
+    run_ok(&[
+        "data",
+        "preview",
+        "--dataset",
+        "3dident",
+        "--context",
+        "bg+sl",
+        "--out",
+        preview.to_str().unwrap(),
+    ]);
+    assert!(is_png(&preview));
+    let run_dir = dir.join("run");
+    train_tiny(&run_dir, "scenes", "flex", "1");
+    let metrics = evaluate(&run_dir, "30", &run_dir.join("metrics.json"));
+    let per_context = metrics["concept"]["per_context"].as_object().unwrap();
+    let names: Vec<&str> = per_context.keys().map(String::as_str).collect();
+    assert_eq!(names, ["bg", "obj", "obs", "sl"]);
+    let per_pair = metrics["compo"]["per_pair"].as_object().unwrap();
+    let pairs: Vec<&str> = per_pair.keys().map(String::as_str).collect();
+    assert_eq!(pairs, ["bg+obj", "bg+sl", "obj+sl"]);
+    let grid = dir.join("grid.png");
+    run_ok(&[
+        "sample",
+        run_dir.to_str().unwrap(),
+        "--intervene",
+        "obj,sl",
+        "--n",
+        "4",
+        "--out",
+        grid.to_str().unwrap(),
+        "--device",
+        "flex",
+    ]);
+    assert!(is_png(&grid));
+    let exported = dir.join("scenes.bin");
+    run_ok(&[
+        "export",
+        run_dir.to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(exported.exists());
+}

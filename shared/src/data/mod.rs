@@ -3,6 +3,8 @@
 pub mod mnist;
 pub mod morpho;
 pub mod quad;
+pub mod scenes;
+pub mod scm;
 
 use crate::config::{Architecture, ImageShape, Widths};
 use crate::context::Context;
@@ -12,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::{fmt, str::FromStr};
 
-/// Which examples a draw may use. quad draws fresh scenes either way; MNIST keeps the digits it
-/// trains on apart from the digits it is evaluated on.
+/// Which examples a draw may use. quad and scenes draw fresh scenes either way; MNIST keeps the
+/// digits it trains on apart from the digits it is evaluated on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
     Training,
@@ -31,6 +33,9 @@ pub enum DatasetKind {
     QuadIndependent,
     /// Real MNIST digits under Morpho-MNIST-style perturbations.
     Mnist,
+    /// A teapot, a spotlight and a background, rendered in 3D (our 3DIdent).
+    #[cfg_attr(feature = "clap", value(alias = "3dident"))]
+    Scenes,
 }
 
 /// quad's concepts: the intervened variables, in context-module order.
@@ -47,6 +52,9 @@ const QUAD_CONCEPTS: [(&str, usize); 6] = [
 /// morphological perturbation with an affine one (two morphological ones could cancel out).
 const MNIST_PAIRS: [(usize, usize); 6] = [(1, 4), (0, 5), (2, 3), (1, 3), (0, 4), (2, 5)];
 
+/// The scenes' held-out composed pairs: every pair of its three concepts.
+const SCENES_PAIRS: [(usize, usize); 3] = [(0, 1), (0, 2), (1, 2)];
+
 /// quad's held-out composed pairs, as concept indices into [`QUAD_CONCEPTS`].
 const QUAD_PAIRS: [(usize, usize); 9] = [
     (0, 1),
@@ -61,10 +69,11 @@ const QUAD_PAIRS: [(usize, usize); 9] = [
 ];
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 3] = [
+    pub const ALL: [DatasetKind; 4] = [
         DatasetKind::QuadDependent,
         DatasetKind::QuadIndependent,
         DatasetKind::Mnist,
+        DatasetKind::Scenes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,20 +81,19 @@ impl DatasetKind {
             DatasetKind::QuadDependent => "quad-dependent",
             DatasetKind::QuadIndependent => "quad-independent",
             DatasetKind::Mnist => "mnist",
+            DatasetKind::Scenes => "scenes",
         }
     }
 
     pub fn concepts(self) -> Vec<String> {
-        match self.graph() {
-            Some(_) => QUAD_CONCEPTS
-                .iter()
-                .map(|(name, _)| name.to_string())
-                .collect(),
-            None => Perturbation::ALL
-                .iter()
-                .map(|p| p.name().to_string())
-                .collect(),
-        }
+        let names: Vec<&str> = match self {
+            DatasetKind::QuadDependent | DatasetKind::QuadIndependent => {
+                QUAD_CONCEPTS.iter().map(|(name, _)| *name).collect()
+            }
+            DatasetKind::Mnist => Perturbation::ALL.iter().map(|p| p.name()).collect(),
+            DatasetKind::Scenes => scenes::CONCEPTS.iter().map(|(name, _)| *name).collect(),
+        };
+        names.into_iter().map(String::from).collect()
     }
 
     pub fn architecture(self) -> Architecture {
@@ -136,7 +144,8 @@ impl DatasetKind {
     pub fn composed_contexts(self) -> Vec<Context> {
         let pairs: &[(usize, usize)] = match self {
             DatasetKind::Mnist => &MNIST_PAIRS,
-            _ => &QUAD_PAIRS,
+            DatasetKind::Scenes => &SCENES_PAIRS,
+            DatasetKind::QuadDependent | DatasetKind::QuadIndependent => &QUAD_PAIRS,
         };
         pairs
             .iter()
@@ -148,7 +157,7 @@ impl DatasetKind {
         match self {
             DatasetKind::QuadDependent => Some(quad::QuadGraph::Dependent),
             DatasetKind::QuadIndependent => Some(quad::QuadGraph::Independent),
-            DatasetKind::Mnist => None,
+            DatasetKind::Mnist | DatasetKind::Scenes => None,
         }
     }
 
@@ -156,6 +165,9 @@ impl DatasetKind {
     /// learned one. Edges between concepts through non-concept variables are not counted; MNIST's
     /// perturbations are independent.
     pub fn true_graph(self) -> Vec<Vec<f32>> {
+        if self == DatasetKind::Scenes {
+            return scenes::concept_graph();
+        }
         let Some(graph) = self.graph() else {
             let k = self.concepts().len();
             return vec![vec![0.0; k]; k];
@@ -174,6 +186,10 @@ impl DatasetKind {
 
     /// `n` real examples of `context`, cheap to keep and rendered on demand.
     pub fn draw(self, context: Context, n: usize, split: Split, rng: &mut Rng) -> Examples {
+        if self == DatasetKind::Scenes {
+            let intervened: Vec<usize> = context.indices().collect();
+            return Examples::Scenes(scenes::sample_scenes(&intervened, n, rng));
+        }
         match self.graph() {
             Some(graph) => {
                 let intervened: Vec<usize> =
@@ -264,7 +280,10 @@ impl fmt::Display for DatasetKind {
 impl FromStr for DatasetKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::config::parse_by_name(s, &DatasetKind::ALL, |d| d.name(), "dataset")
+        match s {
+            "3dident" => Ok(DatasetKind::Scenes),
+            _ => crate::config::parse_by_name(s, &DatasetKind::ALL, |d| d.name(), "dataset"),
+        }
     }
 }
 
@@ -274,6 +293,7 @@ impl FromStr for DatasetKind {
 pub enum Examples {
     Quad(Vec<quad::Scene>),
     Mnist(MnistExamples),
+    Scenes(Vec<scenes::Scene>),
 }
 
 impl Examples {
@@ -281,6 +301,7 @@ impl Examples {
         match self {
             Examples::Quad(scenes) => scenes.len(),
             Examples::Mnist(m) => m.items.len(),
+            Examples::Scenes(scenes) => scenes.len(),
         }
     }
 
@@ -292,6 +313,7 @@ impl Examples {
     pub fn split_off(&mut self, at: usize) -> Examples {
         match self {
             Examples::Quad(scenes) => Examples::Quad(scenes.split_off(at)),
+            Examples::Scenes(scenes) => Examples::Scenes(scenes.split_off(at)),
             Examples::Mnist(m) => Examples::Mnist(MnistExamples {
                 items: m.items.split_off(at),
                 ..m.clone()
@@ -313,6 +335,10 @@ impl Examples {
                 let picked: Vec<quad::Scene> = indices.iter().map(|&i| scenes[i]).collect();
                 quad::render_all(&picked, size)
             }
+            Examples::Scenes(all) => {
+                let picked: Vec<scenes::Scene> = indices.iter().map(|&i| all[i]).collect();
+                scenes::render_all(&picked, size)
+            }
             Examples::Mnist(m) => {
                 let mut out = Vec::with_capacity(indices.len() * mnist::SIDE * mnist::SIDE);
                 for &i in indices {
@@ -324,8 +350,45 @@ impl Examples {
     }
 }
 
+/// Renders `items` into one buffer of `image_len` values each, in parallel across the machine's
+/// cores (on the calling thread where there is one core, or no threads at all, as in a browser).
+/// Each image depends only on its item, so the output does not depend on the thread count.
+pub(crate) fn render_parallel<T: Sync>(
+    items: &[T],
+    image_len: usize,
+    render: impl Fn(&T, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let n = items.len();
+    let mut out = vec![0.0f32; n * image_len];
+    if n == 0 || image_len == 0 {
+        return out;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    if threads == 1 {
+        for (item, image) in items.iter().zip(out.chunks_exact_mut(image_len)) {
+            render(item, image);
+        }
+        return out;
+    }
+    let per_thread = n.div_ceil(threads);
+    let render = &render;
+    std::thread::scope(|scope| {
+        for (batch, buffer) in items
+            .chunks(per_thread)
+            .zip(out.chunks_mut(per_thread * image_len))
+        {
+            scope.spawn(move || {
+                for (item, image) in batch.iter().zip(buffer.chunks_exact_mut(image_len)) {
+                    render(item, image);
+                }
+            });
+        }
+    });
+    out
+}
+
 /// Rendered images `[B, C, S, S]` rearranged channels-last, `[B, S, S, C]`: the layout the
-/// model's CPU kernels work in (see `model::images_tensor`).
+/// model's CPU kernels work in (see `Model::images`).
 pub fn channels_last(images: &[f32], shape: ImageShape) -> Vec<f32> {
     let (c, pixels) = (shape.channels, shape.pixels());
     if c == 1 {

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::scm::{LinearGaussian, phi};
 use crate::rng::Rng;
 
 /// Latent variable names, in the order used by every array in this module.
@@ -58,31 +59,19 @@ impl QuadGraph {
         }
     }
 
-    /// Observational covariance `A^T diag(v) A` with `A = (I - W)^{-1}`.
-    ///
-    /// The graph is acyclic, so `W` is nilpotent and `A = I + W + ... + W^7` exactly: no
-    /// general matrix inverse is needed.
+    /// The causal model the latents are drawn from.
+    pub fn scm(self) -> LinearGaussian<N_VARS> {
+        LinearGaussian {
+            weights: self.weights(),
+            obs_variances: OBS_VARIANCES,
+            intervention_means: INTERVENTION_MEANS,
+            intervention_variances: INTERVENTION_VARIANCES,
+        }
+    }
+
+    /// Observational covariance of the raw latents.
     pub fn obs_covariance(self) -> [[f64; N_VARS]; N_VARS] {
-        let w = self.weights();
-        let mut a = identity();
-        let mut power = identity();
-        for _ in 1..N_VARS {
-            power = mat_mul(&power, &w);
-            for (row_a, row_p) in a.iter_mut().zip(&power) {
-                for (x, p) in row_a.iter_mut().zip(row_p) {
-                    *x += p;
-                }
-            }
-        }
-        let mut sigma = [[0.0; N_VARS]; N_VARS];
-        for (r, row) in sigma.iter_mut().enumerate() {
-            for (c, entry) in row.iter_mut().enumerate() {
-                *entry = (0..N_VARS)
-                    .map(|k| a[k][r] * OBS_VARIANCES[k] * a[k][c])
-                    .sum();
-            }
-        }
-        sigma
+        self.scm().obs_covariance()
     }
 
     /// Observational standard deviations, used to standardise every sample (observational or
@@ -90,99 +79,19 @@ impl QuadGraph {
     /// with the mean and std of its finite obs sample; the closed form (mean 0, these stds) is
     /// what that sample estimates, and keeps every draw independent of how many were made.
     pub fn obs_std(self) -> [f64; N_VARS] {
-        let sigma = self.obs_covariance();
-        std::array::from_fn(|i| sigma[i][i].sqrt())
+        self.scm().obs_std()
     }
-
-    /// A parents-before-children order (Kahn's algorithm on the non-zero weights).
-    fn topological_order(self) -> [usize; N_VARS] {
-        let w = self.weights();
-        let mut n_parents: [usize; N_VARS] =
-            std::array::from_fn(|j| (0..N_VARS).filter(|&i| w[i][j] != 0.0).count());
-        let mut order = [0; N_VARS];
-        let mut placed = [false; N_VARS];
-        for slot in &mut order {
-            let next = (0..N_VARS)
-                .find(|&j| !placed[j] && n_parents[j] == 0)
-                .expect("quad graph must be acyclic");
-            placed[next] = true;
-            *slot = next;
-            for (j, count) in n_parents.iter_mut().enumerate() {
-                if w[next][j] != 0.0 {
-                    *count -= 1;
-                }
-            }
-        }
-        order
-    }
-}
-
-fn identity() -> [[f64; N_VARS]; N_VARS] {
-    std::array::from_fn(|i| std::array::from_fn(|j| if i == j { 1.0 } else { 0.0 }))
-}
-
-fn mat_mul(x: &[[f64; N_VARS]; N_VARS], y: &[[f64; N_VARS]; N_VARS]) -> [[f64; N_VARS]; N_VARS] {
-    std::array::from_fn(|i| std::array::from_fn(|j| (0..N_VARS).map(|k| x[i][k] * y[k][j]).sum()))
 }
 
 /// Raw SCM draws; `intervened` holds variable indices (0..8) whose equations are replaced by
-/// their intervention Gaussians. One normal is drawn per variable, in topological order.
+/// their intervention Gaussians.
 pub fn sample_latents(
     graph: QuadGraph,
     intervened: &[usize],
     n: usize,
     rng: &mut Rng,
 ) -> Vec<[f64; N_VARS]> {
-    assert!(
-        intervened.iter().all(|&k| k < N_VARS),
-        "intervened index out of range: {intervened:?}"
-    );
-    let w = graph.weights();
-    let order = graph.topological_order();
-    (0..n)
-        .map(|_| {
-            let mut x = [0.0; N_VARS];
-            for &j in &order {
-                x[j] = if intervened.contains(&j) {
-                    INTERVENTION_MEANS[j] + INTERVENTION_VARIANCES[j].sqrt() * rng.normal()
-                } else {
-                    let parents: f64 = (0..N_VARS).map(|i| w[i][j] * x[i]).sum();
-                    parents + OBS_VARIANCES[j].sqrt() * rng.normal()
-                };
-            }
-            x
-        })
-        .collect()
-}
-
-/// Standard normal CDF, accurate to about 1e-15 absolute.
-///
-/// Uses the all-positive series `erf(x) = 2/sqrt(pi) e^{-x^2} sum 2^n x^{2n+1} / (2n+1)!!`
-/// (no cancellation) for small arguments and the continued fraction of `erfc` in the tails.
-pub fn phi(z: f64) -> f64 {
-    let x = z.abs() / std::f64::consts::SQRT_2;
-    let upper_tail = if x < 3.0 {
-        let (mut term, mut sum, mut n) = (x, x, 0.0);
-        while term > sum * 1e-17 {
-            n += 1.0;
-            term *= 2.0 * x * x / (2.0 * n + 1.0);
-            sum += term;
-        }
-        let erf = 2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp() * sum;
-        0.5 * (1.0 - erf)
-    } else {
-        // erfc(x) = e^{-x^2}/sqrt(pi) / (x + (1/2)/(x + (2/2)/(x + (3/2)/(x + ...)))).
-        let mut f = x;
-        for k in (1..=60).rev() {
-            f = x + (k as f64 / 2.0) / f;
-        }
-        0.5 * (-x * x).exp() / (std::f64::consts::PI.sqrt() * f)
-    };
-    if z >= 0.0 {
-        1.0 - upper_tail
-    } else {
-        upper_tail
-    }
+    graph.scm().sample(intervened, n, rng)
 }
 
 /// The shape drawn in the centre, in the order of its latent index.
@@ -371,77 +280,23 @@ pub fn generate(
     render_all(&sample_scenes(graph, intervened, n, rng), image_size)
 }
 
-/// Renders scenes into one buffer, in parallel across the machine's cores (on the calling thread
-/// where there is one core, or no threads at all, as in a browser).
+/// Renders scenes into one buffer, in parallel across the machine's cores.
 pub fn render_all(scenes: &[Scene], image_size: usize) -> Vec<f32> {
-    let n = scenes.len();
-    let image_len = 3 * image_size * image_size;
-    let mut out = vec![0.0f32; n * image_len];
-    if n == 0 || image_len == 0 {
-        return out;
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    if threads == 1 {
-        for (scene, image) in scenes.iter().zip(out.chunks_exact_mut(image_len)) {
-            render(scene, image_size, image);
-        }
-        return out;
-    }
-    let per_thread = n.div_ceil(threads);
-    std::thread::scope(|scope| {
-        for (batch, buffer) in scenes
-            .chunks(per_thread)
-            .zip(out.chunks_mut(per_thread * image_len))
-        {
-            scope.spawn(move || {
-                for (scene, image) in batch.iter().zip(buffer.chunks_exact_mut(image_len)) {
-                    render(scene, image_size, image);
-                }
-            });
-        }
-    });
-    out
+    super::render_parallel(scenes, 3 * image_size * image_size, |scene, out| {
+        render(scene, image_size, out)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Sample mean and (population) covariance of the draws.
-    fn moments(xs: &[[f64; N_VARS]]) -> ([f64; N_VARS], [[f64; N_VARS]; N_VARS]) {
-        let n = xs.len() as f64;
-        let mean: [f64; N_VARS] = std::array::from_fn(|i| xs.iter().map(|x| x[i]).sum::<f64>() / n);
-        let cov = std::array::from_fn(|a| {
-            std::array::from_fn(|b| {
-                let products = xs.iter().map(|x| (x[a] - mean[a]) * (x[b] - mean[b]));
-                products.sum::<f64>() / n
-            })
-        });
-        (mean, cov)
-    }
-
-    /// Fails unless `actual` is within five standard errors of `expected`.
-    fn assert_within(actual: f64, expected: f64, std_error: f64, what: &str) {
-        let gap = (actual - expected).abs();
-        assert!(
-            gap < 5.0 * std_error,
-            "{what}: {actual} vs {expected} (se {std_error})"
-        );
-    }
+    use crate::data::scm::testing::{assert_covariance, assert_within, moments};
 
     #[test]
     fn dependent_obs_sample_covariance_matches_closed_form() {
-        let n = 200_000;
-        let xs = sample_latents(QuadGraph::Dependent, &[], n, &mut Rng::new(11));
-        let (_, cov) = moments(&xs);
+        let xs = sample_latents(QuadGraph::Dependent, &[], 200_000, &mut Rng::new(11));
         let sigma = QuadGraph::Dependent.obs_covariance();
-        for a in 0..N_VARS {
-            for b in 0..N_VARS {
-                // Standard error of a Gaussian sample covariance.
-                let se = ((sigma[a][a] * sigma[b][b] + sigma[a][b].powi(2)) / n as f64).sqrt();
-                assert_within(cov[a][b], sigma[a][b], se, &format!("cov[{a}][{b}]"));
-            }
-        }
+        assert_covariance(&xs, &sigma);
         // The graph really couples variables (quad1 <- quad2 etc.).
         assert!(sigma[0][1].abs() > 0.5);
     }
@@ -494,29 +349,6 @@ mod tests {
                 assert_eq!(entry, expected, "sigma[{a}][{b}]");
             }
         }
-    }
-
-    #[test]
-    fn phi_matches_known_values() {
-        let known = [
-            (0.0, 0.5),
-            (1.0, 0.841_344_746_068_542_9),
-            (1.96, 0.975_002_104_851_779_5),
-            (-2.5, 0.006_209_665_325_776_139),
-            (5.0, 0.999_999_713_348_428_1),
-            (-6.0, 9.865_876_450_377_012e-10),
-        ];
-        for (z, p) in known {
-            assert!((phi(z) - p).abs() < 1e-13, "phi({z}) = {} vs {p}", phi(z));
-            // Relative accuracy matters in the far tails.
-            assert!((phi(z) / p - 1.0).abs() < 1e-10, "phi({z}) relative");
-        }
-        for z in [0.3, 1.7, 3.0, 4.2, 4.25, 8.0] {
-            assert!((phi(z) + phi(-z) - 1.0).abs() < 1e-15, "symmetry at {z}");
-        }
-        // The two branches agree where they meet (x = 3, z = 3 sqrt 2).
-        let z = 3.0 * std::f64::consts::SQRT_2;
-        assert!((phi(z - 1e-12) - phi(z + 1e-12)).abs() < 1e-14);
     }
 
     fn pixel(img: &[f32], s: usize, x: usize, y: usize) -> [f32; 3] {

@@ -193,22 +193,33 @@ impl TrainConfig {
             group_sparsity: 0.0,
             causal_l2: 0.0,
         };
-        match (preset, mnist) {
+        match (preset, dataset) {
             (Preset::Paper, _) => paper,
-            (Preset::Quick, false) => TrainConfig {
-                image_size: 32,
-                per_context: 3_000,
-                batch_size: 64,
-                max_epochs: 6,
-                warmup_steps: 100,
-                patience: 3,
-                ..paper
-            },
-            (Preset::Quick, true) => TrainConfig {
+            (Preset::Quick, DatasetKind::QuadDependent | DatasetKind::QuadIndependent) => {
+                TrainConfig {
+                    image_size: 32,
+                    per_context: 3_000,
+                    batch_size: 64,
+                    max_epochs: 6,
+                    warmup_steps: 100,
+                    patience: 3,
+                    ..paper
+                }
+            }
+            (Preset::Quick, DatasetKind::Mnist) => TrainConfig {
                 batch_size: 64,
                 max_epochs: 30,
                 warmup_steps: 100,
                 patience: 5,
+                ..paper
+            },
+            // 64 px, so the teapot keeps its shape; four contexts instead of quad's seven.
+            (Preset::Quick, DatasetKind::Scenes) => TrainConfig {
+                per_context: 4_000,
+                batch_size: 64,
+                max_epochs: 12,
+                warmup_steps: 100,
+                patience: 3,
                 ..paper
             },
         }
@@ -440,7 +451,8 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_setting() {
-        let cases: [(fn(&mut TrainConfig), &str); 6] = [
+        type Change = fn(&mut TrainConfig);
+        let cases: [(Change, &str); 6] = [
             (|c| c.batch_size = 0, "--batch-size"),
             (|c| c.per_context = usize::MAX, "--per-context"),
             (|c| c.learning_rate = f64::NAN, "--lr"),
