@@ -91,6 +91,23 @@ fn note(browser: &Browser) -> String {
         .to_string()
 }
 
+/// Fails unless the canvas `id` is a sizeable picture, not one flat colour: its width and the
+/// range of its colour values.
+fn assert_drawn(browser: &Browser, id: &str) {
+    let spread = browser.script(&format!(
+        "const c = document.getElementById('{id}');
+         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+         let lo = 255, hi = 0;
+         for (let i = 0; i < d.length; i++) {{ if (i % 4 < 3) {{ lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }} }}
+         return [c.width, hi - lo];"
+    ));
+    assert!(
+        spread[0].as_u64().unwrap() > 200,
+        "{id} too small: {spread}"
+    );
+    assert!(spread[1].as_u64().unwrap() > 60, "{id} is blank: {spread}");
+}
+
 fn check_page(webgpu: bool) {
     if let Some(reason) = missing_requirement() {
         return skip(&reason);
@@ -132,18 +149,7 @@ fn check_page(webgpu: bool) {
         "backend line: {}",
         browser.script("return document.getElementById('backend').textContent;")
     );
-    let spread = browser.script(
-        "const c = document.getElementById('samples');
-         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-         let lo = 255, hi = 0;
-         for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i + 1]); hi = Math.max(hi, d[i + 1]); }
-         return [c.width, hi - lo];",
-    );
-    assert!(
-        spread[0].as_u64().unwrap() > 200,
-        "grid too small: {spread}"
-    );
-    assert!(spread[1].as_u64().unwrap() > 60, "grid is blank: {spread}");
+    assert_drawn(&browser, "samples");
     let bench = browser.wait_for("document.getElementById('bench').dataset.medianMs && document.getElementById('bench').textContent", BENCH);
     eprintln!("[{label}] {}", bench.as_str().unwrap());
     renders = renders.max(settled(&browser, renders - 1));
@@ -234,6 +240,19 @@ fn check_page(webgpu: bool) {
         "a refused file redrew the page"
     );
     assert_eq!(fingerprint(&fresh), before);
+
+    // The 3D scenes model: a composed pair generated, and real scenes of it rendered in the page.
+    // (On the CPU only: SwiftShader takes minutes over this.)
+    if !webgpu {
+        fresh.open(&server.url("/?model=scenes-cm&do=bg,sl&seed=3"));
+        settled(&fresh, 0);
+        assert_eq!(note(&fresh), "", "the scenes link showed a note");
+        let caption =
+            fresh.script("return document.getElementById('samples-caption').textContent;");
+        assert!(caption.as_str().unwrap().contains("bg+sl"), "{caption}");
+        assert_drawn(&fresh, "samples");
+        assert_drawn(&fresh, "real");
+    }
 }
 
 #[test]
