@@ -81,8 +81,9 @@ impl Engine {
         read_back(self.model.generate(z, self.context(view))).await
     }
 
-    /// Real images of the view's context, when the dataset can be drawn in the browser (quad is
-    /// rendered from its causal model in `shared/`; MNIST's digits are not shipped with the page).
+    /// Real images of the view's context, when the dataset can be drawn in the browser (quad and
+    /// the 3D scenes are rendered from their causal models in `shared/`; MNIST's digits are not
+    /// shipped with the page).
     pub fn real_images(&self, view: &View) -> Result<Vec<f32>, String> {
         match self.dataset {
             Some(DatasetKind::Mnist) => {
