@@ -41,6 +41,23 @@ fn evaluate(model: &Path, samples: &str, written: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(written).unwrap()).unwrap()
 }
 
+/// Samples 4 images of `model` with the interventions `intervene` into the PNG `out`.
+fn sample_grid(model: &Path, intervene: &str, out: &Path) {
+    run_ok(&[
+        "sample",
+        model.to_str().unwrap(),
+        "--intervene",
+        intervene,
+        "--n",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "flex",
+    ]);
+    assert!(is_png(out));
+}
+
 fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n"))
 }
@@ -205,20 +222,7 @@ fn mnist_trains_evaluates_and_samples_perturbed_digits() {
             .is_some()
     );
     assert!(metrics["recon"]["ood_bpd"].as_f64().unwrap() > 0.0);
-    let grid = dir.join("grid.png");
-    run_ok(&[
-        "sample",
-        run_dir.to_str().unwrap(),
-        "--intervene",
-        "thin+shift",
-        "--n",
-        "4",
-        "--out",
-        grid.to_str().unwrap(),
-        "--device",
-        "flex",
-    ]);
-    assert!(is_png(&grid));
+    sample_grid(&run_dir, "thin+shift", &dir.join("grid.png"));
 }
 
 /// Every command on the 3D scenes: preview (by the dataset's alias), train, eval over the three
@@ -247,20 +251,7 @@ fn scenes_go_through_every_command() {
     let per_pair = metrics["compo"]["per_pair"].as_object().unwrap();
     let pairs: Vec<&str> = per_pair.keys().map(String::as_str).collect();
     assert_eq!(pairs, ["bg+obj", "bg+sl", "obj+sl"]);
-    let grid = dir.join("grid.png");
-    run_ok(&[
-        "sample",
-        run_dir.to_str().unwrap(),
-        "--intervene",
-        "obj,sl",
-        "--n",
-        "4",
-        "--out",
-        grid.to_str().unwrap(),
-        "--device",
-        "flex",
-    ]);
-    assert!(is_png(&grid));
+    sample_grid(&run_dir, "obj,sl", &dir.join("grid.png"));
     let exported = dir.join("scenes.bin");
     run_ok(&[
         "export",

@@ -6,6 +6,7 @@
 //! - a `k x k` valid convolution of a `k x k` map down to `1 x 1` (conv3's last stage), and its
 //!   transpose: a dense linear map of the flattened patch, one matrix product.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::Tensor;
@@ -32,6 +33,11 @@ impl Geometry {
     }
 }
 
+/// A stage's bias (every stage is built with one).
+fn bias_of(bias: &Option<Param<Tensor<1>>>) -> Tensor<1> {
+    bias.as_ref().expect("stages are built with a bias").val()
+}
+
 /// `layer` applied to `x [B, H, W, C]`.
 pub(super) fn conv(x: Tensor<4>, layer: &Conv2d) -> Tensor<4> {
     let padding = match layer.padding {
@@ -42,11 +48,7 @@ pub(super) fn conv(x: Tensor<4>, layer: &Conv2d) -> Tensor<4> {
         ref other => panic!("the CPU kernels take symmetric explicit padding, got {other:?}"),
     };
     let geometry = Geometry::of(layer.kernel_size, layer.stride, padding);
-    let bias = layer
-        .bias
-        .as_ref()
-        .expect("stages are built with a bias")
-        .val();
+    let bias = bias_of(&layer.bias);
     let [b, h, w, c] = x.dims();
     let [o, ..] = layer.weight.dims();
     // Weight rows in patch order (ky, kx, c).
@@ -73,11 +75,7 @@ pub(super) fn conv_transpose(x: Tensor<4>, layer: &ConvTranspose2d) -> Tensor<4>
         "the CPU kernels take no output padding"
     );
     let geometry = Geometry::of(layer.kernel_size, layer.stride, layer.padding);
-    let bias = layer
-        .bias
-        .as_ref()
-        .expect("stages are built with a bias")
-        .val();
+    let bias = bias_of(&layer.bias);
     let [b, h, w, c] = x.dims();
     let [_, o, ..] = layer.weight.dims();
     // Weight columns in patch order (ky, kx, o).

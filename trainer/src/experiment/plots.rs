@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result};
 use base64::Engine as _;
 use burn::module::Module;
 use burn::tensor::Device;
-use intervene::config::Method;
+use intervene::config::{ImageShape, Method};
 use intervene::context::Context;
 use intervene::data::{Split, channels_last};
 use intervene::image_grid::GAP;
@@ -98,12 +98,11 @@ fn samples(plan: &Plan, model: &Model, path: &Path, device: &Device) -> Result<(
             device,
         ));
     }
-    let (rgb, w, h) = grid_rgb(&tiles, shape, 2 * PER_SIDE);
-    write_png(path, &rgb, w, h)?;
     let concepts = plan.dataset.concepts();
     labelled_grid(
         path,
-        (w, h),
+        &tiles,
+        (shape, 2 * PER_SIDE),
         &GridLabels {
             title: format!(
                 "{}: real and generated images per context",
@@ -147,12 +146,11 @@ fn reconstructions(plan: &Plan, model: &Model, path: &Path, device: &Device) -> 
         tiles.extend(real);
         tiles.extend(recon);
     }
-    let (rgb, w, h) = grid_rgb(&tiles, shape, PER_SIDE);
-    write_png(path, &rgb, w, h)?;
     let concepts = plan.dataset.concepts();
     labelled_grid(
         path,
-        (w, h),
+        &tiles,
+        (shape, PER_SIDE),
         &GridLabels {
             title: format!(
                 "{}: held-out images and their reconstructions (z = mean)",
@@ -181,14 +179,21 @@ struct GridLabels {
     column_groups: Vec<(usize, usize, String)>,
 }
 
-/// Writes beside the PNG grid at `png_path` an SVG that embeds that same PNG (shown with its pixels
-/// kept sharp) and labels it.
-fn labelled_grid(png_path: &Path, size: (usize, usize), labels: &GridLabels) -> Result<()> {
+/// Writes `tiles` as a PNG grid of `columns` (at `png_path`), and beside it an SVG that embeds
+/// that same PNG (shown with its pixels kept sharp) and labels it.
+fn labelled_grid(
+    png_path: &Path,
+    tiles: &[f32],
+    (shape, columns): (ImageShape, usize),
+    labels: &GridLabels,
+) -> Result<()> {
+    let (rgb, w, h) = grid_rgb(tiles, shape, columns);
+    write_png(png_path, &rgb, w, h)?;
     let png = std::fs::read(png_path)
         .with_context(|| format!("cannot read back {}", png_path.display()))?;
     write_text(
         &png_path.with_extension("svg"),
-        &grid_svg(&png, size, labels),
+        &grid_svg(&png, (w, h), labels),
     )
 }
 
