@@ -6,8 +6,11 @@
 //! ```text
 //! "INTRVENE"  u32 format version  u64 header length  header (JSON)  tensors  u32 CRC-32
 //! ```
-//! The header lists every tensor's name and shape in payload order. The CRC covers every byte
-//! before it, so a truncated or corrupted file is refused before any weight is read.
+//! The header lists every tensor's name and shape in payload order. Reading trusts nothing
+//! before it is checked: the CRC, which covers every byte before it, comes first; then the
+//! header's model config (`ModelConfig::validate`, and a budget on the number of parameters);
+//! then every tensor's name and shape against the model that config describes. Only then is
+//! anything allocated, and values that are not finite are refused by tensor name.
 
 use crate::config::ModelConfig;
 use crate::model::Model;
@@ -18,6 +21,10 @@ use std::collections::HashMap;
 
 pub const MAGIC: &[u8; 8] = b"INTRVENE";
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Most parameters a model read from a file may have: 400 MB in f32. The paper's 64 px quad model
+/// has about 2.5 million; the configs `ModelConfig::validate` allows reach a billion.
+pub const MAX_PARAMETERS: usize = 100_000_000;
 
 /// How weights are stored on disk (they are always f32 in memory).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,13 +40,13 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// Bytes one tensor of `shape` takes.
-    fn tensor_bytes(self, shape: &[usize]) -> usize {
-        let count: usize = shape.iter().product();
+    /// Bytes one tensor of `shape` takes, or `None` if that overflows.
+    fn tensor_bytes(self, shape: &[usize]) -> Option<usize> {
+        let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
         match (self, shape) {
-            (Precision::F32, _) => 4 * count,
-            (Precision::Q8, [rows, _, ..]) => 4 * rows + count,
-            (Precision::F16 | Precision::Q8, _) => 2 * count,
+            (Precision::F32, _) => count.checked_mul(4),
+            (Precision::Q8, [rows, _, ..]) => rows.checked_mul(4)?.checked_add(count),
+            (Precision::F16 | Precision::Q8, _) => count.checked_mul(2),
         }
     }
 
@@ -169,23 +176,25 @@ pub fn read_config(bytes: &[u8]) -> Result<(ModelConfig, serde_json::Value), Wei
 /// Checks and loads a weights file onto `device`.
 pub fn decode(bytes: &[u8], device: &Device) -> Result<LoadedWeights, WeightsError> {
     let (header, payload) = parse(bytes)?;
-    header.model.validate().map_err(WeightsError::Header)?;
     let mut tensors = HashMap::new();
     let mut offset = 0usize;
     for entry in &header.tensors {
-        let len = header.precision.tensor_bytes(&entry.shape);
-        let chunk = payload.get(offset..offset + len).ok_or_else(|| {
-            WeightsError::Header(format!("tensor {} runs past the payload", entry.name))
-        })?;
-        let values = header.precision.read(&entry.shape, chunk);
+        // `parse` has matched every shape to the model and the payload's length to the shapes.
+        let len = header
+            .precision
+            .tensor_bytes(&entry.shape)
+            .expect("checked by parse");
+        let values = header
+            .precision
+            .read(&entry.shape, &payload[offset..offset + len]);
         offset += len;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(WeightsError::Mismatch(format!(
+                "tensor {} holds a value that is not finite (NaN or infinity)",
+                entry.name
+            )));
+        }
         tensors.insert(entry.name.clone(), (entry.shape.clone(), values));
-    }
-    if offset != payload.len() {
-        return Err(WeightsError::Header(format!(
-            "payload holds {} bytes but the header accounts for {offset}",
-            payload.len()
-        )));
     }
     let mut model = Model::new(&header.model, device);
     if !header.has_encoder {
@@ -195,16 +204,8 @@ pub fn decode(bytes: &[u8], device: &Device) -> Result<LoadedWeights, WeightsErr
         path: Vec::new(),
         tensors,
         device: device.clone(),
-        problems: Vec::new(),
     };
     let model = model.map(&mut fill);
-    if let Some(name) = fill.tensors.keys().next() {
-        fill.problems
-            .push(format!("file has a tensor the model lacks: {name}"));
-    }
-    if let Some(problem) = fill.problems.into_iter().next() {
-        return Err(WeightsError::Mismatch(problem));
-    }
     Ok(LoadedWeights {
         model,
         precision: header.precision,
@@ -212,57 +213,117 @@ pub fn decode(bytes: &[u8], device: &Device) -> Result<LoadedWeights, WeightsErr
     })
 }
 
-/// Validates framing and checksum, returning the header and the tensor payload.
+const FIXED: usize = 8 + 4 + 8;
+
+/// Checks framing, checksum, header, config and tensor list, in that order, and returns the
+/// header and the tensor payload. Nothing in the file is acted on before the checksum passes, and
+/// every size read from it is checked arithmetic.
 fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), WeightsError> {
-    const FIXED: usize = 8 + 4 + 8;
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(WeightsError::BadMagic);
     }
+    let found = bytes.len() as u64;
     if bytes.len() < FIXED + 4 {
         return Err(WeightsError::Truncated {
             expected: (FIXED + 4) as u64,
-            found: bytes.len() as u64,
+            found,
         });
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != FORMAT_VERSION {
         return Err(WeightsError::UnsupportedVersion { found: version });
     }
-    let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap());
-    let header_end = (FIXED as u64).saturating_add(header_len);
-    if header_end + 4 > bytes.len() as u64 {
-        return Err(WeightsError::Truncated {
-            expected: header_end + 4,
-            found: bytes.len() as u64,
+    let body_end = bytes.len() - 4;
+    let stored = u32::from_le_bytes(bytes[body_end..].try_into().expect("4 bytes"));
+    if crc32(&bytes[..body_end]) != stored {
+        return Err(match declared_length(bytes) {
+            Some(expected) if expected > found => WeightsError::Truncated { expected, found },
+            _ => WeightsError::Checksum,
         });
     }
-    let header_end = header_end as usize;
+    let header_len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let header_end = usize::try_from(header_len)
+        .ok()
+        .and_then(|n| n.checked_add(FIXED))
+        .filter(|&end| end <= body_end)
+        .ok_or_else(|| {
+            WeightsError::Header(format!("header length {header_len} runs past the file"))
+        })?;
     let header: Header = serde_json::from_slice(&bytes[FIXED..header_end])
         .map_err(|e| WeightsError::Header(e.to_string()))?;
-    let payload_len: u64 = header
+    header.model.validate().map_err(WeightsError::Header)?;
+    check_tensors(&header)?;
+    let payload_len = header
         .tensors
         .iter()
-        .map(|t| header.precision.tensor_bytes(&t.shape) as u64)
-        .sum();
-    let expected = header_end as u64 + payload_len + 4;
-    if (bytes.len() as u64) < expected {
-        return Err(WeightsError::Truncated {
-            expected,
-            found: bytes.len() as u64,
-        });
-    }
-    if bytes.len() as u64 > expected {
+        .try_fold(0usize, |sum, t| {
+            sum.checked_add(header.precision.tensor_bytes(&t.shape)?)
+        })
+        .ok_or_else(|| WeightsError::Header("tensor sizes overflow".into()))?;
+    let payload = &bytes[header_end..body_end];
+    if payload.len() != payload_len {
         return Err(WeightsError::Header(format!(
-            "{} unexpected trailing bytes",
-            bytes.len() as u64 - expected
+            "payload holds {} bytes but the tensors need {payload_len}",
+            payload.len()
         )));
     }
-    let body_end = bytes.len() - 4;
-    let stored = u32::from_le_bytes(bytes[body_end..].try_into().unwrap());
-    if crc32(&bytes[..body_end]) != stored {
-        return Err(WeightsError::Checksum);
+    Ok((header, payload))
+}
+
+/// The file length a damaged file's header claims, if it can be worked out: only to tell a
+/// truncated file from an altered one in the message.
+fn declared_length(bytes: &[u8]) -> Option<u64> {
+    let header_len = usize::try_from(u64::from_le_bytes(bytes[12..20].try_into().ok()?)).ok()?;
+    let header_end = FIXED.checked_add(header_len)?;
+    let header: Header = serde_json::from_slice(bytes.get(FIXED..header_end)?).ok()?;
+    let payload = header.tensors.iter().try_fold(0usize, |sum, t| {
+        sum.checked_add(header.precision.tensor_bytes(&t.shape)?)
+    })?;
+    u64::try_from(header_end.checked_add(payload)?.checked_add(4)?).ok()
+}
+
+/// The header's tensors must be exactly the model's, in any order, each with its shape, and the
+/// model within [`MAX_PARAMETERS`].
+fn check_tensors(header: &Header) -> Result<(), WeightsError> {
+    let expected = Model::parameter_shapes(&header.model, header.has_encoder);
+    let parameters = expected.iter().try_fold(0usize, |sum, (_, shape)| {
+        sum.checked_add(shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?)
+    });
+    if !parameters.is_some_and(|n| n <= MAX_PARAMETERS) {
+        return Err(WeightsError::Header(format!(
+            "the model has more than {MAX_PARAMETERS} parameters"
+        )));
     }
-    Ok((header, &bytes[header_end..body_end]))
+    let listed: HashMap<&str, &[usize]> = header
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.shape.as_slice()))
+        .collect();
+    if listed.len() != header.tensors.len() {
+        return Err(WeightsError::Header("a tensor is listed twice".into()));
+    }
+    for (name, shape) in &expected {
+        match listed.get(name.as_str()) {
+            None => return Err(WeightsError::Mismatch(format!("tensor {name} is missing"))),
+            Some(found) if found != shape => {
+                return Err(WeightsError::Mismatch(format!(
+                    "tensor {name} has shape {found:?}, the model needs {shape:?}"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = header
+        .tensors
+        .iter()
+        .find(|t| !expected.iter().any(|(name, _)| *name == t.name))
+    {
+        return Err(WeightsError::Mismatch(format!(
+            "file has a tensor the model lacks: {}",
+            extra.name
+        )));
+    }
+    Ok(())
 }
 
 /// Gathers `(path, shape, values)` for every float tensor, in visiting order.
@@ -290,12 +351,12 @@ impl ModuleVisitor for Collect {
     }
 }
 
-/// Replaces every float tensor by the one stored under its path.
+/// Replaces every float tensor by the one stored under its path (`check_tensors` has matched
+/// the names and shapes).
 struct Fill {
     path: Vec<String>,
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
     device: Device,
-    problems: Vec<String>,
 }
 
 impl ModuleMapper for Fill {
@@ -307,32 +368,18 @@ impl ModuleMapper for Fill {
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let name = self.path.join(".");
-        let Some((shape, values)) = self.tensors.remove(&name) else {
-            self.problems.push(format!("tensor {name} is missing"));
-            return param;
-        };
-        let expected = param.lazy_shape().dims::<D>().to_vec();
-        if shape != expected {
-            self.problems.push(format!(
-                "tensor {name} has shape {shape:?}, the model needs {expected:?}"
-            ));
-            return param;
-        }
+        let (shape, values) = self
+            .tensors
+            .remove(&name)
+            .expect("check_tensors lists every tensor of the model");
         let device = self.device.clone();
         param.map(|_| Tensor::from_data(TensorData::new(values, shape), &device))
     }
 }
 
-/// CRC-32 (IEEE), bitwise: the files are a few MB and read once, so a table buys nothing.
+/// CRC-32 (IEEE).
 fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
+    crc32fast::hash(bytes)
 }
 
 #[cfg(test)]
@@ -424,7 +471,7 @@ mod tests {
         let values = [1.0, -0.5, 0.25, 100.0, 0.0, -50.0];
         let mut bytes = Vec::new();
         Precision::Q8.write(&shape, &values, &mut bytes);
-        assert_eq!(bytes.len(), Precision::Q8.tensor_bytes(&shape));
+        assert_eq!(Some(bytes.len()), Precision::Q8.tensor_bytes(&shape));
         let back = Precision::Q8.read(&shape, &bytes);
         for (v, b) in values.iter().zip(&back) {
             assert!(
@@ -467,5 +514,200 @@ mod tests {
             decode(&future, &device),
             Err(WeightsError::UnsupportedVersion { found: 99 })
         ));
+    }
+
+    /// `header` and `payload` framed as a weights file, with a correct checksum.
+    fn framed(header: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(header);
+        out.extend_from_slice(payload);
+        let crc = crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// A header and payload split back out of a file `encode` wrote.
+    fn unframe(bytes: &[u8]) -> (serde_json::Value, Vec<u8>) {
+        let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+        let header = serde_json::from_slice(&bytes[FIXED..FIXED + header_len]).unwrap();
+        (header, bytes[FIXED + header_len..bytes.len() - 4].to_vec())
+    }
+
+    /// Values a crafted file might put where a size belongs.
+    fn odd_number(rng: &mut crate::rng::Rng) -> serde_json::Value {
+        let choices = [
+            0u64,
+            1,
+            2,
+            3,
+            7,
+            28,
+            64,
+            4097,
+            65_536,
+            1 << 31,
+            1 << 40,
+            1 << 62,
+            u64::MAX,
+        ];
+        serde_json::json!(choices[rng.below(choices.len())])
+    }
+
+    /// One random edit of the header's JSON: a size, a name, an enum, a tensor entry.
+    fn mutate_header(header: &mut serde_json::Value, rng: &mut crate::rng::Rng) {
+        let n_tensors = header["tensors"].as_array().unwrap().len();
+        let t = rng.below(n_tensors);
+        match rng.below(14) {
+            0 => header["model"]["widths"]["depth"] = odd_number(rng),
+            1 => header["model"]["widths"]["w_in"] = odd_number(rng),
+            2 => header["model"]["widths"]["w_out"] = odd_number(rng),
+            3 => header["model"]["hidden"] = odd_number(rng),
+            4 => header["model"]["image"]["size"] = odd_number(rng),
+            5 => header["model"]["image"]["channels"] = odd_number(rng),
+            6 => {
+                let concepts = ["", "a", "b", "c", "a"];
+                let k = rng.below(40);
+                header["model"]["concepts"] = (0..k).map(|i| concepts[i % 5]).collect();
+            }
+            7 => {
+                let values = [
+                    "cm",
+                    "base",
+                    "conv3",
+                    "simple64bn",
+                    "q8",
+                    "f16",
+                    "f32",
+                    "nope",
+                ];
+                let field = ["architecture", "method"][rng.below(2)];
+                header["model"][field] = serde_json::json!(values[rng.below(values.len())]);
+                header["precision"] = serde_json::json!(values[rng.below(values.len())]);
+            }
+            8 => header["has_encoder"] = serde_json::json!(rng.below(2) == 0),
+            9 => {
+                header["tensors"].as_array_mut().unwrap().remove(t);
+            }
+            10 => {
+                let copy = header["tensors"][t].clone();
+                header["tensors"].as_array_mut().unwrap().push(copy);
+            }
+            11 => {
+                let dims = header["tensors"][t]["shape"].as_array().unwrap().len();
+                header["tensors"][t]["shape"][rng.below(dims)] = odd_number(rng);
+            }
+            12 => header["tensors"][t]["shape"]
+                .as_array_mut()
+                .unwrap()
+                .push(odd_number(rng)),
+            _ => header["tensors"][t]["name"] = serde_json::json!("decoder.output.weight"),
+        }
+    }
+
+    /// 10,000 files with a valid checksum and a crafted header, payload or length field:
+    /// every one is loaded or refused with a one-line message, none panics.
+    #[test]
+    fn crafted_files_with_valid_checksums_are_refused_cleanly() {
+        let device = Device::flex();
+        let model = Model::new(&config(), &device);
+        let originals: Vec<Vec<u8>> = [Precision::F32, Precision::F16, Precision::Q8]
+            .into_iter()
+            .flat_map(|p| {
+                [model.clone(), model.clone().without_encoder()]
+                    .map(|m| encode(&m, p, serde_json::json!({"dataset": "quad-dependent"})))
+            })
+            .collect();
+        let mut rng = crate::rng::Rng::new(2026);
+        let (mut loaded, mut refused) = (0, 0);
+        for case in 0..10_000 {
+            let (mut header, mut payload) = unframe(&originals[case % originals.len()]);
+            let mut length_field = None;
+            for _ in 0..1 + rng.below(3) {
+                match rng.below(6) {
+                    0..=2 => mutate_header(&mut header, &mut rng),
+                    3 => {
+                        // A non-finite value in place of an f32 (or two f16s, or q8 bytes).
+                        let at = rng.below(payload.len() / 4) * 4;
+                        let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][rng.below(3)];
+                        payload[at..at + 4].copy_from_slice(&bad.to_le_bytes());
+                    }
+                    4 => payload.truncate(rng.below(payload.len())),
+                    _ => length_field = Some(rng.next_u64() >> rng.below(64)),
+                }
+            }
+            let mut bytes = framed(&serde_json::to_vec(&header).unwrap(), &payload);
+            if let Some(length) = length_field {
+                bytes[12..20].copy_from_slice(&length.to_le_bytes());
+                let body_end = bytes.len() - 4;
+                let crc = crc32(&bytes[..body_end]);
+                bytes[body_end..].copy_from_slice(&crc.to_le_bytes());
+            }
+            let outcome = std::panic::catch_unwind(|| decode(&bytes, &device).map(|_| ()));
+            match outcome {
+                Ok(Ok(())) => loaded += 1,
+                Ok(Err(e)) => {
+                    let message = e.to_string();
+                    assert!(!message.contains('\n'), "case {case}: {message}");
+                    refused += 1;
+                }
+                Err(_) => panic!("case {case} panicked; header {header}"),
+            }
+        }
+        // Most edits break the file; some (a harmless header field, a finite payload change
+        // through f16 or q8) still load.
+        assert!(
+            refused > 9_000 && loaded > 0,
+            "{refused} refused, {loaded} loaded"
+        );
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_by_name() {
+        let device = Device::flex();
+        let bytes = encode(
+            &Model::new(&config(), &device),
+            Precision::F32,
+            serde_json::Value::Null,
+        );
+        let (header, mut payload) = unframe(&bytes);
+        // The first tensor's first value.
+        payload[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        let first = header["tensors"][0]["name"].as_str().unwrap().to_string();
+        let message = match decode(
+            &framed(&serde_json::to_vec(&header).unwrap(), &payload),
+            &device,
+        ) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a NaN weight was accepted"),
+        };
+        assert!(
+            message.contains(&first) && message.contains("not finite"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn oversized_models_are_refused_before_anything_is_built() {
+        let device = Device::flex();
+        let bytes = encode(
+            &Model::new(&config(), &device),
+            Precision::F32,
+            serde_json::Value::Null,
+        );
+        let (mut header, payload) = unframe(&bytes);
+        // Valid bounds, far over the parameter budget: 32 concepts of width 1024.
+        header["model"]["concepts"] = (0..32).map(|i| format!("c{i}")).collect();
+        header["model"]["widths"] = serde_json::json!({"depth": 2, "w_in": 1024, "w_out": 1024});
+        let message = match decode(
+            &framed(&serde_json::to_vec(&header).unwrap(), &payload),
+            &device,
+        ) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("an oversized model was accepted"),
+        };
+        assert!(message.contains("parameters"), "{message}");
     }
 }

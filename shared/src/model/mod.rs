@@ -37,6 +37,26 @@ impl burn::module::ModuleVisitor for Materialise {
     }
 }
 
+/// Collects every parameter's path and shape without reading its values.
+#[derive(Default)]
+struct Shapes {
+    path: Vec<String>,
+    found: Vec<(String, Vec<usize>)>,
+}
+
+impl burn::module::ModuleVisitor for Shapes {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        self.found
+            .push((self.path.join("."), param.lazy_shape().dims::<D>().to_vec()));
+    }
+}
+
 /// What one training forward pass produces.
 pub struct ForwardOutput {
     /// Pre-sigmoid pixel logits.
@@ -54,7 +74,15 @@ impl Model {
     /// burn draws a weight's initial values when it is first read; every weight is read here, in
     /// declaration order, so that the seed alone fixes the weights, whatever code runs first.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
-        let model = Self {
+        let model = Self::unmaterialised(config, device);
+        model.visit(&mut Materialise);
+        model
+    }
+
+    /// The model's structure with its weights not yet drawn: every parameter knows its shape
+    /// but holds no values (burn initialises lazily), so nothing large is allocated.
+    fn unmaterialised(config: &ModelConfig, device: &Device) -> Self {
+        Self {
             encoder: Some(Encoder::new(config, device)),
             context_module: config
                 .method
@@ -62,9 +90,19 @@ impl Model {
                 .then(|| ContextModule::new(config, device)),
             decoder: Decoder::new(config, device),
             config: config.clone(),
-        };
-        model.visit(&mut Materialise);
-        model
+        }
+    }
+
+    /// Every parameter's name (its path in the model, as weights files list it) and shape, in
+    /// declaration order, without building any weight. `config` must be valid.
+    pub fn parameter_shapes(config: &ModelConfig, with_encoder: bool) -> Vec<(String, Vec<usize>)> {
+        let mut model = Self::unmaterialised(config, &Device::flex());
+        if !with_encoder {
+            model = model.without_encoder();
+        }
+        let mut shapes = Shapes::default();
+        model.visit(&mut shapes);
+        shapes.found
     }
 
     /// This model's weights on `device`, with that device's stage kernels. Use this rather than
