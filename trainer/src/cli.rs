@@ -1,12 +1,20 @@
 //! The command line: argument types only; `main.rs` dispatches them.
 
 use crate::device::DeviceChoice;
-use crate::training::config::{Overrides, Preset};
+use crate::flags::whole;
+use crate::training::config::{IMAGE_SIZE, Overrides, Preset};
 use clap::{Args, Parser, Subcommand};
 use intervene::config::Method;
 use intervene::data::DatasetKind;
 use intervene::weights::Precision;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+
+/// Images in one written grid (`sample`, `data preview`): up to 32 x 32.
+const GRID_IMAGES: RangeInclusive<usize> = 1..=1_024;
+/// Generated and real images per context when scoring: up to twice the paper's 10,000 (both
+/// sets of one context are held in memory at once).
+const EVAL_SAMPLES: RangeInclusive<usize> = 2..=20_000;
 
 #[derive(Parser)]
 #[command(
@@ -76,7 +84,7 @@ pub struct ExperimentArgs {
     #[arg(long)]
     pub report_only: bool,
     /// Evaluation samples per context (default: 1,000 for quick, 10,000 for paper).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(EVAL_SAMPLES))]
     pub eval_samples: Option<usize>,
     /// Settings that replace the budget's in every run.
     #[command(flatten)]
@@ -96,12 +104,12 @@ pub struct PreviewArgs {
     /// `obs`, a concept, or concepts joined by `+`.
     #[arg(long, default_value = "obs")]
     pub context: String,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true, value_parser = whole(GRID_IMAGES))]
     pub n: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Defaults to the dataset's native size (64 for quad, 28 for MNIST).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(IMAGE_SIZE))]
     pub image_size: Option<usize>,
     #[arg(long)]
     pub out: PathBuf,
@@ -112,6 +120,10 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its last checkpoint (other flags are ignored).
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// With --resume: start that run over from the first epoch with its config, discarding its
+    /// checkpoints, metrics and best weights.
+    #[arg(long, requires = "resume")]
+    pub restart: bool,
     /// Run folder to create.
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
@@ -138,7 +150,7 @@ pub struct EvalArgs {
     /// Run folder or weights file.
     pub model: PathBuf,
     /// Generated and real images per context.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(EVAL_SAMPLES))]
     pub samples: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -153,7 +165,7 @@ pub struct SampleArgs {
     /// Concepts to intervene on, comma- or plus-separated (empty or `obs`: none).
     #[arg(long, default_value = "obs")]
     pub intervene: String,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true, value_parser = whole(GRID_IMAGES))]
     pub n: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -180,10 +192,10 @@ pub struct ExportArgs {
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = whole(IMAGE_SIZE))]
     pub image_size: usize,
     /// Training steps per timed round (three rounds per batch size; the median is reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = whole(1..=1_000))]
     pub steps: usize,
     /// Print the report as JSON.
     #[arg(long)]

@@ -27,8 +27,8 @@ pub fn run(args: &DemoArgs, progress: &Progress) -> Result<()> {
     for method in [Method::Cm, Method::Base] {
         let dir = args.out.join(method.name());
         let run = RunFolder::new(&dir);
-        if run.config_path().exists() {
-            training::resume(&dir)?; // finishes an interrupted demo; a finished run returns at once
+        if run.exists() {
+            training::resume(&dir, training::Opening::Resume)?; // finishes an interrupted demo; a finished run returns at once
         } else {
             let mut config = TrainConfig::preset(Preset::Quick, dataset, method);
             config.device = args.device;

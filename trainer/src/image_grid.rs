@@ -1,5 +1,6 @@
 //! Writing images as PNG grids (the layout itself is shared with the browser).
 
+use crate::files::atomic_write;
 use anyhow::{Context as _, Result};
 use intervene::config::ImageShape;
 pub use intervene::image_grid::{grid_rgb, square_columns};
@@ -16,14 +17,12 @@ pub fn write_png(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width as u32, height as u32);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header()?;
-    writer
-        .write_image_data(rgb)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    atomic_write(path, &png)
 }

@@ -1,21 +1,9 @@
-//! The `intervene` command line.
+//! The `intervene` command line: parses flags and hands each command to the library.
 
-mod bench;
-mod cli;
-mod data;
-mod demo;
-mod device;
-mod evaluation;
-mod experiment;
-mod export;
-mod files;
-mod image_grid;
-mod memory;
-mod mnist_source;
-mod model_source;
-mod progress;
-mod sample;
-mod training;
+use intervene_trainer::{
+    bench, cli, demo, evaluation, experiment, export, files, image_grid, memory, mnist_source,
+    model_source, progress, sample, training,
+};
 
 use anyhow::{Context as _, Result};
 use burn::module::Module;
@@ -49,13 +37,42 @@ fn main() {
     // SAFETY: sets a process-wide option before any thread but this one exists.
     unsafe { libmimalloc_sys::mi_option_set(MIMALLOC_PURGE_DELAY, -1) };
     quiet_wayland_probe();
-    let cli = Cli::parse();
+    let cli = parse_flags();
     let pool = rayon::ThreadPoolBuilder::new()
         .build()
         .expect("thread pool");
     if let Err(err) = pool.install(|| run(cli)) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+/// The command line, or exit: help and version as clap prints them, a usage error as one line
+/// (clap's message without its usage block), exit status 2.
+fn parse_flags() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            err.exit()
+        }
+        Err(err) if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
+        Err(err) => {
+            let text = err.render().to_string();
+            let parts: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:"))
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                .collect();
+            eprintln!("{}", parts.join(" "));
+            std::process::exit(2);
+        }
     }
 }
 
@@ -104,7 +121,13 @@ fn preview(args: PreviewArgs, progress: &Progress) -> Result<()> {
 
 fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
     let summary = match &args.resume {
-        Some(dir) => training::resume(dir)?,
+        Some(dir) => training::resume(
+            dir,
+            match args.restart {
+                true => training::Opening::Restart,
+                false => training::Opening::Resume,
+            },
+        )?,
         None => {
             let out = args.out.clone().context("--out is required")?;
             training::start(&out, train_config(args))?

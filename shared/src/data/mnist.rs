@@ -13,6 +13,8 @@ const PIXELS: usize = SIDE * SIDE;
 /// Seed of the partition shuffle: fixed, so every run and every evaluation agree on it.
 const PARTITION_SEED: u64 = 0x0D16_175E;
 const TRAINING_SHARE: f64 = 0.7;
+/// Fewest digits that give every training partition and the held-out pool a few digits each.
+pub const MIN_DIGITS: usize = 100;
 
 /// Grey digits, `pixels[i * 784..]` row-major bytes, with their labels.
 pub struct Digits {
@@ -29,6 +31,13 @@ impl Digits {
                 "MNIST data hold {} labels but {} pixel bytes",
                 labels.len(),
                 pixels.len()
+            ));
+        }
+        if labels.len() < MIN_DIGITS.max(contexts * 10) || u32::try_from(labels.len()).is_err() {
+            return Err(format!(
+                "MNIST data hold {} digits; {} to 2^32 are needed",
+                labels.len(),
+                MIN_DIGITS.max(contexts * 10)
             ));
         }
         let mut order: Vec<u32> = (0..labels.len() as u32).collect();
@@ -54,7 +63,10 @@ impl Digits {
         }
         let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         let (count, rows, cols) = (word(8), word(12), word(16));
-        if (rows, cols) != (SIDE, SIDE) || bytes.len() != 20 + count * (1 + PIXELS) {
+        let size = count
+            .checked_mul(1 + PIXELS)
+            .and_then(|n| n.checked_add(20));
+        if (rows, cols) != (SIDE, SIDE) || size != Some(bytes.len()) {
             return Err("compact MNIST file has the wrong size".into());
         }
         Self::new(
@@ -80,9 +92,10 @@ impl Digits {
         {
             return Err("MNIST IDX files disagree on count or are not 28x28".into());
         }
+        let end = |start: usize, len: Option<usize>| Some(start..len?.checked_add(start)?);
         let (pixels, labels) = (
-            images.get(16..16 + count * PIXELS),
-            labels.get(8..8 + count),
+            end(16, count.checked_mul(PIXELS)).and_then(|r| images.get(r)),
+            end(8, Some(count)).and_then(|r| labels.get(r)),
         );
         match (pixels, labels) {
             (Some(p), Some(l)) => Self::new(l.to_vec(), p.to_vec(), contexts),
@@ -166,17 +179,28 @@ mod tests {
 
     #[test]
     fn idx_and_bad_input_are_checked() {
-        let mut images = vec![0, 0, 8, 3];
-        for v in [2u32, 28, 28] {
-            images.extend_from_slice(&v.to_be_bytes());
-        }
-        images.extend(std::iter::repeat_n(7u8, 2 * PIXELS));
-        let mut labels = vec![0, 0, 8, 1];
-        labels.extend_from_slice(&2u32.to_be_bytes());
-        labels.extend([3, 4]);
-        let d = Digits::from_idx(&images, &labels, 1).unwrap();
-        assert_eq!(d.labels, vec![3, 4]);
-        assert!(Digits::from_idx(&images[..100], &labels, 1).is_err());
+        let idx = |count: u32, stored: usize| {
+            let mut images = vec![0, 0, 8, 3];
+            for v in [count, 28, 28] {
+                images.extend_from_slice(&v.to_be_bytes());
+            }
+            images.extend(std::iter::repeat_n(7u8, stored * PIXELS));
+            let mut labels = vec![0, 0, 8, 1];
+            labels.extend_from_slice(&count.to_be_bytes());
+            labels.extend((0..stored).map(|i| (i % 10) as u8));
+            (images, labels)
+        };
+        let (images, labels) = idx(120, 120);
+        let d = Digits::from_idx(&images, &labels, 7).unwrap();
+        assert_eq!(d.labels[..3], [0, 1, 2]);
+        assert!(Digits::from_idx(&images[..100], &labels, 7).is_err());
+        // Too few digits to give every partition one: refused, not a panic.
+        let (images, labels) = idx(9, 9);
+        let err = Digits::from_idx(&images, &labels, 7).unwrap_err();
+        assert!(err.contains("9 digits"), "{err}");
+        // A count that would overflow the size arithmetic on 32 bits.
+        let (images, labels) = idx(u32::MAX, 2);
+        assert!(Digits::from_idx(&images, &labels, 7).is_err());
         assert!(Digits::from_compact(b"garbage", 7).is_err());
     }
 }

@@ -11,7 +11,6 @@ use crate::evaluation::metrics::{EvalSettings, Metrics, evaluate};
 use crate::files::atomic_write;
 use crate::model_source::Source;
 use crate::progress::Progress;
-use crate::training::checkpoint;
 use crate::training::config::{Overrides, Preset, TrainConfig};
 use crate::training::{self, run_folder::RunFolder};
 use anyhow::{Context as _, Result};
@@ -96,11 +95,10 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<()> {
 
 fn train_if_needed(plan: &Plan, seed: u64, method: Method, dir: &Path) -> Result<()> {
     let run = RunFolder::new(dir);
-    if run.config_path().exists() {
-        let finished = run.checkpoint_path().exists()
-            && checkpoint::read_state(&run.checkpoint_path())?.finished;
+    if run.exists() {
+        let finished = run.checkpoints().read_state().is_ok_and(|s| s.finished);
         if !finished {
-            training::resume(dir)?;
+            training::resume(dir, training::Opening::Resume)?;
         }
         return Ok(());
     }
@@ -119,8 +117,10 @@ fn train_if_needed(plan: &Plan, seed: u64, method: Method, dir: &Path) -> Result
 }
 
 fn evaluate_if_needed(plan: &Plan, seed: u64, dir: &Path, progress: &Progress) -> Result<()> {
+    let run = RunFolder::new(dir);
+    let _lock = run.lock()?;
     let metrics_path = dir.join("metrics.json");
-    let best = RunFolder::new(dir).best_path();
+    let best = run.best_path();
     let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
     if metrics_path.exists() && fresh(&metrics_path) >= fresh(&best) {
         return Ok(());

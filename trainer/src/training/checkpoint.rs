@@ -1,21 +1,26 @@
-//! The last checkpoint of a run: model, optimizer and loop state in one file, written atomically
-//! so `kill -9` at any moment leaves the previous checkpoint usable.
+//! A run's checkpoints: model, optimizer and loop state in one file with a checksum, so a bit
+//! flip is caught before burn reads a byte of it. Two are kept, `checkpoint.bin` and the one
+//! before it, `checkpoint.prev.bin`: a new checkpoint replaces the old only once it is complete,
+//! and resume falls back to the previous one when the latest is missing or damaged.
 //!
-//! Layout: `"INTVCKPT"`, then three length-prefixed (u64 LE) sections: loop state (JSON), model
-//! record (burnpack), optimizer record (burnpack). Burn's records keep parameter ids, so the
-//! optimizer's moments find their parameters again after a restart.
+//! Layout: `"INTVCKP2"`, then three length-prefixed (u64 LE) sections: loop state (JSON), model
+//! record (burnpack), optimizer record (burnpack); then the CRC-32 of everything before it (u32
+//! LE). Burn's records keep parameter ids, so the optimizer's moments find their parameters again
+//! after a restart. Files from before the checksum (`"INTVCKPT"`, no trailer) are still read.
 
-use crate::files::atomic_write;
-use anyhow::{Context as _, Result, bail};
+use crate::files::atomic_write_keeping_previous;
+use anyhow::{Context as _, Result, anyhow, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use intervene::model::Model;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"INTVCKPT";
+const MAGIC: &[u8; 8] = b"INTVCKP2";
+/// The first format: no checksum.
+const MAGIC_V1: &[u8; 8] = b"INTVCKPT";
 
 /// Where the training loop stands.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -46,12 +51,97 @@ impl LoopState {
     }
 }
 
-pub fn save(
-    path: &Path,
-    state: &LoopState,
-    model: &Model,
-    optimizer: &ModuleOptimizer,
-) -> Result<()> {
+/// The two checkpoint files of a run folder.
+pub struct Checkpoints {
+    pub latest: PathBuf,
+    pub previous: PathBuf,
+}
+
+/// A checkpoint read back: its loop state and the model and optimizer restored from it.
+pub struct Restored {
+    pub state: LoopState,
+    pub model: Model,
+    pub optimizer: ModuleOptimizer,
+    /// Set when the latest checkpoint could not be used and the previous one was: why.
+    pub fell_back: Option<String>,
+}
+
+impl Checkpoints {
+    pub fn in_folder(dir: &Path) -> Self {
+        Self {
+            latest: dir.join("checkpoint.bin"),
+            previous: dir.join("checkpoint.prev.bin"),
+        }
+    }
+
+    /// Whether any checkpoint file is there (damaged or not).
+    pub fn any(&self) -> bool {
+        self.latest.exists() || self.previous.exists()
+    }
+
+    /// Writes a new latest checkpoint; the old latest becomes the previous one.
+    pub fn save(
+        &self,
+        state: &LoopState,
+        model: &Model,
+        optimizer: &ModuleOptimizer,
+    ) -> Result<()> {
+        let bytes = encode(state, model, optimizer)?;
+        atomic_write_keeping_previous(&self.latest, &self.previous, &bytes)
+    }
+
+    /// Restores from the latest checkpoint, or from the previous one if the latest is missing or
+    /// damaged. `model` and `optimizer` are fresh ones of the run's config, on its device.
+    pub fn load(&self, model: Model, optimizer: ModuleOptimizer) -> Result<Restored> {
+        let latest = load_file(&self.latest, model.clone(), optimizer.clone());
+        let latest_err = match latest {
+            Ok((state, model, optimizer)) => {
+                return Ok(Restored {
+                    state,
+                    model,
+                    optimizer,
+                    fell_back: None,
+                });
+            }
+            Err(e) => e,
+        };
+        match load_file(&self.previous, model, optimizer) {
+            Ok((state, model, optimizer)) => Ok(Restored {
+                state,
+                model,
+                optimizer,
+                fell_back: Some(format!("{latest_err:#}")),
+            }),
+            Err(previous_err) => Err(anyhow!(
+                "no usable checkpoint: {latest_err:#}; {previous_err:#}"
+            )),
+        }
+    }
+
+    /// The loop state of the checkpoint `load` would use (cheap: e.g. to tell whether a run has
+    /// finished).
+    pub fn read_state(&self) -> Result<LoopState> {
+        read_state_of(&self.latest).or_else(|latest_err| {
+            read_state_of(&self.previous)
+                .map_err(|previous_err| anyhow!("{latest_err:#}; {previous_err:#}"))
+        })
+    }
+
+    /// Deletes both checkpoints (a restart).
+    pub fn remove(&self) -> Result<()> {
+        for path in [&self.latest, &self.previous] {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn encode(state: &LoopState, model: &Model, optimizer: &ModuleOptimizer) -> Result<Vec<u8>> {
     let state = serde_json::to_vec(state)?;
     let model = model
         .clone()
@@ -61,66 +151,170 @@ pub fn save(
     let optimizer = optimizer
         .into_bytes()
         .context("cannot serialise the optimizer")?;
-    let mut out = Vec::with_capacity(8 + 24 + state.len() + model.len() + optimizer.len());
+    let mut out = Vec::with_capacity(8 + 24 + state.len() + model.len() + optimizer.len() + 4);
     out.extend_from_slice(MAGIC);
     for section in [&state[..], &model[..], &optimizer[..]] {
         out.extend_from_slice(&(section.len() as u64).to_le_bytes());
         out.extend_from_slice(section);
     }
-    atomic_write(path, &out)
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
 }
 
-/// Restores into freshly built `model` and `optimizer` (same config, same device).
-pub fn load(
+/// Restores a checkpoint held in memory into `model` and `optimizer`.
+pub fn decode(
+    bytes: &[u8],
+    model: Model,
+    optimizer: ModuleOptimizer,
+) -> Result<(LoopState, Model, ModuleOptimizer)> {
+    let [state, model_record, optimizer_record] = split(bytes)?;
+    let state: LoopState = serde_json::from_slice(state).context("loop state")?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_record.to_vec()))
+        .map_err(|e| anyhow!("model record: {e:?}"))?;
+    let model = model
+        .try_load_record(record)
+        .map_err(|e| anyhow!("the model record does not fit this run's model: {e:?}"))?;
+    let optimizer = optimizer
+        .from_bytes(Bytes::from_bytes_vec(optimizer_record.to_vec()))
+        .map_err(|e| anyhow!("optimizer record: {e:?}"))?;
+    Ok((state, model, optimizer))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))
+}
+
+fn load_file(
     path: &Path,
     model: Model,
     optimizer: ModuleOptimizer,
 ) -> Result<(LoopState, Model, ModuleOptimizer)> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let sections =
-        split(&bytes).with_context(|| format!("checkpoint {} is damaged", path.display()))?;
-    let state: LoopState = serde_json::from_slice(sections[0]).context("checkpoint loop state")?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(sections[1].to_vec()))
-        .map_err(|e| anyhow::anyhow!("checkpoint model record: {e:?}"))?;
-    let model = model
-        .try_load_record(record)
-        .map_err(|e| anyhow::anyhow!("checkpoint does not fit this model: {e:?}"))?;
-    let optimizer = optimizer
-        .from_bytes(Bytes::from_bytes_vec(sections[2].to_vec()))
-        .map_err(|e| anyhow::anyhow!("checkpoint optimizer record: {e:?}"))?;
-    Ok((state, model, optimizer))
+    decode(&read(path)?, model, optimizer)
+        .with_context(|| format!("checkpoint {} is damaged", path.display()))
 }
 
-/// Only the loop state of a checkpoint (cheap: e.g. to tell whether a run has finished).
-pub fn read_state(path: &Path) -> Result<LoopState> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let sections =
+fn read_state_of(path: &Path) -> Result<LoopState> {
+    let bytes = read(path)?;
+    let [state, ..] =
         split(&bytes).with_context(|| format!("checkpoint {} is damaged", path.display()))?;
-    serde_json::from_slice(sections[0]).context("checkpoint loop state")
+    serde_json::from_slice(state)
+        .with_context(|| format!("checkpoint {} has a bad loop state", path.display()))
 }
 
+/// Checks the magic and the checksum, then cuts the three sections out.
 fn split(bytes: &[u8]) -> Result<[&[u8]; 3]> {
-    if bytes.len() < 8 || &bytes[..8] != MAGIC {
-        bail!("not an intervene checkpoint");
-    }
-    let mut rest = &bytes[8..];
+    let mut rest = match bytes.get(..8) {
+        Some(m) if m == MAGIC => {
+            let body_len = bytes
+                .len()
+                .checked_sub(4)
+                .filter(|&n| n >= 8)
+                .context("truncated")?;
+            let (body, crc) = bytes.split_at(body_len);
+            if crc32fast::hash(body).to_le_bytes() != crc {
+                bail!("checksum mismatch (the file was altered or only partly written)");
+            }
+            &body[8..]
+        }
+        Some(m) if m == MAGIC_V1 => &bytes[8..],
+        _ => bail!("not an intervene checkpoint"),
+    };
     let mut sections = [&[][..]; 3];
     for section in &mut sections {
-        if rest.len() < 8 {
+        let (len, tail) = rest.split_first_chunk::<8>().context("truncated")?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).context("truncated")?;
+        if tail.len() < len {
             bail!("truncated");
         }
-        let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
-        rest = &rest[8..];
-        if rest.len() < len {
-            bail!("truncated");
-        }
-        *section = &rest[..len];
-        rest = &rest[len..];
+        (*section, rest) = tail.split_at(len);
     }
     if !rest.is_empty() {
         bail!("trailing bytes");
     }
     Ok(sections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::Learner;
+    use crate::training::config::{Preset, TrainConfig};
+    use intervene::config::Method;
+    use intervene::data::DatasetKind;
+
+    fn tiny() -> Learner {
+        let mut config = TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm);
+        config.widths = "2.2.1".parse().unwrap();
+        config.hidden = 4;
+        Learner::new(config, burn::tensor::Device::flex().autodiff()).unwrap()
+    }
+
+    fn state(epoch: usize) -> LoopState {
+        LoopState {
+            epoch,
+            step: 10 * epoch,
+            ..LoopState::default()
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_is_detected() {
+        let learner = tiny();
+        let bytes = encode(&state(3), &learner.model, &learner.optimizer).unwrap();
+        let restore = |b: &[u8]| decode(b, learner.model.clone(), learner.optimizer.clone());
+        assert_eq!(restore(&bytes).unwrap().0, state(3));
+        // CRC-32 catches every single-bit error; this checks that nothing reads a byte before
+        // it does: every byte of the framing and loop state, the trailer, and 2,000 others.
+        let mut rng = intervene::rng::Rng::new(7);
+        let n = bytes.len();
+        let positions = (0..256)
+            .chain(n - 64..n)
+            .chain((0..2_000).map(|_| rng.below(n)))
+            .collect::<Vec<_>>();
+        let mut flipped = bytes.clone();
+        for at in positions {
+            let bit = 1 << rng.below(8);
+            flipped[at] ^= bit;
+            let message = format!(
+                "{:#}",
+                restore(&flipped).err().expect("a flip was accepted")
+            );
+            assert!(!message.contains('\n'), "{message}");
+            flipped[at] ^= bit;
+        }
+    }
+
+    #[test]
+    fn a_damaged_or_missing_latest_falls_back_to_the_previous() {
+        let dir = std::env::temp_dir().join(format!("intervene-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let learner = tiny();
+        let checkpoints = Checkpoints::in_folder(&dir);
+        let (model, optimizer) = (&learner.model, &learner.optimizer);
+        let load = || checkpoints.load(model.clone(), optimizer.clone());
+        for epoch in 1..=2 {
+            checkpoints.save(&state(epoch), model, optimizer).unwrap();
+        }
+        let latest = load().unwrap();
+        assert_eq!((latest.state, latest.fell_back), (state(2), None));
+
+        let mut bytes = std::fs::read(&checkpoints.latest).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        std::fs::write(&checkpoints.latest, &bytes).unwrap();
+        let restored = load().unwrap();
+        assert_eq!(restored.state, state(1));
+        let why = restored.fell_back.expect("says it fell back");
+        assert!(why.contains("checksum"), "{why}");
+        assert_eq!(checkpoints.read_state().unwrap(), state(1));
+
+        std::fs::remove_file(&checkpoints.latest).unwrap();
+        assert_eq!(load().unwrap().state, state(1));
+        std::fs::write(&checkpoints.previous, b"INTVCKP2").unwrap();
+        let err = format!("{:#}", load().err().expect("nothing usable is left"));
+        assert!(err.contains("no usable checkpoint"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

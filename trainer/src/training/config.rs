@@ -3,18 +3,33 @@
 //! change single settings of it.
 
 use crate::device::DeviceChoice;
+use crate::flags::{number, whole};
 use clap::{Args, ValueEnum};
-use intervene::config::{Method, ModelConfig, Widths};
+use intervene::config::{MAX_HIDDEN, Method, ModelConfig, Widths};
 use intervene::data::DatasetKind;
 use serde::{Deserialize, Serialize};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-/// Most images per context (the paper's budget is 50,000).
-const MAX_PER_CONTEXT: usize = 10_000_000;
-/// Largest batch (the paper's is 512).
-const MAX_BATCH_SIZE: usize = 65_536;
-/// Most epochs (the paper's budget is 100).
-const MAX_EPOCHS: usize = 1_000_000;
+// The range of each numeric setting, checked both when flags are parsed and when a
+// `config.json` is read back.
+/// Images per context: up to 20x the paper's 50,000 (each is kept as a recipe, not pixels).
+const PER_CONTEXT: RangeInclusive<usize> = 2..=1_000_000;
+/// Batch size: up to 8x the paper's 512 (a batch of 64 px images and its activations must fit
+/// in memory).
+const BATCH_SIZE: RangeInclusive<usize> = 1..=4_096;
+/// Epochs (the paper's budget is 100), also the patience.
+const EPOCHS: RangeInclusive<usize> = 1..=100_000;
+/// Image sides any dataset could take (each dataset then allows only its own).
+pub(crate) const IMAGE_SIZE: RangeInclusive<usize> = 28..=64;
+const HIDDEN: RangeInclusive<usize> = 1..=MAX_HIDDEN;
+const LEARNING_RATE: RangeInclusive<f64> = 1e-12..=1e3;
+/// Warm-up steps and the checkpoint interval.
+const STEPS: RangeInclusive<usize> = 0..=100_000_000;
+/// The weight of a loss term, and the smallest improvement (the paper's are at most 6).
+const LOSS_WEIGHT: RangeInclusive<f64> = 0.0..=1e6;
+const FRACTION: RangeInclusive<f64> = 0.0..=1.0;
+const VALIDATION_FRACTION: RangeInclusive<f64> = 0.01..=0.99;
 
 /// Named starting points for the hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -87,7 +102,7 @@ fn default_tc_beta() -> f64 {
 #[derive(Args, Clone, Debug, Default, Serialize)]
 pub struct Overrides {
     /// Image side in pixels (quad: 32 or 64; MNIST: 28).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(IMAGE_SIZE))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_size: Option<usize>,
     /// Context-module widths depth.w_in.w_out (e.g. 2.32.8).
@@ -95,72 +110,63 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub widths: Option<Widths>,
     /// Encoder output and decoder input size.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(HIDDEN))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hidden: Option<usize>,
     /// Images per training context, before the train/validation split.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(PER_CONTEXT))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_context: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(BATCH_SIZE))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
     /// Most epochs to train (early stopping may end sooner).
-    #[arg(long = "epochs")]
+    #[arg(long = "epochs", allow_negative_numbers = true, value_parser = whole(EPOCHS))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_epochs: Option<usize>,
     /// Peak learning rate.
-    #[arg(long = "lr", value_parser = finite)]
+    #[arg(long = "lr", allow_negative_numbers = true, value_parser = number(LEARNING_RATE))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learning_rate: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(STEPS))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_steps: Option<usize>,
     /// Weight of the KL term.
-    #[arg(long, value_parser = finite)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(LOSS_WEIGHT))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub beta: Option<f64>,
     /// Epochs without validation improvement before stopping.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(EPOCHS))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
     /// Smallest drop in validation loss that counts as an improvement.
-    #[arg(long, value_parser = finite)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(LOSS_WEIGHT))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_improvement: Option<f64>,
     /// Share of each context's images held out for validation.
-    #[arg(long, value_parser = finite)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(VALIDATION_FRACTION))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation_fraction: Option<f64>,
     /// Checkpoint every N batches within an epoch too (0: only at epoch ends).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(STEPS))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
     /// cm-finetune unfreezes everything after this fraction of the epochs.
-    #[arg(long, value_parser = finite)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(FRACTION))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finetune_after: Option<f64>,
     /// beta-TCVAE's weight on the total correlation.
-    #[arg(long, value_parser = finite)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(LOSS_WEIGHT))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tc_beta: Option<f64>,
     /// Causal-layer group sparsity weight (L1 of blockwise L2 norms).
-    #[arg(long, value_parser = finite)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(LOSS_WEIGHT))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_sparsity: Option<f64>,
     /// Causal-layer L2 weight.
-    #[arg(long, value_parser = finite)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(LOSS_WEIGHT))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub causal_l2: Option<f64>,
-}
-
-/// A finite number (NaN and infinities cannot be written to `config.json`).
-fn finite(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err("must be a finite number".into()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 impl TrainConfig {
@@ -268,22 +274,23 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.dataset.image_shape(self.image_size)?;
         self.model_config().validate()?;
-        let within = |value: usize, flag: &str, range: std::ops::RangeInclusive<usize>| match range
-            .contains(&value)
-        {
-            true => Ok(()),
-            false => Err(format!(
-                "{flag} must be in {}..={}, got {value}",
-                range.start(),
-                range.end()
-            )),
-        };
-        within(self.per_context, "--per-context", 2..=MAX_PER_CONTEXT)?;
-        within(self.batch_size, "--batch-size", 1..=MAX_BATCH_SIZE)?;
-        within(self.max_epochs, "--epochs", 1..=MAX_EPOCHS)?;
+        let within =
+            |value: usize, flag: &str, range: RangeInclusive<usize>| match range.contains(&value) {
+                true => Ok(()),
+                false => Err(format!(
+                    "{flag} must be in {}..={}, got {value}",
+                    range.start(),
+                    range.end()
+                )),
+            };
+        within(self.per_context, "--per-context", PER_CONTEXT)?;
+        within(self.batch_size, "--batch-size", BATCH_SIZE)?;
+        within(self.max_epochs, "--epochs", EPOCHS)?;
         within(self.max_bad_batches, "max_bad_batches", 1..=usize::MAX)?;
-        let number = |value: f64, flag: &str, range: std::ops::RangeInclusive<f64>| match range
-            .contains(&value)
+        within(self.patience, "--patience", EPOCHS)?;
+        within(self.warmup_steps, "--warmup-steps", STEPS)?;
+        within(self.checkpoint_every, "--checkpoint-every", STEPS)?;
+        let real = |value: f64, flag: &str, range: RangeInclusive<f64>| match range.contains(&value)
         {
             true => Ok(()),
             false => Err(format!(
@@ -292,18 +299,19 @@ impl TrainConfig {
                 range.end()
             )),
         };
-        number(self.validation_fraction, "--validation-fraction", 0.0..=1.0)?;
-        if self.validation_fraction == 0.0 || self.validation_fraction == 1.0 {
-            return Err("--validation-fraction must be in (0, 1)".into());
-        }
-        number(self.learning_rate, "--lr", f64::MIN_POSITIVE..=1e3)?;
-        number(self.final_lr_fraction, "final_lr_fraction", 0.0..=1.0)?;
-        number(self.beta, "--beta", 0.0..=f64::MAX)?;
-        number(self.min_improvement, "--min-improvement", 0.0..=f64::MAX)?;
-        number(self.finetune_after, "--finetune-after", 0.0..=1.0)?;
-        number(self.tc_beta, "--tc-beta", 0.0..=f64::MAX)?;
-        number(self.group_sparsity, "--group-sparsity", 0.0..=f64::MAX)?;
-        number(self.causal_l2, "--causal-l2", 0.0..=f64::MAX)?;
+        real(
+            self.validation_fraction,
+            "--validation-fraction",
+            VALIDATION_FRACTION,
+        )?;
+        real(self.learning_rate, "--lr", LEARNING_RATE)?;
+        real(self.final_lr_fraction, "final_lr_fraction", FRACTION)?;
+        real(self.beta, "--beta", LOSS_WEIGHT)?;
+        real(self.min_improvement, "--min-improvement", LOSS_WEIGHT)?;
+        real(self.finetune_after, "--finetune-after", FRACTION)?;
+        real(self.tc_beta, "--tc-beta", LOSS_WEIGHT)?;
+        real(self.group_sparsity, "--group-sparsity", LOSS_WEIGHT)?;
+        real(self.causal_l2, "--causal-l2", LOSS_WEIGHT)?;
         let train_per_context = self.train_per_context();
         if train_per_context < self.batch_size {
             return Err(format!(

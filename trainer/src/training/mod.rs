@@ -170,28 +170,46 @@ impl Learner {
     }
 
     fn save_checkpoint(&self, run: &RunFolder, state: &LoopState) -> Result<()> {
-        checkpoint::save(&run.checkpoint_path(), state, &self.model, &self.optimizer)
+        run.checkpoints().save(state, &self.model, &self.optimizer)
     }
+}
+
+/// How a session begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// A new run in an empty (or new) folder.
+    New,
+    /// The run's last checkpoint, or the one before it if the last is missing or damaged.
+    Resume,
+    /// The run's config from the first epoch, its checkpoints and metrics discarded.
+    Restart,
 }
 
 /// Starts a new run in `dir`.
 pub fn start(dir: &Path, config: TrainConfig) -> Result<Summary> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let run = RunFolder::new(dir);
-    run.create(&config)?;
-    drive(run, config, false)
+    drive(RunFolder::new(dir), Some(config), Opening::New)
 }
 
-/// Continues the run in `dir` from its last checkpoint.
-pub fn resume(dir: &Path) -> Result<Summary> {
-    let run = RunFolder::new(dir);
-    let config = run.read_config()?;
-    config.validate().map_err(anyhow::Error::msg)?;
-    drive(run, config, true)
+/// Continues the run in `dir` from its last checkpoint (`Resume`), or from scratch (`Restart`).
+pub fn resume(dir: &Path, opening: Opening) -> Result<Summary> {
+    drive(RunFolder::new(dir), None, opening)
 }
 
-fn drive(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Summary> {
-    let mut session = Session::open(run, config, resuming)?;
+fn drive(run: RunFolder, config: Option<TrainConfig>, opening: Opening) -> Result<Summary> {
+    let _lock = run.lock()?;
+    let config = match config {
+        Some(config) => {
+            run.ensure_new()?;
+            config
+        }
+        None => {
+            let config = run.read_config()?;
+            config.validate().map_err(anyhow::Error::msg)?;
+            config
+        }
+    };
+    let mut session = Session::open(run, config, opening)?;
     if session.state.finished {
         session.progress.line("this run has already finished");
         return Ok(session.summary());
@@ -239,34 +257,57 @@ struct EpochPass {
 }
 
 impl Session {
-    /// A fresh learner, or the last checkpoint's when resuming.
-    fn open(run: RunFolder, config: TrainConfig, resuming: bool) -> Result<Self> {
+    /// A fresh learner, or a checkpoint's. The caller holds the folder's lock.
+    fn open(run: RunFolder, config: TrainConfig, opening: Opening) -> Result<Self> {
         let progress = Progress::new();
         let resolved = config.device.resolve();
         let mut learner = Learner::new(config.clone(), resolved.device.autodiff())?;
         let mut state = LoopState::default();
-        if resuming && run.checkpoint_path().exists() {
-            let (s, model, optimizer) = checkpoint::load(
-                &run.checkpoint_path(),
-                learner.model.clone(),
-                learner.optimizer.clone(),
-            )?;
-            (state, learner.model, learner.optimizer) = (s, model, optimizer);
-            learner.apply_phase(state.epoch);
-            run.truncate_metrics(state.epoch)?;
-            progress.line(format!(
-                "resuming {} from epoch {} batch {} (step {})",
-                run.dir.display(),
-                state.epoch + 1,
-                state.batch,
-                state.step
-            ));
-        } else if resuming {
-            run.truncate_metrics(0)?;
-            progress.line(format!(
-                "{} has no checkpoint yet: starting from the beginning",
-                run.dir.display()
-            ));
+        let checkpoints = run.checkpoints();
+        let dir = run.dir.display();
+        match opening {
+            Opening::New => {
+                // Only what a creation cut short could have left here.
+                checkpoints.remove()?;
+                learner.save_checkpoint(&run, &state)?;
+                run.create(&config)?;
+            }
+            Opening::Restart => {
+                checkpoints.remove()?;
+                for stale in [run.best_path(), run.dir.join("metrics.json")] {
+                    let _ = std::fs::remove_file(stale);
+                }
+                run.truncate_metrics(0)?;
+                learner.save_checkpoint(&run, &state)?;
+                progress.line(format!("restarting {dir} from the first epoch"));
+            }
+            Opening::Resume if !checkpoints.any() => bail!(
+                "{dir} has no checkpoint (checkpoint.bin and checkpoint.prev.bin are gone), so its progress cannot be recovered; `intervene train --resume {dir} --restart` starts it over"
+            ),
+            Opening::Resume => {
+                let restored = checkpoints
+                    .load(learner.model.clone(), learner.optimizer.clone())
+                    .with_context(|| {
+                        format!(
+                            "cannot resume {dir} (`intervene train --resume {dir} --restart` starts it over)"
+                        )
+                    })?;
+                (state, learner.model, learner.optimizer) =
+                    (restored.state, restored.model, restored.optimizer);
+                learner.apply_phase(state.epoch);
+                run.truncate_metrics(state.epoch)?;
+                if let Some(why) = restored.fell_back {
+                    progress.line(format!(
+                        "warning: {why}; using the previous checkpoint instead"
+                    ));
+                }
+                progress.line(format!(
+                    "resuming {dir} from epoch {} batch {} (step {})",
+                    state.epoch + 1,
+                    state.batch,
+                    state.step
+                ));
+            }
         }
         Ok(Self {
             run,

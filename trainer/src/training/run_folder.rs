@@ -1,9 +1,13 @@
-//! A run folder: `config.json`, `metrics.csv`, `best.bin` (best weights, the export format) and
-//! `checkpoint.bin` (the last checkpoint), plus what evaluation and sampling add later.
+//! A run folder: `config.json`, `metrics.csv`, `best.bin` (best weights, the export format),
+//! `checkpoint.bin` and `checkpoint.prev.bin` (the last two checkpoints) and `lock` (held by the
+//! one process writing the folder), plus what evaluation and sampling add later.
 
+use super::checkpoint::Checkpoints;
 use super::config::TrainConfig;
 use crate::files::atomic_write;
 use anyhow::{Context as _, Result, bail};
+use std::fs::{File, TryLockError};
+use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 
 pub struct RunFolder {
@@ -39,26 +43,72 @@ impl RunFolder {
     pub fn best_path(&self) -> PathBuf {
         self.dir.join("best.bin")
     }
-    pub fn checkpoint_path(&self) -> PathBuf {
-        self.dir.join("checkpoint.bin")
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::in_folder(&self.dir)
     }
 
-    /// Creates the folder for a new run; refuses to overwrite an existing one.
-    pub fn create(&self, config: &TrainConfig) -> Result<()> {
-        if self.config_path().exists() {
+    /// Makes this process the folder's only writer until the returned guard drops (or the
+    /// process dies: the operating system releases the lock, so a killed run never leaves a
+    /// stale one). Creates the folder if needed.
+    pub fn lock(&self) -> Result<RunLock> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.dir.join("lock");
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                bail!(
+                    "{} is in use by another intervene process (pid {}); wait for it to finish or stop it",
+                    self.dir.display(),
+                    holder.trim()
+                );
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        // The holder's pid, for the message above; the lock itself is what counts.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()));
+        Ok(RunLock { _file: file })
+    }
+
+    /// Whether the folder holds a run (its config is written last when a run is created).
+    pub fn exists(&self) -> bool {
+        self.config_path().exists()
+    }
+
+    /// Refuses to create a run where one exists already.
+    pub fn ensure_new(&self) -> Result<()> {
+        if self.exists() {
             bail!(
                 "{} already holds a run; continue it with `intervene train --resume {}` or pick another --out",
                 self.dir.display(),
                 self.dir.display()
             );
         }
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        Ok(())
+    }
+
+    /// Writes a new run's files; `config.json` last, so that a folder with a config always has
+    /// its first checkpoint (written before this) and metrics file.
+    pub fn create(&self, config: &TrainConfig) -> Result<()> {
+        atomic_write(&self.metrics_path(), format!("{CSV_HEADER}\n").as_bytes())?;
         atomic_write(
             &self.config_path(),
             serde_json::to_string_pretty(config)?.as_bytes(),
-        )?;
-        atomic_write(&self.metrics_path(), format!("{CSV_HEADER}\n").as_bytes())
+        )
     }
 
     pub fn read_config(&self) -> Result<TrainConfig> {
@@ -85,9 +135,11 @@ impl RunFolder {
             .collect()
     }
 
-    /// Appends one epoch's row (rewriting the file atomically, it is small).
+    /// Appends one epoch's row (rewriting the file atomically, it is small), replacing any rows
+    /// of that epoch or later, so no epoch is ever listed twice.
     pub fn append_metrics(&self, row: &EpochRow) -> Result<()> {
         let mut rows = self.read_metrics()?;
+        rows.retain(|r| r.epoch < row.epoch);
         rows.push(row.clone());
         self.write_metrics(&rows)
     }
@@ -119,6 +171,11 @@ impl RunFolder {
         }
         atomic_write(&self.metrics_path(), text.as_bytes())
     }
+}
+
+/// Held while a process writes a run folder; see [`RunFolder::lock`].
+pub struct RunLock {
+    _file: File,
 }
 
 fn parse_row(line: &str) -> Result<EpochRow> {

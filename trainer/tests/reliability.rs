@@ -1,0 +1,249 @@
+//! What an adversarial user or an unlucky machine does to a run: bad flags, two writers on one
+//! folder, damaged or deleted checkpoints, kill -9 at random moments, a full disk.
+
+mod common;
+
+use common::{assert_clean_error, command, run, run_ok, scratch, tiny_train_args, train_losses};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn train_args(dir: &Path, epochs: &str) -> Vec<String> {
+    let mut args = tiny_train_args(dir, "quad-dependent", "flex", epochs);
+    args.extend(["--checkpoint-every", "2"].map(String::from));
+    args
+}
+
+fn spawn(args: &[String]) -> Child {
+    command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn resume(dir: &Path) -> std::process::Output {
+    run(&["train", "--resume", dir.to_str().unwrap()])
+}
+
+/// Epochs listed in metrics.csv, in file order.
+fn epochs(dir: &Path) -> Vec<usize> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bad_flags_and_files_get_one_line_and_a_failing_status() {
+    let dir = scratch("bad-flags");
+    let out = dir.join("x").to_str().unwrap().to_string();
+    // Nine digits in IDX files: too few to partition.
+    let mnist = dir.join("mnist");
+    std::fs::create_dir_all(&mnist).unwrap();
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 9, 0, 0, 0, 28, 0, 0, 0, 28];
+    images.extend([0u8; 9 * 784]);
+    std::fs::write(mnist.join("train-images-idx3-ubyte"), images).unwrap();
+    let mut labels = vec![0, 0, 8, 1, 0, 0, 0, 9];
+    labels.extend(0..9u8);
+    std::fs::write(mnist.join("train-labels-idx1-ubyte"), labels).unwrap();
+    let mnist = mnist.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["sample", "run", "--n", "0", "--out", &out], "1..=1024"),
+        (
+            &["sample", "run", "--n", "100000", "--out", &out],
+            "1..=1024",
+        ),
+        (&["eval", "run", "--samples", "0"], "2..=20000"),
+        (
+            &["data", "preview", "--n", "100000", "--out", &out],
+            "1..=1024",
+        ),
+        (
+            &["train", "--out", &out, "--widths", "2.100000.8"],
+            "widths",
+        ),
+        (&["train", "--out", &out, "--hidden", "100000"], "1..=4096"),
+        (
+            &["train", "--out", &out, "--tc-beta", "nan"],
+            "[0, 1000000]",
+        ),
+        (
+            &["train", "--out", &out, "--group-sparsity", "nan"],
+            "[0, 1000000]",
+        ),
+        (
+            &["train", "--out", &out, "--min-improvement", "nan"],
+            "[0, 1000000]",
+        ),
+        (&["train", "--out", &out, "--lr", "inf"], "--lr"),
+        (&["train", "--out", &out, "--epochs", "-1"], "1..=100000"),
+        (&["experiment", "--eval-samples", "-5"], "2..=20000"),
+        (
+            &["train", "--resume", &out, "--restart", "--out", &out],
+            "cannot be used",
+        ),
+        (
+            &["--mnist-dir", mnist, "data", "preview", "--out", &out],
+            "9 digits",
+        ),
+    ];
+    for (args, expect) in cases {
+        let output = run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(if args[0] == "--mnist-dir" { 1 } else { 2 }),
+            "{args:?}"
+        );
+        assert_clean_error(&output, expect);
+    }
+    assert!(!dir.join("x").exists(), "a refused command wrote something");
+}
+
+#[test]
+fn a_second_writer_is_refused_and_no_epoch_is_listed_twice() {
+    let dir = scratch("lock").join("run");
+    let mut first = spawn(&train_args(&dir, "3"));
+    wait_for("the run to start", || dir.join("config.json").exists());
+    let again = run(&train_args(&dir, "3")
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert_clean_error(&again, "in use by another intervene process");
+    let resumed = resume(&dir);
+    assert_clean_error(&resumed, "in use by another intervene process");
+    assert!(first.wait().unwrap().success());
+    assert_eq!(epochs(&dir), [0, 1, 2]);
+    // Once the first has finished the folder is free again.
+    let finished = resume(&dir);
+    assert!(finished.status.success());
+}
+
+#[test]
+fn damaged_and_deleted_checkpoints() {
+    let dir = scratch("damaged-checkpoint").join("run");
+    run_ok(
+        &train_args(&dir, "2")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let before = train_losses(&dir);
+    // Damage the last checkpoint (epoch 2 done): resume says so and redoes epoch 2 from the
+    // previous one.
+    let latest = dir.join("checkpoint.bin");
+    let mut bytes = std::fs::read(&latest).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x04;
+    std::fs::write(&latest, bytes).unwrap();
+    let out = resume(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("checksum mismatch") && stderr.contains("using the previous checkpoint"),
+        "{stderr}"
+    );
+    assert_eq!(epochs(&dir), [0, 1]);
+    assert_eq!(train_losses(&dir)[0], before[0]);
+
+    // Both gone: an error that names --restart, and nothing is touched.
+    std::fs::remove_file(dir.join("checkpoint.bin")).unwrap();
+    std::fs::remove_file(dir.join("checkpoint.prev.bin")).unwrap();
+    assert_clean_error(&resume(&dir), "--restart");
+    assert_eq!(epochs(&dir), [0, 1]);
+    let out = run_ok(&["train", "--resume", dir.to_str().unwrap(), "--restart"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("restarting"));
+    assert_eq!(epochs(&dir), [0, 1]);
+    assert_eq!(
+        train_losses(&dir),
+        before,
+        "a restart retrains the same run"
+    );
+}
+
+#[test]
+fn kill_nine_at_random_moments_always_resumes() {
+    let dir = scratch("kill-nine").join("run");
+    let args = train_args(&dir, "4");
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut started = false;
+    for trial in 0..6 {
+        let mut child = match started {
+            false => spawn(&args),
+            true => spawn(&["train", "--resume", dir.to_str().unwrap()].map(String::from)),
+        };
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(200 + rng % 2_500));
+        let _ = child.kill();
+        child.wait().unwrap();
+        started |= dir.join("config.json").exists();
+        eprintln!(
+            "trial {trial}: killed at epochs {:?}",
+            dir.join("metrics.csv").exists().then(|| epochs(&dir))
+        );
+    }
+    assert!(started, "no run was created in six tries");
+    run_ok(&["train", "--resume", dir.to_str().unwrap()]);
+    assert_eq!(epochs(&dir), [0, 1, 2, 3]);
+    assert!(train_losses(&dir).iter().all(|l| l.is_finite()));
+}
+
+#[test]
+fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_it() {
+    let dir = scratch("full-disk").join("run");
+    // Files larger than the limit cannot be written: the checkpoints (not config.json or
+    // metrics.csv) hit it, as on a disk that fills up mid-run.
+    let limited = |args: &[String]| {
+        let mut shell = std::process::Command::new("bash");
+        shell
+            .arg("-c")
+            .arg(r#"trap "" XFSZ; ulimit -f 64; exec "$@""#)
+            .arg("intervene")
+            .arg(common::BINARY)
+            .args(args);
+        shell.output().unwrap()
+    };
+    let mut child = spawn(&train_args(&dir, "3"));
+    wait_for("the first epoch", || {
+        dir.join("metrics.csv").exists() && !epochs(&dir).is_empty()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let checkpoint = std::fs::read(dir.join("checkpoint.bin")).unwrap();
+    let out = limited(&["train", "--resume", dir.to_str().unwrap()].map(String::from));
+    // Progress lines first, then one error line.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].starts_with("error: cannot write") && errors[0].contains("is intact"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("checkpoint.bin")).unwrap(),
+        checkpoint
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    run_ok(&["train", "--resume", dir.to_str().unwrap()]);
+    assert_eq!(epochs(&dir), [0, 1, 2]);
+}
