@@ -289,7 +289,7 @@ fn check_tensors(header: &Header) -> Result<(), WeightsError> {
     let parameters = expected.iter().try_fold(0usize, |sum, (_, shape)| {
         sum.checked_add(shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?)
     });
-    if !parameters.is_some_and(|n| n <= MAX_PARAMETERS) {
+    if parameters.is_none_or(|n| n > MAX_PARAMETERS) {
         return Err(WeightsError::Header(format!(
             "the model has more than {MAX_PARAMETERS} parameters"
         )));

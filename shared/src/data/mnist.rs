@@ -196,7 +196,9 @@ mod tests {
         assert!(Digits::from_idx(&images[..100], &labels, 7).is_err());
         // Too few digits to give every partition one: refused, not a panic.
         let (images, labels) = idx(9, 9);
-        let err = Digits::from_idx(&images, &labels, 7).unwrap_err();
+        let Err(err) = Digits::from_idx(&images, &labels, 7) else {
+            panic!("nine digits were accepted")
+        };
         assert!(err.contains("9 digits"), "{err}");
         // A count that would overflow the size arithmetic on 32 bits.
         let (images, labels) = idx(u32::MAX, 2);
