@@ -18,7 +18,8 @@ cargo afl build --release --locked
 ./target/release/make_seeds
 
 # As root on a machine whose core_pattern pipes to a handler, AFL++ asks for these.
-export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1
+# AFL_NO_AFFINITY: more targets than cores share them.
+export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
 for target in "${targets[@]}"; do
   mkdir -p "out/$target"
   # -m: an allocation beyond 4 GiB is a crash (a size read from the input, trusted); -t: 5 s.

@@ -270,12 +270,16 @@ fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), WeightsError> {
     Ok((header, payload))
 }
 
-/// The file length a damaged file's header claims, if it can be worked out: only to tell a
-/// truncated file from an altered one in the message.
+/// The file length a damaged file's header claims (at least), if it can be worked out: only to
+/// tell a truncated file from an altered one in the message.
 fn declared_length(bytes: &[u8]) -> Option<u64> {
     let header_len = usize::try_from(u64::from_le_bytes(bytes[12..20].try_into().ok()?)).ok()?;
     let header_end = FIXED.checked_add(header_len)?;
-    let header: Header = serde_json::from_slice(bytes.get(FIXED..header_end)?).ok()?;
+    let Some(header) = bytes.get(FIXED..header_end) else {
+        // The header itself is cut off.
+        return u64::try_from(header_end.checked_add(4)?).ok();
+    };
+    let header: Header = serde_json::from_slice(header).ok()?;
     let payload = header.tensors.iter().try_fold(0usize, |sum, t| {
         sum.checked_add(header.precision.tensor_bytes(&t.shape)?)
     })?;

@@ -28,12 +28,17 @@ pub fn whole(range: RangeInclusive<usize>) -> impl Fn(&str) -> Result<usize, Str
 pub fn number(range: RangeInclusive<f64>) -> impl Fn(&str) -> Result<f64, String> + Clone {
     move |text| match text.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && range.contains(&v) => Ok(v),
-        _ => Err(format!(
-            "must be a number in [{}, {}]",
-            range.start(),
-            range.end()
-        )),
+        _ => Err(format!("must be a number in {}", interval(&range))),
     }
+}
+
+/// `[a, b]`, with very small or large ends in scientific notation (`1e-12`, not `0.000000000001`).
+pub fn interval(range: &RangeInclusive<f64>) -> String {
+    let show = |v: f64| match v != 0.0 && !(1e-3..1e6).contains(&v.abs()) {
+        true => format!("{v:e}"),
+        false => format!("{v}"),
+    };
+    format!("[{}, {}]", show(*range.start()), show(*range.end()))
 }
 
 #[cfg(test)]
@@ -60,6 +65,7 @@ mod tests {
         }
         let rate = number(0.0..=1.0);
         assert_eq!(rate("0.25"), Ok(0.25));
+        assert_eq!(interval(&(1e-12..=1e6)), "[1e-12, 1e6]");
         for bad in ["nan", "NaN", "inf", "-inf", "1.5", "-0.1", ""] {
             assert_eq!(rate(bad), Err("must be a number in [0, 1]".into()), "{bad}");
         }

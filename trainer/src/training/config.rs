@@ -3,7 +3,7 @@
 //! change single settings of it.
 
 use crate::device::DeviceChoice;
-use crate::flags::{number, whole};
+use crate::flags::{interval, number, whole};
 use clap::{Args, ValueEnum};
 use intervene::config::{MAX_HIDDEN, Method, ModelConfig, Widths};
 use intervene::data::DatasetKind;
@@ -121,11 +121,11 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
     /// Most epochs to train (early stopping may end sooner).
-    #[arg(long = "epochs", allow_negative_numbers = true, value_parser = whole(EPOCHS))]
+    #[arg(long = "epochs", value_name = "EPOCHS", allow_negative_numbers = true, value_parser = whole(EPOCHS))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_epochs: Option<usize>,
     /// Peak learning rate.
-    #[arg(long = "lr", allow_negative_numbers = true, value_parser = number(LEARNING_RATE))]
+    #[arg(long = "lr", value_name = "LR", allow_negative_numbers = true, value_parser = number(LEARNING_RATE))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learning_rate: Option<f64>,
     #[arg(long, allow_negative_numbers = true, value_parser = whole(STEPS))]
@@ -294,9 +294,8 @@ impl TrainConfig {
         {
             true => Ok(()),
             false => Err(format!(
-                "{flag} must be in [{}, {}], got {value}",
-                range.start(),
-                range.end()
+                "{flag} must be in {}, got {value}",
+                interval(&range)
             )),
         };
         real(

@@ -197,6 +197,10 @@ pub fn resume(dir: &Path, opening: Opening) -> Result<Summary> {
 }
 
 fn drive(run: RunFolder, config: Option<TrainConfig>, opening: Opening) -> Result<Summary> {
+    if opening == Opening::New {
+        std::fs::create_dir_all(&run.dir)
+            .with_context(|| format!("cannot create {}", run.dir.display()))?;
+    }
     let _lock = run.lock()?;
     let config = match config {
         Some(config) => {

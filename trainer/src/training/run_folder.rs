@@ -49,10 +49,11 @@ impl RunFolder {
 
     /// Makes this process the folder's only writer until the returned guard drops (or the
     /// process dies: the operating system releases the lock, so a killed run never leaves a
-    /// stale one). Creates the folder if needed.
+    /// stale one). The folder must exist.
     pub fn lock(&self) -> Result<RunLock> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        if !self.dir.is_dir() {
+            bail!("no run folder at {}", self.dir.display());
+        }
         let path = self.dir.join("lock");
         let mut file = File::options()
             .read(true)
@@ -81,6 +82,16 @@ impl RunFolder {
             .set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| write!(file, "{}", std::process::id()));
+        // What a killed writer may have left half-written; nobody else writes here now.
+        for name in [
+            "config.json",
+            "metrics.csv",
+            "best.bin",
+            "checkpoint.bin",
+            "metrics.json",
+        ] {
+            let _ = std::fs::remove_file(self.dir.join(format!("{name}.tmp")));
+        }
         Ok(RunLock { _file: file })
     }
 
