@@ -2,7 +2,9 @@
 //! backward: training mode (batch statistics) in two passes over the activations each way, and
 //! inference mode, where the norm is a per-channel affine map.
 
-use super::parallel::{self, RowSums, RowUpdate};
+#[cfg(any(test, feature = "train"))]
+use super::parallel::RowUpdate;
+use super::parallel::{self, RowSums};
 use super::simd::wide_fn;
 
 /// Where BatchNorm sits relative to ReLU: the two architectures differ.
@@ -165,6 +167,7 @@ wide_fn! {
 
 /// Gradients of [`affine_forward`]: `d` holds the gradient reaching the output and is
 /// overwritten with the input's; returns `(d scale, d shift)`.
+#[cfg(any(test, feature = "train"))]
 pub(crate) fn affine_backward(
     y: &[f32],
     d: &mut [f32],
@@ -185,6 +188,7 @@ pub(crate) fn affine_backward(
 }
 
 /// Inference-mode BatchNorm's per-channel map, for its backward pass.
+#[cfg(any(test, feature = "train"))]
 #[derive(Clone, Copy)]
 struct AffineMap<'a> {
     order: NormOrder,
@@ -192,6 +196,7 @@ struct AffineMap<'a> {
     shift: &'a [f32],
 }
 
+#[cfg(any(test, feature = "train"))]
 impl AffineMap<'_> {
     /// For input `v` of channel `ch` and gradient `d` reaching the output: the gradient reaching
     /// the affine map's output and the value it scaled.
@@ -206,12 +211,14 @@ impl AffineMap<'_> {
 }
 
 /// Per channel: `d shift` in the first `C` sums, `d scale` in the next `C`.
+#[cfg(any(test, feature = "train"))]
 struct AffineGradientSums<'a> {
     map: AffineMap<'a>,
     /// The gradient reaching the output, `[N, C]`.
     d: &'a [f32],
 }
 
+#[cfg(any(test, feature = "train"))]
 impl RowSums for AffineGradientSums<'_> {
     #[inline(always)]
     fn add(&self, index: usize, row: &[f32], sums: &mut [f32]) {
@@ -227,6 +234,7 @@ impl RowSums for AffineGradientSums<'_> {
 }
 
 /// The input's gradient, over the output's.
+#[cfg(any(test, feature = "train"))]
 impl RowUpdate for AffineMap<'_> {
     #[inline(always)]
     fn update(&self, row: &[f32], d_row: &mut [f32]) {
@@ -247,6 +255,7 @@ impl RowUpdate for AffineMap<'_> {
 /// With `v` the normalised input and `g` the gradient reaching BatchNorm's output,
 /// `d v = gamma inv_std (g - mean(g) - x_hat mean(g x_hat))`, which is `a g + b (v - mean) + k`
 /// per channel: the loops below are then plain multiply-adds that vectorise.
+#[cfg(any(test, feature = "train"))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     y: &[f32],
@@ -294,6 +303,7 @@ pub(crate) fn backward(
 
 /// Training-mode BatchNorm as the per-channel map `scale * v + shift` of the normalised input
 /// `v` (the batch statistics folded in), for its backward pass.
+#[cfg(any(test, feature = "train"))]
 #[derive(Clone, Copy)]
 struct NormMap<'a> {
     order: NormOrder,
@@ -302,6 +312,7 @@ struct NormMap<'a> {
     mean: &'a [f32],
 }
 
+#[cfg(any(test, feature = "train"))]
 impl NormMap<'_> {
     /// For input `y` of channel `ch` and gradient `d` reaching the output: the normalised input
     /// and the gradient reaching BatchNorm's output (a ReLU after the norm passes it only where
@@ -319,12 +330,14 @@ impl NormMap<'_> {
 }
 
 /// Per channel: `sum(g)` in the first `C` sums, `sum(g (v - mean))` in the next `C`.
+#[cfg(any(test, feature = "train"))]
 struct NormGradientSums<'a> {
     norm: NormMap<'a>,
     /// The gradient reaching the output, `[N, C]`.
     d: &'a [f32],
 }
 
+#[cfg(any(test, feature = "train"))]
 impl RowSums for NormGradientSums<'_> {
     #[inline(always)]
     fn add(&self, index: usize, row: &[f32], sums: &mut [f32]) {
@@ -341,12 +354,14 @@ impl RowSums for NormGradientSums<'_> {
 }
 
 /// The input's gradient `d v = a g + b (v - mean) + k` per channel, `a` being the norm's scale.
+#[cfg(any(test, feature = "train"))]
 struct NormInputGradient<'a> {
     norm: NormMap<'a>,
     b: &'a [f32],
     k: &'a [f32],
 }
 
+#[cfg(any(test, feature = "train"))]
 impl RowUpdate for NormInputGradient<'_> {
     #[inline(always)]
     fn update(&self, row: &[f32], d_row: &mut [f32]) {

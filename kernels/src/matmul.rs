@@ -226,6 +226,7 @@ fn transpose_block(data: &[f32], cols: usize, r: usize, c: usize, out: &mut [f32
 }
 
 /// Column sums of a row-major `[rows, cols]` matrix (a bias gradient).
+#[cfg(any(test, feature = "train"))]
 pub(crate) fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
     super::parallel::channel_sums(data, cols, cols, &ColumnSums)
         .into_iter()
@@ -233,8 +234,10 @@ pub(crate) fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
         .collect()
 }
 
+#[cfg(any(test, feature = "train"))]
 struct ColumnSums;
 
+#[cfg(any(test, feature = "train"))]
 impl super::parallel::RowSums for ColumnSums {
     #[inline(always)]
     fn add(&self, _: usize, row: &[f32], sums: &mut [f32]) {

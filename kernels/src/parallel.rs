@@ -19,6 +19,7 @@ where
 }
 
 /// Runs `f(index, [a, b, c])` over three equally long slices cut alike into chunks of `size`.
+#[cfg(any(test, feature = "train"))]
 pub(crate) fn for_each_chunk_of_three<F>(slices: [&mut [f32]; 3], size: usize, f: F)
 where
     F: Fn(usize, [&mut [f32]; 3]) + Send + Sync,
@@ -185,12 +186,14 @@ super::simd::wide_fn! {
 
 /// How one row of a `[N, C]` array updates the same row of another (see [`for_each_row_pair`]);
 /// a trait for the reason [`RowSums`] is.
+#[cfg(any(test, feature = "train"))]
 pub(crate) trait RowUpdate: Sync {
     /// Updates `out` (`C` values) from `row`.
     fn update(&self, row: &[f32], out: &mut [f32]);
 }
 
 /// Runs `kernel` over all row pairs of `rows` and `out`, two `[N, c]` arrays, in parallel.
+#[cfg(any(test, feature = "train"))]
 pub(crate) fn for_each_row_pair(rows: &[f32], out: &mut [f32], c: usize, kernel: &impl RowUpdate) {
     assert_eq!(rows.len(), out.len(), "row arrays differ in size");
     let per_task = rows_per_task(rows.len() / c.max(1));
@@ -200,6 +203,7 @@ pub(crate) fn for_each_row_pair(rows: &[f32], out: &mut [f32], c: usize, kernel:
     });
 }
 
+#[cfg(any(test, feature = "train"))]
 super::simd::wide_fn! {
     /// [`for_each_row_pair`] over one task's rows.
     fn task_row_pairs<U: RowUpdate>(rows: &[f32], out: &mut [f32], c: usize, kernel: &U) {

@@ -178,6 +178,42 @@ fn check_page(webgpu: bool) {
     let shifted = fingerprint(&browser);
     assert_ne!(shifted, composed, "moving the size noise changed nothing");
 
+    // The concept graphs: the learned one shows as many edges as the visitor asks for, the
+    // true one of quad sits beside it.
+    let caption = |b: &Browser| {
+        b.script("return document.getElementById('graph-caption').textContent;")
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        caption(&browser).contains("the 5 strongest of 30"),
+        "{}",
+        caption(&browser)
+    );
+    assert_eq!(
+        browser.script("return document.getElementById('true-graph-figure').hidden;"),
+        false
+    );
+    assert_drawn(&browser, "true-graph");
+    let graph_pixels = "const c = document.getElementById('graph');
+         return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).join(',');";
+    let few = browser.script(graph_pixels);
+    browser.script(
+        "const e = document.getElementById('graph-edges'); e.value = '12';
+         e.dispatchEvent(new Event('input'));",
+    );
+    assert!(
+        caption(&browser).contains("the 12 strongest of 30"),
+        "{}",
+        caption(&browser)
+    );
+    assert_ne!(
+        browser.script(graph_pixels),
+        few,
+        "more edges drew the same graph"
+    );
+
     // The share link, opened in a fresh browser, gives the same pixels.
     let link = browser
         .script("return document.getElementById('share-link').value;")

@@ -4,7 +4,7 @@
 
 use super::backend::Preference;
 use super::page::Page;
-use super::{Shared, install, open_view, update};
+use super::{Shared, install, open_view, render, update};
 use crate::catalog;
 use crate::link::{self, GRID_SIDES, ModelRef, SHIFT_LIMIT, View};
 use gloo::events::{EventListener, EventListenerOptions};
@@ -84,6 +84,20 @@ pub fn wire_static_controls(app: &Shared) {
     listen(&page.grid, "change", move |_| {
         if let Ok(side) = a.page.grid.value().parse::<usize>() {
             update(&a, |v| v.grid = side);
+        }
+    });
+    let a = app.clone();
+    listen(&page.graph_edges, "input", move |_| {
+        let shown = a.page.graph_edges.value_as_number();
+        if shown.is_finite() && shown >= 0.0 {
+            a.state.borrow_mut().graph_edges = Some(shown as usize);
+        }
+        let (engine, view) = {
+            let state = a.state.borrow();
+            (state.engine.clone(), state.view.clone())
+        };
+        if let (Some(engine), Some(view)) = (engine, view) {
+            render::draw_graphs(&a, &engine, engine.context(&view));
         }
     });
     let a = app.clone();

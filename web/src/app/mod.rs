@@ -38,8 +38,12 @@ struct State {
     rendering: bool,
     dirty: bool,
     renders: u32,
-    /// What the real images and the graph were last drawn for: (context, seed, grid).
+    /// What the real images were last drawn for: (context, seed, grid).
     real_key: Option<(Context, u64, usize)>,
+    /// What the concept graphs were last drawn for: (context, edges shown).
+    graph_key: Option<(Context, usize)>,
+    /// Edges of the learned graph to show; `None`: the model's default (`graph::default_shown`).
+    graph_edges: Option<usize>,
     /// Listeners of the per-concept controls, dropped when a new model replaces them.
     concept_listeners: Vec<EventListener>,
     /// Milestones of the page's start, in ms since navigation began (shown by `?bench=1`).
@@ -207,6 +211,8 @@ async fn install(app: &Shared, view: View, bytes: &[u8]) -> Result<(), String> {
         state.engine = Some(Rc::new(engine));
         state.view = Some(view);
         state.real_key = None;
+        state.graph_key = None;
+        state.graph_edges = None;
     }
     build_concept_controls(app);
     sync_controls(app);

@@ -29,6 +29,10 @@ pub struct Page {
     pub real_caption: HtmlElement,
     pub graph: HtmlCanvasElement,
     pub graph_caption: HtmlElement,
+    pub graph_edges: HtmlInputElement,
+    pub graph_edges_count: HtmlElement,
+    pub true_graph: HtmlCanvasElement,
+    pub true_graph_figure: HtmlElement,
     pub bench: HtmlElement,
 }
 
@@ -63,6 +67,10 @@ impl Page {
             real_caption: get(&document, "real-caption")?,
             graph: get(&document, "graph")?,
             graph_caption: get(&document, "graph-caption")?,
+            graph_edges: get(&document, "graph-edges")?,
+            graph_edges_count: get(&document, "graph-edges-count")?,
+            true_graph: get(&document, "true-graph")?,
+            true_graph_figure: get(&document, "true-graph-figure")?,
             bench: get(&document, "bench")?,
             document,
         })

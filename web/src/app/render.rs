@@ -6,8 +6,10 @@
 use super::engine::Engine;
 use super::page::{self, Page};
 use super::{Shared, graph_view, now};
+use crate::graph;
 use crate::link::View;
 use crate::picture::Picture;
+use intervene::context::Context;
 use wasm_bindgen_futures::spawn_local;
 
 pub fn request_render(app: &Shared) {
@@ -93,21 +95,9 @@ async fn render(app: &Shared, engine: &Engine, view: &View) {
                     .set_text_content(Some(&format!("No real images: {why}.")));
             }
         }
-        match &engine.graph {
-            Some(graph) => {
-                graph_view::draw(&page.graph, engine.concepts(), graph, context);
-                page.graph_caption.set_text_content(Some(
-                    "Learned concept graph (darker: stronger; dashed: cut by the intervention)",
-                ));
-            }
-            None => {
-                page::clear(&page.graph);
-                page.graph_caption
-                    .set_text_content(Some("No concept graph: this model has no context module."));
-            }
-        }
         app.state.borrow_mut().real_key = Some(key);
     }
+    draw_graphs(app, engine, context);
 
     let renders = {
         let mut state = app.state.borrow_mut();
@@ -131,4 +121,52 @@ async fn render(app: &Shared, engine: &Engine, view: &View) {
 /// Screen pixels per image pixel: grids are shown about 520 px wide.
 fn display_scale(width: usize) -> usize {
     (520 / width.max(1)).clamp(1, 8)
+}
+
+/// The learned graph (its strongest edges, as many as the visitor asks for) and, where the
+/// dataset has one, the true graph beside it; redrawn only when the context or the count changes.
+pub fn draw_graphs(app: &Shared, engine: &Engine, context: Context) {
+    let page = &app.page;
+    let concepts = engine.concepts();
+    let possible = graph::possible_edges(concepts.len());
+    let shown = {
+        let state = app.state.borrow();
+        let shown = state
+            .graph_edges
+            .unwrap_or(graph::default_shown(concepts.len()))
+            .min(possible);
+        if state.graph_key == Some((context, shown)) {
+            return;
+        }
+        shown
+    };
+    page.graph_edges.set_max(&possible.to_string());
+    page.graph_edges.set_value_as_number(shown as f64);
+    page.graph_edges_count
+        .set_text_content(Some(&shown.to_string()));
+    page.graph_edges.set_disabled(engine.graph.is_none());
+    match &engine.graph {
+        Some(learned) => {
+            let edges = graph::strongest(learned, shown);
+            graph_view::draw(&page.graph, concepts, &edges, context);
+            page.graph_caption.set_text_content(Some(&format!(
+                "Learned concept graph: the {} strongest of {possible} possible edges (wider and darker: stronger; dashed: cut by the intervention)",
+                edges.len()
+            )));
+        }
+        None => {
+            page::clear(&page.graph);
+            page.graph_caption
+                .set_text_content(Some("No concept graph: this model has no context module."));
+        }
+    }
+    let truth = engine
+        .dataset
+        .filter(|d| d.concepts().len() == concepts.len())
+        .and_then(graph::true_edges);
+    page.true_graph_figure.set_hidden(truth.is_none());
+    if let Some(edges) = truth {
+        graph_view::draw(&page.true_graph, concepts, &edges, context);
+    }
+    app.state.borrow_mut().graph_key = Some((context, shown));
 }
