@@ -178,6 +178,16 @@ fn check_page(webgpu: bool) {
     let shifted = fingerprint(&browser);
     assert_ne!(shifted, composed, "moving the size noise changed nothing");
 
+    // Every concept chip is reachable from the keyboard, with a visible focus ring.
+    let focus = browser.script(
+        "const t = document.getElementById('do-quad3'); t.focus();
+         const ring = getComputedStyle(t.closest('label')).outlineStyle;
+         return [document.activeElement === t, ring];",
+    );
+    assert_eq!(focus[0], true, "a concept chip cannot take the keyboard focus");
+    assert_ne!(focus[1], "none", "a focused concept chip shows no ring");
+    browser.script("document.getElementById('do-quad3').blur();");
+
     // The concept graphs: the learned one shows as many edges as the visitor asks for, the
     // true one of quad sits beside it.
     let caption = |b: &Browser| {
