@@ -4,10 +4,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 pub struct StaticServer {
     pub port: u16,
+    /// Set by [`StaticServer::go_offline`]: connections are then closed unanswered.
+    offline: Arc<AtomicBool>,
 }
 
 impl StaticServer {
@@ -16,15 +20,25 @@ impl StaticServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
         let root = root.to_path_buf();
+        let offline = Arc::new(AtomicBool::new(false));
+        let unreachable = offline.clone();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                if unreachable.load(Ordering::Relaxed) {
+                    continue; // dropped: the browser sees a network error
+                }
                 let root = root.clone();
                 thread::spawn(move || {
                     let _ = serve(stream, &root);
                 });
             }
         });
-        StaticServer { port }
+        StaticServer { port, offline }
+    }
+
+    /// From now on every request fails as if the network were down.
+    pub fn go_offline(&self) {
+        self.offline.store(true, Ordering::Relaxed);
     }
 
     pub fn url(&self, path_and_query: &str) -> String {

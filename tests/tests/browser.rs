@@ -184,7 +184,10 @@ fn check_page(webgpu: bool) {
          const ring = getComputedStyle(t.closest('label')).outlineStyle;
          return [document.activeElement === t, ring];",
     );
-    assert_eq!(focus[0], true, "a concept chip cannot take the keyboard focus");
+    assert_eq!(
+        focus[0], true,
+        "a concept chip cannot take the keyboard focus"
+    );
     assert_ne!(focus[1], "none", "a focused concept chip shows no ring");
     browser.script("document.getElementById('do-quad3').blur();");
 
@@ -298,6 +301,27 @@ fn check_page(webgpu: bool) {
         assert!(caption.as_str().unwrap().contains("bg+sl"), "{caption}");
         assert_drawn(&fresh, "samples");
         assert_drawn(&fresh, "real");
+
+        // Offline: once the service worker runs, the page and every model it has loaded need no
+        // server, share links included.
+        fresh.wait_for("navigator.serviceWorker.controller !== null", LOAD);
+        let link = server.url("/?model=quad-cm&do=quad1,quad2&seed=7");
+        fresh.open(&link);
+        settled(&fresh, 0);
+        let online = fingerprint(&fresh);
+        server.go_offline();
+        fresh.open(&link);
+        settled(&fresh, 0);
+        assert_eq!(
+            fingerprint(&fresh),
+            online,
+            "offline, the link drew other pixels"
+        );
+        assert_eq!(note(&fresh), "", "offline, the link showed a note");
+        fresh.open(&server.url("/?model=scenes-cm&do=bg,sl&seed=3"));
+        settled(&fresh, 0);
+        assert_eq!(note(&fresh), "", "offline, the scenes model was missing");
+        assert_drawn(&fresh, "samples");
     }
 }
 
