@@ -322,6 +322,15 @@ fn check_page(webgpu: bool) {
         settled(&fresh, 0);
         assert_eq!(note(&fresh), "", "offline, the scenes model was missing");
         assert_drawn(&fresh, "samples");
+        let scenes = fingerprint(&fresh);
+        // A plain visit reopens the last view.
+        fresh.open(&server.url("/"));
+        settled(&fresh, 0);
+        assert_eq!(
+            fingerprint(&fresh),
+            scenes,
+            "a plain visit did not reopen the last view"
+        );
     }
 }
 

@@ -264,6 +264,9 @@ pub fn sync_controls(app: &Shared) {
     let _ = gloo::utils::window()
         .history()
         .and_then(|h| h.replace_state_with_url(&JsValue::NULL, "", Some(&link)));
+    if !matches!(view.model, ModelRef::Local(_)) {
+        super::remember_view(view);
+    }
 }
 
 fn input(page: &Page, id: &str) -> Option<HtmlInputElement> {

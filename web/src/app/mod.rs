@@ -96,7 +96,9 @@ async fn run() -> Result<(), String> {
 
     let default_view = View::default_for(ModelRef::Shipped(DEFAULT_MODEL.into()));
     let view = match View::from_query(&query, DEFAULT_MODEL) {
-        Ok(view) => view.unwrap_or_else(|| default_view.clone()),
+        Ok(Some(view)) => view,
+        // A plain visit reopens the last view (offline too, if its model was cached).
+        Ok(None) => last_view().unwrap_or_else(|| default_view.clone()),
         Err(problems) => {
             page.set_note(&format!(
                 "This link could not be read: {}. Showing the default view instead.",
@@ -127,6 +129,23 @@ async fn run() -> Result<(), String> {
         bench::run(&app).await;
     }
     Ok(())
+}
+
+/// Where the last view shown is kept between visits.
+const LAST_VIEW_KEY: &str = "intervene-last-view";
+
+/// Keeps `view` (as its link's query) for the next plain visit; without storage, nothing.
+fn remember_view(view: &View) {
+    if let Ok(Some(storage)) = gloo::utils::window().local_storage() {
+        let _ = storage.set_item(LAST_VIEW_KEY, &view.to_query());
+    }
+}
+
+/// The view a previous visit last showed, if one was kept and still reads as a link.
+fn last_view() -> Option<View> {
+    let storage = gloo::utils::window().local_storage().ok()??;
+    let query = storage.get_item(LAST_VIEW_KEY).ok()??;
+    View::from_query(&query, DEFAULT_MODEL).ok()?
 }
 
 /// Fetches the view's model and shows the view; false (with a note) if the model did not load.
