@@ -1,5 +1,6 @@
 //! Just enough of the W3C WebDriver protocol to drive Debian's headless Chromium through
-//! chromedriver: open a page, run a script, send a file path to an input, close.
+//! chromedriver: open a page, run a script, send a file path to an input, resize, take a
+//! screenshot, close.
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -122,6 +123,24 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Resizes the browser's viewport.
+    pub fn set_window(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(&json!({ "width": width, "height": height })),
+        );
+    }
+
+    /// The viewport as a PNG file.
+    pub fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let text = self.call("GET", "/screenshot", None);
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_str().expect("a base64 screenshot"))
+            .expect("valid base64")
     }
 
     /// Types a file path into a file input (how WebDriver uploads files).

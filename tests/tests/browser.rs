@@ -309,6 +309,29 @@ fn check_page(webgpu: bool) {
         fresh.open(&link);
         settled(&fresh, 0);
         let online = fingerprint(&fresh);
+
+        // A phone-sized window (390 px) stacks everything with nothing wider than the screen.
+        // The README's screenshots come from here: INTERVENE_SCREENSHOTS=www writes them.
+        let shots = std::env::var_os("INTERVENE_SCREENSHOTS").map(PathBuf::from);
+        for (name, width, height) in [
+            ("screenshot.png", 1280, 1000),
+            ("screenshot-390.png", 390, 2400),
+        ] {
+            fresh.set_window(width, height);
+            let overflow = fresh.script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            );
+            assert_eq!(
+                overflow, 0,
+                "at {width} px the page is wider than the window"
+            );
+            let png = fresh.screenshot();
+            assert_eq!(&png[1..4], b"PNG", "{name} is not a PNG");
+            if let Some(dir) = &shots {
+                std::fs::write(dir.join(name), png).unwrap();
+            }
+        }
+        fresh.set_window(1280, 1000);
         server.go_offline();
         fresh.open(&link);
         settled(&fresh, 0);
