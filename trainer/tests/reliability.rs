@@ -109,9 +109,9 @@ fn bad_flags_and_files_get_one_line_and_a_failing_status() {
 #[test]
 fn a_second_writer_is_refused_and_no_epoch_is_listed_twice() {
     let dir = scratch("lock").join("run");
-    let mut first = spawn(&train_args(&dir, "3"));
+    let mut first = spawn(&train_args(&dir, "6"));
     wait_for("the run to start", || dir.join("config.json").exists());
-    let again = run(&train_args(&dir, "3")
+    let again = run(&train_args(&dir, "6")
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>());
@@ -119,7 +119,7 @@ fn a_second_writer_is_refused_and_no_epoch_is_listed_twice() {
     let resumed = resume(&dir);
     assert_clean_error(&resumed, "in use by another intervene process");
     assert!(first.wait().unwrap().success());
-    assert_eq!(epochs(&dir), [0, 1, 2]);
+    assert_eq!(epochs(&dir), [0, 1, 2, 3, 4, 5]);
     // Once the first has finished the folder is free again.
     let finished = resume(&dir);
     assert!(finished.status.success());
