@@ -47,7 +47,7 @@ pub fn run(args: &DemoArgs, progress: &Progress) -> Result<()> {
         };
         let metrics = evaluate(&model, dataset, &settings, &device, progress);
         atomic_write(
-            &dir.join("metrics.json"),
+            &run.scores_path(),
             serde_json::to_string_pretty(&metrics)?.as_bytes(),
         )?;
         progress.line(table(&metrics));

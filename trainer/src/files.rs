@@ -19,10 +19,7 @@ pub fn atomic_write_keeping_previous(path: &Path, previous: &Path, bytes: &[u8])
 
 fn replace(path: &Path, previous: Option<&Path>, bytes: &[u8]) -> Result<()> {
     let path = &writable_target(path)?;
-    let tmp = path.with_extension(match path.extension() {
-        Some(ext) => format!("{}.tmp", ext.to_string_lossy()),
-        None => "tmp".to_string(),
-    });
+    let tmp = temp_path(path);
     let written = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -46,6 +43,14 @@ fn replace(path: &Path, previous: Option<&Path>, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(())
+}
+
+/// Where a write to `path` stages its bytes (`x.bin` -> `x.bin.tmp`): a crash can leave it behind.
+pub fn temp_path(path: &Path) -> PathBuf {
+    path.with_extension(match path.extension() {
+        Some(ext) => format!("{}.tmp", ext.to_string_lossy()),
+        None => "tmp".to_string(),
+    })
 }
 
 /// The file a write to `path` should replace: `path` itself, or the file a symlink points to

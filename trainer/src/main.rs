@@ -56,12 +56,13 @@ fn parse_flags() -> Cli {
         Err(err)
             if matches!(
                 err.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
             ) =>
         {
             err.exit()
         }
-        Err(err) if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
         Err(err) => {
             let text = err.render().to_string();
             let parts: Vec<&str> = text
@@ -160,7 +161,7 @@ fn eval(args: EvalArgs, progress: &Progress) -> Result<()> {
     let metrics = evaluate(&model, dataset, &settings, &resolved.device, progress);
     print!("{}", table(&metrics));
     let out = if args.model.is_dir() {
-        args.model.join("metrics.json")
+        training::run_folder::RunFolder::new(&args.model).scores_path()
     } else {
         args.model.with_extension("metrics.json")
     };

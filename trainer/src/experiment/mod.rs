@@ -119,7 +119,7 @@ fn train_if_needed(plan: &Plan, seed: u64, method: Method, dir: &Path) -> Result
 fn evaluate_if_needed(plan: &Plan, seed: u64, dir: &Path, progress: &Progress) -> Result<()> {
     let run = RunFolder::new(dir);
     let _lock = run.lock()?;
-    let metrics_path = dir.join("metrics.json");
+    let metrics_path = run.scores_path();
     let best = run.best_path();
     let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
     if metrics_path.exists() && fresh(&metrics_path) >= fresh(&best) {
@@ -145,7 +145,7 @@ pub fn collect(plan: &Plan) -> Result<Vec<(Method, u64, Metrics)>> {
     let mut all = Vec::new();
     for method in &plan.methods {
         for &seed in &plan.seeds {
-            let path = plan.run_dir(seed, *method).join("metrics.json");
+            let path = RunFolder::new(plan.run_dir(seed, *method)).scores_path();
             let text = std::fs::read_to_string(&path).with_context(|| {
                 format!(
                     "{} is missing: run the experiment (or this method and seed) first",

@@ -188,31 +188,23 @@ pub enum Opening {
 /// Starts a new run in `dir`.
 pub fn start(dir: &Path, config: TrainConfig) -> Result<Summary> {
     config.validate().map_err(anyhow::Error::msg)?;
-    drive(RunFolder::new(dir), Some(config), Opening::New)
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    drive(RunFolder::new(dir), config, Opening::New)
 }
 
 /// Continues the run in `dir` from its last checkpoint (`Resume`), or from scratch (`Restart`).
 pub fn resume(dir: &Path, opening: Opening) -> Result<Summary> {
-    drive(RunFolder::new(dir), None, opening)
+    let run = RunFolder::new(dir);
+    let config = run.read_config()?;
+    config.validate().map_err(anyhow::Error::msg)?;
+    drive(run, config, opening)
 }
 
-fn drive(run: RunFolder, config: Option<TrainConfig>, opening: Opening) -> Result<Summary> {
-    if opening == Opening::New {
-        std::fs::create_dir_all(&run.dir)
-            .with_context(|| format!("cannot create {}", run.dir.display()))?;
-    }
+fn drive(run: RunFolder, config: TrainConfig, opening: Opening) -> Result<Summary> {
     let _lock = run.lock()?;
-    let config = match config {
-        Some(config) => {
-            run.ensure_new()?;
-            config
-        }
-        None => {
-            let config = run.read_config()?;
-            config.validate().map_err(anyhow::Error::msg)?;
-            config
-        }
-    };
+    if opening == Opening::New {
+        run.ensure_new()?;
+    }
     let mut session = Session::open(run, config, opening)?;
     if session.state.finished {
         session.progress.line("this run has already finished");
@@ -278,7 +270,7 @@ impl Session {
             }
             Opening::Restart => {
                 checkpoints.remove()?;
-                for stale in [run.best_path(), run.dir.join("metrics.json")] {
+                for stale in [run.best_path(), run.scores_path()] {
                     let _ = std::fs::remove_file(stale);
                 }
                 run.truncate_metrics(0)?;

@@ -4,7 +4,7 @@
 
 use super::checkpoint::Checkpoints;
 use super::config::TrainConfig;
-use crate::files::atomic_write;
+use crate::files::{atomic_write, temp_path};
 use anyhow::{Context as _, Result, bail};
 use std::fs::{File, TryLockError};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -42,6 +42,10 @@ impl RunFolder {
     }
     pub fn best_path(&self) -> PathBuf {
         self.dir.join("best.bin")
+    }
+    /// The scores `eval` (or `experiment`) wrote for the best weights.
+    pub fn scores_path(&self) -> PathBuf {
+        self.dir.join("metrics.json")
     }
     pub fn checkpoints(&self) -> Checkpoints {
         Checkpoints::in_folder(&self.dir)
@@ -83,14 +87,15 @@ impl RunFolder {
             .and_then(|()| file.rewind())
             .and_then(|()| write!(file, "{}", std::process::id()));
         // What a killed writer may have left half-written; nobody else writes here now.
-        for name in [
-            "config.json",
-            "metrics.csv",
-            "best.bin",
-            "checkpoint.bin",
-            "metrics.json",
-        ] {
-            let _ = std::fs::remove_file(self.dir.join(format!("{name}.tmp")));
+        let written = [
+            self.config_path(),
+            self.metrics_path(),
+            self.best_path(),
+            self.checkpoints().latest,
+            self.scores_path(),
+        ];
+        for path in written {
+            let _ = std::fs::remove_file(temp_path(&path));
         }
         Ok(RunLock { _file: file })
     }
