@@ -1,6 +1,6 @@
 //! `intervene bench`: training throughput and generation latency of the default 64 px model.
 
-use crate::data::loader::Batch;
+use crate::data::loader::{Batch, BatchMaker, TrainingData, plan_epoch};
 use crate::device::DeviceChoice;
 use crate::evaluation::metrics::generate;
 use crate::memory;
@@ -15,7 +15,9 @@ use intervene::data::{DatasetKind, Split, channels_last};
 use intervene::model::block_linear::BlockLinear;
 use intervene::rng::Rng;
 use serde::Serialize;
+use intervene::model::StageKernels;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Serialize)]
@@ -36,6 +38,9 @@ pub struct BenchReport {
     /// Real images rendered per second at the bench's image size, on every core: how fast the
     /// data can come.
     pub render_imgs_per_s: BTreeMap<String, f64>,
+    /// Training images per second the loader delivers at batch 512 (drawing, rendering,
+    /// channels-last layout, noise): what feeds a GPU.
+    pub loader_imgs_per_s: BTreeMap<String, f64>,
 }
 
 pub struct BenchSettings {
@@ -65,36 +70,50 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     let mut train_step_peak_heap_mb = BTreeMap::new();
     let mut learner = Learner::new(config.clone(), resolved.device.clone().autodiff())
         .expect("cm needs no --init-from");
-    for batch_size in [64, 512] {
-        let batch = synthetic_batch(&config, batch_size, learner.model.config.latent_size());
-        learner.step(batch.clone(), 1e-4); // warm-up: kernels, allocations
-        memory::reset_peak();
-        learner.step(batch.clone(), 1e-4);
-        let peak_mb = memory::peak_bytes() as f64 / 1e6;
-        let rounds: Vec<f64> = (0..ROUNDS)
-            .map(|_| {
-                let copies: Vec<Batch> = (0..settings.steps).map(|_| batch.clone()).collect();
-                let start = Instant::now();
-                for copy in copies {
-                    learner.step(copy, 1e-4);
-                }
-                (settings.steps * batch_size) as f64 / start.elapsed().as_secs_f64()
-            })
-            .collect();
-        let rate = median(rounds.clone());
-        let spread = rounds
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        progress.line(format!(
-            "train batch {batch_size:>3}: {rate:.1} images/s (median of rounds {spread}), peak heap {peak_mb:.0} MB"
-        ));
-        let key = format!("batch{batch_size}");
-        train_imgs_per_s.insert(key.clone(), rate);
-        train_rounds_imgs_per_s.insert(key.clone(), rounds);
-        train_step_peak_heap_mb.insert(key, peak_mb);
+    // Off the CPU, burn's own convolution layers are timed too, against the patch-gather
+    // products the model uses there (model/feature_map.rs).
+    let default_kernels = learner.model.stage_kernels();
+    let mut variants = vec![(default_kernels, "")];
+    if default_kernels != StageKernels::Cpu {
+        variants.push((StageKernels::Burn, "_burn_layers"));
     }
+    for (kernels, suffix) in variants {
+        learner.model = learner.model.clone().with_stage_kernels(kernels);
+        for batch_size in [64, 512] {
+            let batch = synthetic_batch(&config, batch_size, learner.model.config.latent_size());
+            learner.step(batch.clone(), 1e-4); // warm-up: kernels, allocations
+            memory::reset_peak();
+            learner.step(batch.clone(), 1e-4);
+            let peak_mb = memory::peak_bytes() as f64 / 1e6;
+            let rounds: Vec<f64> = (0..ROUNDS)
+                .map(|_| {
+                    let copies: Vec<Batch> = (0..settings.steps).map(|_| batch.clone()).collect();
+                    let start = Instant::now();
+                    // As training runs: losses stay on the device until the round's end.
+                    let losses: Vec<Tensor<1>> = copies
+                        .into_iter()
+                        .map(|copy| learner.step_unread(copy, 1e-4))
+                        .collect();
+                    Tensor::cat(losses, 0).into_data();
+                    (settings.steps * batch_size) as f64 / start.elapsed().as_secs_f64()
+                })
+                .collect();
+            let rate = median(rounds.clone());
+            let spread = rounds
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            progress.line(format!(
+                "train batch {batch_size:>3}{suffix}: {rate:.1} images/s (median of rounds {spread}), peak heap {peak_mb:.0} MB"
+            ));
+            let key = format!("batch{batch_size}{suffix}");
+            train_imgs_per_s.insert(key.clone(), rate);
+            train_rounds_imgs_per_s.insert(key.clone(), rounds);
+            train_step_peak_heap_mb.insert(key, peak_mb);
+        }
+    }
+    learner.model = learner.model.clone().with_stage_kernels(default_kernels);
     let model = learner.model.valid();
     let device = resolved.device.clone();
     let context = Context::from_indices([0, 1]);
@@ -116,6 +135,7 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     }
     let block_diagonal_us = block_diagonal(&device, progress);
     let render_imgs_per_s = rendering(settings.image_size, progress);
+    let loader_imgs_per_s = loading(&config, progress);
     BenchReport {
         device: resolved.name,
         image_size: settings.image_size,
@@ -123,6 +143,7 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
         train_rounds_imgs_per_s,
         train_step_peak_heap_mb,
         render_imgs_per_s,
+        loader_imgs_per_s,
         gen_ms,
         block_diagonal_us,
     }
@@ -176,6 +197,39 @@ fn rendering(image_size: usize, progress: &Progress) -> BTreeMap<String, f64> {
             let rate = median(rounds);
             progress.line(format!(
                 "render {dataset} at {image_size} px: {rate:.0} images/s"
+            ));
+            (dataset.name().to_string(), rate)
+        })
+        .collect()
+}
+
+/// Images per second the training loader makes, batch 512, for each synthetic dataset: the
+/// median of three rounds of four batches.
+fn loading(config: &TrainConfig, progress: &Progress) -> BTreeMap<String, f64> {
+    const BATCH: usize = 512;
+    [DatasetKind::QuadDependent, DatasetKind::Scenes]
+        .into_iter()
+        .map(|dataset| {
+            let mut config = config.clone();
+            config.dataset = dataset;
+            config.batch_size = BATCH;
+            config.per_context = 2 * BATCH;
+            let data = Arc::new(TrainingData::generate(&config));
+            let plan = plan_epoch(&data, &config, 0);
+            let maker = BatchMaker::new(data, &config, 0, 8);
+            let rounds = (0..ROUNDS)
+                .map(|_| {
+                    let start = Instant::now();
+                    for (index, entry) in plan.iter().take(4).enumerate() {
+                        maker.make(index, entry);
+                    }
+                    (4 * BATCH) as f64 / start.elapsed().as_secs_f64()
+                })
+                .collect();
+            let rate = median(rounds);
+            progress.line(format!(
+                "loader, {dataset} at {} px, batch {BATCH}: {rate:.0} images/s",
+                config.image_size
             ));
             (dataset.name().to_string(), rate)
         })

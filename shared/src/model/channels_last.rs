@@ -1,11 +1,15 @@
-//! The stages' operations on channels-last maps `[B, H, W, C]` through `intervene-kernels`
-//! (burn's CPU backend), taking burn's layers and their weights as they are stored.
+//! The stages' operations on channels-last maps `[B, H, W, C]`, taking burn's layers and their
+//! weights as they are stored: through `intervene-kernels` on burn's CPU backend
+//! ([`StageKernels::Cpu`]), or as patch gathers and matrix products in burn's tensor ops on any
+//! other device ([`StageKernels::PatchGemm`], `patch_gemm.rs`).
 //!
 //! The kernels cover the two geometries the backbones use:
 //! - kernel 4, stride 2, padding 1: a convolution halves the side, a transposed one doubles it;
 //! - a `k x k` valid convolution of a `k x k` map down to `1 x 1` (conv3's last stage), and its
 //!   transpose: a dense linear map of the flattened patch, one matrix product.
 
+use super::feature_map::StageKernels;
+use super::patch_gemm;
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, PaddingConfig2d};
@@ -39,7 +43,7 @@ fn bias_of(bias: &Option<Param<Tensor<1>>>) -> Tensor<1> {
 }
 
 /// `layer` applied to `x [B, H, W, C]`.
-pub(super) fn conv(x: Tensor<4>, layer: &Conv2d) -> Tensor<4> {
+pub(super) fn conv(x: Tensor<4>, layer: &Conv2d, kernels: StageKernels) -> Tensor<4> {
     let padding = match layer.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) if (top, left) == (bottom, right) => {
             [top, left]
@@ -51,8 +55,14 @@ pub(super) fn conv(x: Tensor<4>, layer: &Conv2d) -> Tensor<4> {
     let bias = bias_of(&layer.bias);
     let [b, h, w, c] = x.dims();
     let [o, ..] = layer.weight.dims();
+    if kernels == StageKernels::PatchGemm && geometry == Geometry::Halve {
+        return patch_gemm::conv_halve(x, layer.weight.val(), bias);
+    }
     // Weight rows in patch order (ky, kx, c).
-    let weight = intervene_kernels::patch_ordered_weight(layer.weight.val(), WeightOf::Conv2d);
+    let weight = match kernels {
+        StageKernels::PatchGemm => patch_gemm::flat_conv_weight(layer.weight.val()),
+        _ => intervene_kernels::patch_ordered_weight(layer.weight.val(), WeightOf::Conv2d),
+    };
     match geometry {
         Geometry::Halve => intervene_kernels::conv_halve(x, weight, bias),
         Geometry::Collapse(k) => {
@@ -68,7 +78,11 @@ pub(super) fn conv(x: Tensor<4>, layer: &Conv2d) -> Tensor<4> {
 }
 
 /// The transposed convolution `layer` applied to `x [B, H, W, C]`.
-pub(super) fn conv_transpose(x: Tensor<4>, layer: &ConvTranspose2d) -> Tensor<4> {
+pub(super) fn conv_transpose(
+    x: Tensor<4>,
+    layer: &ConvTranspose2d,
+    kernels: StageKernels,
+) -> Tensor<4> {
     assert_eq!(
         layer.padding_out,
         [0, 0],
@@ -78,9 +92,17 @@ pub(super) fn conv_transpose(x: Tensor<4>, layer: &ConvTranspose2d) -> Tensor<4>
     let bias = bias_of(&layer.bias);
     let [b, h, w, c] = x.dims();
     let [_, o, ..] = layer.weight.dims();
+    if kernels == StageKernels::PatchGemm && geometry == Geometry::Halve {
+        return patch_gemm::deconv_double(x, layer.weight.val(), bias);
+    }
     // Weight columns in patch order (ky, kx, o).
-    let weight =
-        intervene_kernels::patch_ordered_weight(layer.weight.val(), WeightOf::ConvTranspose2d);
+    let weight = match kernels {
+        StageKernels::PatchGemm => patch_gemm::flat_deconv_weight(layer.weight.val()),
+        _ => intervene_kernels::patch_ordered_weight(
+            layer.weight.val(),
+            WeightOf::ConvTranspose2d,
+        ),
+    };
     match geometry {
         Geometry::Halve => intervene_kernels::deconv_double(x, weight, bias),
         Geometry::Collapse(k) => {
@@ -100,15 +122,24 @@ pub(super) fn conv_transpose(x: Tensor<4>, layer: &ConvTranspose2d) -> Tensor<4>
 /// also move the running averages, otherwise the running statistics folded into a per-channel
 /// affine map. The fused kernel hands back the batch statistics; the running averages are
 /// blended from them here, with burn's formula.
-pub(super) fn relu_norm(y: Tensor<4>, norm: &BatchNorm, order: NormOrder) -> Tensor<4> {
+pub(super) fn relu_norm(
+    y: Tensor<4>,
+    norm: &BatchNorm,
+    order: NormOrder,
+    kernels: StageKernels,
+) -> Tensor<4> {
     let dims = y.dims();
     let [b, h, w, c] = dims;
     let rows = y.reshape([b * h * w, c]);
     let device = rows.device();
     let out = if device.is_autodiff() && norm.training.is_enabled() {
         let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
-        let (out, mean, variance) =
-            intervene_kernels::relu_batch_norm(rows, gamma, beta, norm.epsilon, order);
+        let (out, mean, variance) = match kernels {
+            StageKernels::PatchGemm => {
+                patch_gemm::relu_batch_norm(rows, gamma, beta, norm.epsilon, order)
+            }
+            _ => intervene_kernels::relu_batch_norm(rows, gamma, beta, norm.epsilon, order),
+        };
         let momentum = norm.momentum;
         let blend = |running: Tensor<1>, batch: Tensor<1>| {
             (running.to_device(&device) * (1.0 - momentum) + batch * momentum).detach()
@@ -121,6 +152,11 @@ pub(super) fn relu_norm(y: Tensor<4>, norm: &BatchNorm, order: NormOrder) -> Ten
     } else {
         let mean = norm.running_mean.value().to_device(&device);
         let variance = norm.running_var.value().to_device(&device);
+        if kernels == StageKernels::PatchGemm {
+            let statistics = [norm.gamma.val(), norm.beta.val(), mean, variance];
+            let out = patch_gemm::relu_norm_inference(rows, statistics, norm.epsilon, order);
+            return out.reshape(dims);
+        }
         let scale = norm.gamma.val() / (variance + norm.epsilon).sqrt();
         let shift = norm.beta.val() - mean * scale.clone();
         intervene_kernels::relu_affine(rows, scale, shift, order)

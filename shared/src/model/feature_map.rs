@@ -1,13 +1,17 @@
 //! Feature maps between the VAE's stages, and the one place that knows how a device lays them
 //! out in memory.
 //!
-//! A model runs its convolution stages one of two ways, picked once from the device when the
+//! A model runs its convolution stages one of three ways, picked once from the device when the
 //! model is built, loaded or moved ([`StageKernels::for_device`]):
-//! - burn's own layers on channels-first tensors `[B, C, H, W]`, on every device burn supports;
 //! - this project's CPU kernels (`intervene-kernels`) on channels-last tensors `[B, H, W, C]`,
-//!   on burn's CPU backend, where they are several times faster (docs/performance.md).
+//!   on burn's CPU backend, where they are several times faster than burn's layers
+//!   (docs/performance.md);
+//! - elsewhere (GPUs), each convolution as a patch gather and one matrix product in burn's
+//!   tensor ops, channels-last (`patch_gemm.rs`);
+//! - burn's own layers on channels-first tensors `[B, C, H, W]`, on every device burn supports:
+//!   the reference the other two are tested against.
 //!
-//! Both read the same weights in burn's layouts, so weights files and results do not depend on
+//! All read the same weights in burn's layouts, so weights files and results do not depend on
 //! the choice. A [`FeatureMap`] holds its values in its kernels' layout and offers the stages'
 //! operations; the model code calls those and never sees the layout.
 
@@ -25,6 +29,9 @@ pub enum StageKernels {
     Burn,
     /// `intervene-kernels`, channels-last: burn's CPU backend only.
     Cpu,
+    /// Convolutions as patch gathers and matrix products in burn's tensor ops, channels-last:
+    /// any device.
+    PatchGemm,
 }
 
 impl StageKernels {
@@ -33,8 +40,13 @@ impl StageKernels {
         if intervene_kernels::supports(device) {
             StageKernels::Cpu
         } else {
-            StageKernels::Burn
+            StageKernels::PatchGemm
         }
+    }
+
+    /// Whether maps are stored channels-last.
+    fn channels_last(self) -> bool {
+        self != StageKernels::Burn
     }
 }
 
@@ -42,7 +54,7 @@ impl StageKernels {
 /// kernels want it.
 #[derive(Clone, Debug)]
 pub struct FeatureMap {
-    /// `[B, C, H, W]` for [`StageKernels::Burn`], `[B, H, W, C]` for [`StageKernels::Cpu`].
+    /// `[B, C, H, W]` for [`StageKernels::Burn`], `[B, H, W, C]` for the others.
     tensor: Tensor<4>,
     kernels: StageKernels,
 }
@@ -51,9 +63,9 @@ impl FeatureMap {
     /// Maps from a channels-last tensor `[B, H, W, C]`: the CPU kernels read it in place, and
     /// burn's layers take a channels-first view of it.
     pub fn from_channels_last(tensor: Tensor<4>, kernels: StageKernels) -> Self {
-        let tensor = match kernels {
-            StageKernels::Burn => tensor.permute([0, 3, 1, 2]),
-            StageKernels::Cpu => tensor,
+        let tensor = match kernels.channels_last() {
+            false => tensor.permute([0, 3, 1, 2]),
+            true => tensor,
         };
         Self { tensor, kernels }
     }
@@ -63,9 +75,9 @@ impl FeatureMap {
     pub fn unflatten(rows: Tensor<2>, [channels, side]: [usize; 2], kernels: StageKernels) -> Self {
         let [batch, _] = rows.dims();
         let tensor = rows.reshape([batch, channels, side, side]);
-        let tensor = match kernels {
-            StageKernels::Burn => tensor,
-            StageKernels::Cpu => tensor.permute([0, 2, 3, 1]),
+        let tensor = match kernels.channels_last() {
+            false => tensor,
+            true => tensor.permute([0, 2, 3, 1]),
         };
         Self { tensor, kernels }
     }
@@ -73,9 +85,9 @@ impl FeatureMap {
     /// `[B, C * H * W]`, each row channels-first (the order the encoder's hidden layer's
     /// weights expect).
     pub fn flatten(self) -> Tensor<2> {
-        let channels_first = match self.kernels {
-            StageKernels::Burn => self.tensor,
-            StageKernels::Cpu => self.tensor.permute([0, 3, 1, 2]),
+        let channels_first = match self.kernels.channels_last() {
+            false => self.tensor,
+            true => self.tensor.permute([0, 3, 1, 2]),
         };
         channels_first.flatten(1, 3)
     }
@@ -83,9 +95,9 @@ impl FeatureMap {
     /// `[B, C, H, W]`.
     pub fn dims(&self) -> [usize; 4] {
         let [b, d1, d2, d3] = self.tensor.dims();
-        match self.kernels {
-            StageKernels::Burn => [b, d1, d2, d3],
-            StageKernels::Cpu => [b, d3, d1, d2],
+        match self.kernels.channels_last() {
+            false => [b, d1, d2, d3],
+            true => [b, d3, d1, d2],
         }
     }
 
@@ -93,7 +105,7 @@ impl FeatureMap {
     pub fn conv(self, layer: &Conv2d) -> Self {
         let tensor = match self.kernels {
             StageKernels::Burn => layer.forward(self.tensor),
-            StageKernels::Cpu => channels_last::conv(self.tensor, layer),
+            kernels => channels_last::conv(self.tensor, layer, kernels),
         };
         Self { tensor, ..self }
     }
@@ -102,7 +114,7 @@ impl FeatureMap {
     pub fn conv_transpose(self, layer: &ConvTranspose2d) -> Self {
         let tensor = match self.kernels {
             StageKernels::Burn => layer.forward(self.tensor),
-            StageKernels::Cpu => channels_last::conv_transpose(self.tensor, layer),
+            kernels => channels_last::conv_transpose(self.tensor, layer, kernels),
         };
         Self { tensor, ..self }
     }
@@ -115,7 +127,7 @@ impl FeatureMap {
                 NormOrder::ReluThenNorm => norm.forward(relu(self.tensor)),
                 NormOrder::NormThenRelu => relu(norm.forward(self.tensor)),
             },
-            StageKernels::Cpu => channels_last::relu_norm(self.tensor, norm, order),
+            kernels => channels_last::relu_norm(self.tensor, norm, order, kernels),
         };
         Self { tensor, ..self }
     }
@@ -125,6 +137,7 @@ impl FeatureMap {
         match self.kernels {
             StageKernels::Burn => sigmoid(self.tensor),
             StageKernels::Cpu => intervene_kernels::pixel_means(self.tensor),
+            StageKernels::PatchGemm => sigmoid(self.tensor).permute([0, 3, 1, 2]),
         }
     }
 
@@ -138,7 +151,7 @@ impl FeatureMap {
             "logits and targets in one layout"
         );
         match self.kernels {
-            StageKernels::Burn => {
+            StageKernels::Burn | StageKernels::PatchGemm => {
                 let logits = self.tensor.clamp(-bound, bound);
                 let bce = softplus(logits.clone(), 1.0) - targets.tensor * logits;
                 bce.flatten::<2>(1, 3).sum_dim(1).squeeze_dim(1)

@@ -3,6 +3,7 @@
 
 pub mod block_linear;
 mod channels_last;
+mod patch_gemm;
 pub mod context_module;
 pub mod feature_map;
 pub mod loss;
@@ -116,6 +117,13 @@ impl Model {
     /// How this model's stages run.
     pub fn stage_kernels(&self) -> StageKernels {
         self.decoder.kernels
+    }
+
+    /// This model with its stages run by `kernels`, which must support its device: for
+    /// comparing the choices (`intervene bench`, tests), not for picking one.
+    pub fn with_stage_kernels(mut self, kernels: StageKernels) -> Self {
+        self.decoder.kernels = kernels;
+        self
     }
 
     /// Images from their channels-last values `[B, S, S, C]` (`data::channels_last`), laid out
@@ -261,16 +269,16 @@ mod tests {
     /// `model`'s weights and running statistics in fresh layers (clones of a layer share its
     /// running statistics), whose stages run with `kernels`.
     fn copy_with(model: &Model, kernels: StageKernels, device: &Device) -> Model {
-        let mut copy = Model::new(&model.config, device).load_record(model.clone().into_record());
-        copy.decoder.kernels = kernels;
-        copy
+        Model::new(&model.config, device)
+            .load_record(model.clone().into_record())
+            .with_stage_kernels(kernels)
     }
 
-    /// The CPU kernels and burn's layers compute the same model: one training step's logits,
-    /// loss, gradients and BatchNorm running statistics, then generated pixels in inference
-    /// mode, for both backbones.
+    /// The CPU kernels, the patch-gather products and burn's layers compute the same model: one
+    /// training step's logits, loss, gradients and BatchNorm running statistics, then generated
+    /// pixels in inference mode, for both backbones.
     #[test]
-    fn cpu_kernels_and_burn_layers_compute_the_same_model() {
+    fn every_stage_kernel_choice_computes_the_same_model() {
         use burn::tensor::{Distribution, Tolerance};
         let device = Device::flex().autodiff();
         for (architecture, channels, size) in [
@@ -335,9 +343,11 @@ mod tests {
                 results.push(model.generate(eps, context).into_data());
                 results
             };
-            let (ours, theirs) = (run(StageKernels::Cpu), run(StageKernels::Burn));
-            for (ours, theirs) in ours.iter().zip(&theirs) {
-                ours.assert_approx_eq::<f32>(theirs, Tolerance::permissive());
+            let theirs = run(StageKernels::Burn);
+            for kernels in [StageKernels::Cpu, StageKernels::PatchGemm] {
+                for (ours, theirs) in run(kernels).iter().zip(&theirs) {
+                    ours.assert_approx_eq::<f32>(theirs, Tolerance::permissive());
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use crate::training::config::TrainConfig;
 use intervene::context::Context;
+use intervene::config::ImageShape;
 use intervene::data::{Examples, Split, channels_last};
 use intervene::rng::Rng;
 use std::sync::Arc;
@@ -82,34 +83,60 @@ pub fn plan_epoch(
         .collect()
 }
 
-/// Starts rendering `plan[start..]` on a background thread; a small buffer keeps a few batches
+/// Makes any batch of one epoch's plan: renders its images and draws its noise, each a pure
+/// function of (seed, epoch, batch index), so a batch made again (a resumed run, a replayed
+/// window) is the batch made the first time.
+#[derive(Clone)]
+pub struct BatchMaker {
+    data: Arc<TrainingData>,
+    seed: u64,
+    epoch: usize,
+    size: usize,
+    shape: ImageShape,
+    latent: usize,
+}
+
+impl BatchMaker {
+    pub fn new(data: Arc<TrainingData>, config: &TrainConfig, epoch: usize, latent: usize) -> Self {
+        Self {
+            data,
+            seed: config.seed,
+            epoch,
+            size: config.image_size,
+            shape: config.model_config().image,
+            latent,
+        }
+    }
+
+    /// Batch `index` of the plan, whose entry is `(context, indices)`. The images are rendered
+    /// on every core.
+    pub fn make(&self, index: usize, (c, indices): &(usize, Vec<usize>)) -> Batch {
+        let mut noise = Rng::derive(
+            self.seed ^ (self.epoch as u64).wrapping_mul(0x9E37),
+            stream::NOISE + index as u64,
+        );
+        let mut eps = vec![0f32; indices.len() * self.latent];
+        noise.fill_normal(&mut eps);
+        let rendered = self.data.train[*c].render_indices(indices, self.size);
+        Batch {
+            context: self.data.contexts[*c],
+            images: channels_last(&rendered, self.shape),
+            eps,
+        }
+    }
+}
+
+/// Starts making `plan[start..]` on a background thread; a small buffer keeps a few batches
 /// ready while the current one trains.
 pub fn spawn(
-    data: Arc<TrainingData>,
-    config: &TrainConfig,
-    epoch: usize,
-    plan: Vec<(usize, Vec<usize>)>,
+    maker: BatchMaker,
+    plan: Arc<Vec<(usize, Vec<usize>)>>,
     start: usize,
-    latent: usize,
 ) -> Receiver<Batch> {
     let (sender, receiver) = sync_channel(3);
-    let size = config.image_size;
-    let shape = config.model_config().image;
-    let seed = config.seed;
     std::thread::spawn(move || {
-        for (index, (c, indices)) in plan.into_iter().enumerate().skip(start) {
-            let mut noise = Rng::derive(
-                seed ^ (epoch as u64).wrapping_mul(0x9E37),
-                stream::NOISE + index as u64,
-            );
-            let mut eps = vec![0f32; indices.len() * latent];
-            noise.fill_normal(&mut eps);
-            let batch = Batch {
-                context: data.contexts[c],
-                images: channels_last(&data.train[c].render_indices(&indices, size), shape),
-                eps,
-            };
-            if sender.send(batch).is_err() {
+        for (index, entry) in plan.iter().enumerate().skip(start) {
+            if sender.send(maker.make(index, entry)).is_err() {
                 return; // the training loop stopped early
             }
         }
@@ -169,13 +196,15 @@ mod tests {
     fn loader_resumes_mid_epoch_with_the_same_batches() {
         let config = config();
         let data = Arc::new(TrainingData::generate(&config));
-        let plan = plan_epoch(&data, &config, 0);
-        let full: Vec<Batch> = spawn(data.clone(), &config, 0, plan.clone(), 0, 4)
-            .iter()
-            .collect();
-        let resumed: Vec<Batch> = spawn(data, &config, 0, plan, 2, 4).iter().collect();
+        let plan = Arc::new(plan_epoch(&data, &config, 0));
+        let maker = BatchMaker::new(data, &config, 0, 4);
+        let full: Vec<Batch> = spawn(maker.clone(), plan.clone(), 0).iter().collect();
+        let resumed: Vec<Batch> = spawn(maker.clone(), plan.clone(), 2).iter().collect();
         assert_eq!(resumed.len(), full.len() - 2);
         assert_eq!(resumed[0].images, full[2].images);
         assert_eq!(resumed[0].eps, full[2].eps);
+        let remade = maker.make(2, &plan[2]);
+        assert_eq!(remade.images, full[2].images);
+        assert_eq!(remade.eps, full[2].eps);
     }
 }

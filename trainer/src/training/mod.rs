@@ -15,7 +15,8 @@ use crate::progress::Progress;
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::store::ModuleRecord;
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use checkpoint::LoopState;
 use config::TrainConfig;
 use intervene::config::Method;
@@ -47,6 +48,12 @@ pub enum StepOutcome {
     },
     /// The loss was not finite: no update, running statistics restored.
     Skipped,
+}
+
+/// A learner's state at one step ([`Learner::snapshot`]).
+pub struct Snapshot {
+    model: ModuleRecord,
+    optimizer: ModuleOptimizer,
 }
 
 /// The model and optimizer under training.
@@ -115,8 +122,30 @@ impl Learner {
     }
 
     /// One step on a batch (taken by value: its buffers become the input tensors without a
-    /// copy); the NaN guard lives here.
+    /// copy), reading the loss first: a non-finite batch is skipped and leaves the model and
+    /// optimizer as they were. Reading waits for the device, so training reads losses in
+    /// windows instead ([`Learner::step_unread`], `Session::settle`).
     pub fn step(&mut self, batch: Batch, learning_rate: f64) -> StepOutcome {
+        let loss = self.loss(batch);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            self.discard_pending_statistics();
+            return StepOutcome::Skipped;
+        }
+        self.update(loss, learning_rate);
+        StepOutcome::Trained { loss: value }
+    }
+
+    /// One step whose loss is not read: the update is applied whatever it is, and the loss
+    /// comes back still on the device, so the device never waits for the host.
+    pub fn step_unread(&mut self, batch: Batch, learning_rate: f64) -> Tensor<1> {
+        let loss = self.loss(batch);
+        self.update(loss.clone(), learning_rate);
+        loss.detach()
+    }
+
+    /// The batch's training loss `[1]`: BCE + beta KL, plus the method's extra terms.
+    fn loss(&self, batch: Batch) -> Tensor<1> {
         let shape = self.model.config.image;
         let n = batch.images.len() / shape.numel();
         let latent = self.model.config.latent_size();
@@ -141,17 +170,32 @@ impl Learner {
             let (group, l2) = cm.causal.regularisers();
             loss = loss + group * self.config.group_sparsity + l2 * self.config.causal_l2;
         }
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        if !value.is_finite() {
-            self.discard_pending_statistics();
-            return StepOutcome::Skipped;
-        }
+        loss
+    }
+
+    /// Backward pass, optimizer step, and the clamp on the causal weights.
+    fn update(&mut self, loss: Tensor<1>, learning_rate: f64) {
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         let model = self
             .optimizer
             .step(learning_rate, self.model.clone(), grads);
         self.model = model.clamped();
-        StepOutcome::Trained { loss: value }
+    }
+
+    /// The weights, running statistics and optimizer state as they are now, to return to with
+    /// [`Learner::restore`]. Cheap: tensors are shared, not copied.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            model: self.model.clone().into_record(),
+            optimizer: self.optimizer.clone(),
+        }
+    }
+
+    /// Back to `snapshot`, in freshly built layers: clones of a layer share its running
+    /// statistics, so only new layers leave the later updates behind.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        self.optimizer = snapshot.optimizer;
+        self.reload(snapshot.model);
     }
 
     /// A training-mode forward pass queues BatchNorm's new running statistics inside the layer,
@@ -160,6 +204,10 @@ impl Learner {
     /// applies) drops the queue, at the price of that one update.
     fn discard_pending_statistics(&mut self) {
         let record = self.model.clone().into_record();
+        self.reload(record);
+    }
+
+    fn reload(&mut self, record: ModuleRecord) {
         let fresh = Model::new(&self.model.config, &self.device);
         self.model = fresh
             .try_load_record(record)
@@ -248,8 +296,33 @@ struct Session {
 struct EpochPass {
     started: Instant,
     train_seconds: f64,
+    /// Time the loop spent waiting for the loader's next batch.
+    data_wait_seconds: f64,
     images: usize,
     learning_rate: f64,
+}
+
+/// Training steps per loss read (`Session::settle`): few enough that the progress bar moves
+/// and a rollback replays little, many enough that the device rarely drains.
+const LOSS_WINDOW: usize = 16;
+
+/// Steps whose losses are still on the device, and where they started.
+struct Window {
+    start: Snapshot,
+    batch: usize,
+    step: usize,
+    losses: Vec<Tensor<1>>,
+}
+
+impl Window {
+    fn new(learner: &Learner, state: &LoopState) -> Self {
+        Self {
+            start: learner.snapshot(),
+            batch: state.batch,
+            step: state.step,
+            losses: Vec::with_capacity(LOSS_WINDOW),
+        }
+    }
 }
 
 impl Session {
@@ -341,6 +414,10 @@ impl Session {
     }
 
     /// Trains the rest of the current epoch, checkpointing every `checkpoint_every` batches.
+    ///
+    /// Losses stay on the device and are read once per window of [`LOSS_WINDOW`] steps
+    /// (`settle`), so a GPU is not drained after every step; the NaN guard still holds, by
+    /// rolling a window with a non-finite loss back and replaying it step by step.
     fn train_epoch(
         &mut self,
         data: &Arc<TrainingData>,
@@ -349,28 +426,100 @@ impl Session {
         let config = self.config.clone();
         self.learner.enter_epoch(self.state.epoch);
         let started = Instant::now();
-        let plan = loader::plan_epoch(data, &config, self.state.epoch);
         let latent = self.learner.model.config.latent_size();
-        let batches = loader::spawn(
-            data.clone(),
-            &config,
-            self.state.epoch,
-            plan,
-            self.state.batch,
-            latent,
-        );
+        let maker = loader::BatchMaker::new(data.clone(), &config, self.state.epoch, latent);
+        let plan = Arc::new(loader::plan_epoch(data, &config, self.state.epoch));
+        let batches = loader::spawn(maker.clone(), plan.clone(), self.state.batch);
         bar.set_position(self.state.batch as u64);
-        let (mut images, mut learning_rate) = (0usize, config.learning_rate);
-        for batch in batches {
-            learning_rate = schedule::learning_rate(
-                self.state.step,
-                config.learning_rate,
-                config.warmup_steps,
-                config.planned_steps(),
-                config.final_lr_fraction,
-            );
-            images += batch.images.len() / self.learner.model.config.image.numel();
-            match self.learner.step(batch, learning_rate) {
+        let mut pass = EpochPass {
+            started,
+            train_seconds: 0.0,
+            data_wait_seconds: 0.0,
+            images: 0,
+            learning_rate: config.learning_rate,
+        };
+        let mut window = Window::new(&self.learner, &self.state);
+        loop {
+            let waiting = Instant::now();
+            let Ok(batch) = batches.recv() else { break };
+            pass.data_wait_seconds += waiting.elapsed().as_secs_f64();
+            pass.learning_rate = self.learning_rate();
+            pass.images += batch.images.len() / self.learner.model.config.image.numel();
+            window
+                .losses
+                .push(self.learner.step_unread(batch, pass.learning_rate));
+            self.state.batch += 1;
+            self.state.step += 1;
+            let every = config.checkpoint_every;
+            let checkpoint = every > 0
+                && self.state.batch.is_multiple_of(every)
+                && self.state.batch < config.batches_per_epoch();
+            if checkpoint || window.losses.len() == LOSS_WINDOW {
+                self.settle(window, &maker, &plan)?;
+                window = Window::new(&self.learner, &self.state);
+                bar.set_position(self.state.batch as u64);
+                bar.set_message(format!(
+                    "loss {:.1} | {:.0} img/s{}",
+                    self.state.mean_loss(),
+                    pass.images as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                    best_text(&self.state)
+                ));
+            }
+            if checkpoint {
+                self.learner.save_checkpoint(&self.run, &self.state)?;
+            }
+        }
+        self.settle(window, &maker, &plan)?;
+        pass.train_seconds = started.elapsed().as_secs_f64();
+        Ok(pass)
+    }
+
+    /// The learning rate of the current step.
+    fn learning_rate(&self) -> f64 {
+        let config = &self.config;
+        schedule::learning_rate(
+            self.state.step,
+            config.learning_rate,
+            config.warmup_steps,
+            config.planned_steps(),
+            config.final_lr_fraction,
+        )
+    }
+
+    /// Reads a window's losses in one transfer. All finite: they count. Otherwise the learner
+    /// returns to the window's start and replays its batches one by one, reading each loss
+    /// before its update, so a non-finite batch is skipped exactly as if it had been read at
+    /// once.
+    fn settle(
+        &mut self,
+        window: Window,
+        maker: &loader::BatchMaker,
+        plan: &[(usize, Vec<usize>)],
+    ) -> Result<()> {
+        if window.losses.is_empty() {
+            return Ok(());
+        }
+        let mut reading = Transaction::default();
+        for loss in &window.losses {
+            reading = reading.register(loss.clone());
+        }
+        let values: Vec<f64> = reading
+            .execute()
+            .into_iter()
+            .map(|data| data.iter::<f32>().next().map_or(f64::NAN, f64::from))
+            .collect();
+        if values.iter().all(|v| v.is_finite()) {
+            self.consecutive_bad = 0;
+            self.state.epoch_loss_sum += values.iter().sum::<f64>();
+            self.state.epoch_loss_count += values.len();
+            return Ok(());
+        }
+        let end = self.state.batch;
+        self.learner.restore(window.start);
+        (self.state.batch, self.state.step) = (window.batch, window.step);
+        while self.state.batch < end {
+            let batch = maker.make(self.state.batch, &plan[self.state.batch]);
+            match self.learner.step(batch, self.learning_rate()) {
                 StepOutcome::Trained { loss } => {
                     self.consecutive_bad = 0;
                     self.state.epoch_loss_sum += loss;
@@ -380,27 +529,8 @@ impl Session {
             }
             self.state.batch += 1;
             self.state.step += 1;
-            bar.set_position(self.state.batch as u64);
-            bar.set_message(format!(
-                "loss {:.1} | {:.0} img/s{}",
-                self.state.mean_loss(),
-                images as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                best_text(&self.state)
-            ));
-            let every = config.checkpoint_every;
-            if every > 0
-                && self.state.batch.is_multiple_of(every)
-                && self.state.batch < config.batches_per_epoch()
-            {
-                self.learner.save_checkpoint(&self.run, &self.state)?;
-            }
         }
-        Ok(EpochPass {
-            started,
-            train_seconds: started.elapsed().as_secs_f64(),
-            images,
-            learning_rate,
-        })
+        Ok(())
     }
 
     /// The NaN guard's bookkeeping: count, and stop after too many in a row.
@@ -472,8 +602,9 @@ impl Session {
             images_per_second,
             seconds,
         })?;
+        let data_wait = 100.0 * pass.data_wait_seconds / pass.train_seconds.max(1e-9);
         self.progress.line(format!(
-            "epoch {:>3}/{}: train loss {train_loss:.2}, valid -ELBO {valid:.2}{}, {images_per_second:.0} img/s, {seconds:.1}s",
+            "epoch {:>3}/{}: train loss {train_loss:.2}, valid -ELBO {valid:.2}{}, {images_per_second:.0} img/s ({data_wait:.0}% waiting for data), {seconds:.1}s",
             state.epoch + 1,
             config.max_epochs,
             if improved { " (best)" } else { "" },
@@ -568,6 +699,30 @@ mod tests {
             "NaN reached the model after a skipped batch"
         );
         assert_ne!(after, weights_before, "good batches train");
+    }
+
+    /// A window rolled back (`Session::settle`) leaves no trace: after a good and a non-finite
+    /// unread step and a restore, a step trains exactly as it would have without the detour,
+    /// so the weights, the running statistics and Adam's moments and step count all returned.
+    #[test]
+    fn a_restored_snapshot_is_as_if_the_window_never_ran() {
+        let mut direct = tiny_learner();
+        let mut detour = tiny_learner();
+        assert_eq!(all_values(&direct.model), all_values(&detour.model));
+        let start = detour.snapshot();
+        detour.step_unread(batch(&detour, 0.2), 1e-3);
+        detour.step_unread(batch(&detour, f32::NAN), 1e-3);
+        assert!(all_values(&detour.model).iter().any(|v| !v.is_finite()));
+        detour.restore(start);
+        for learner in [&mut direct, &mut detour] {
+            for noise in [0.1, 0.3] {
+                assert!(matches!(
+                    learner.step(batch(learner, noise), 1e-3),
+                    StepOutcome::Trained { .. }
+                ));
+            }
+        }
+        assert_eq!(all_values(&direct.model), all_values(&detour.model));
     }
 
     #[test]
