@@ -98,10 +98,7 @@ pub(super) fn conv_transpose(
     // Weight columns in patch order (ky, kx, o).
     let weight = match kernels {
         StageKernels::PatchGemm => patch_gemm::flat_deconv_weight(layer.weight.val()),
-        _ => intervene_kernels::patch_ordered_weight(
-            layer.weight.val(),
-            WeightOf::ConvTranspose2d,
-        ),
+        _ => intervene_kernels::patch_ordered_weight(layer.weight.val(), WeightOf::ConvTranspose2d),
     };
     match geometry {
         Geometry::Halve => intervene_kernels::deconv_double(x, weight, bias),

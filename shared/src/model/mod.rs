@@ -3,10 +3,10 @@
 
 pub mod block_linear;
 mod channels_last;
-mod patch_gemm;
 pub mod context_module;
 pub mod feature_map;
 pub mod loss;
+mod patch_gemm;
 pub mod vae;
 
 use crate::config::ModelConfig;

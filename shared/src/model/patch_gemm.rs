@@ -25,7 +25,11 @@ pub fn conv_halve(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4>
     let folded = space_to_depth(x.pad([(1, 1), (1, 1), (0, 0)], PadMode::Constant(0.0)));
     let patches: Vec<Tensor<4>> = SHIFTS
         .iter()
-        .map(|&(ay, ax)| folded.clone().slice([0..b, ay..ay + h2, ax..ax + w2, 0..4 * c]))
+        .map(|&(ay, ax)| {
+            folded
+                .clone()
+                .slice([0..b, ay..ay + h2, ax..ax + w2, 0..4 * c])
+        })
         .collect();
     let patches = Tensor::cat(patches, 3).reshape([b * h2 * w2, 16 * c]);
     // [O, C, ay, by, ax, bx] -> rows [ay][ax][by][bx][c], the patches' order.

@@ -2,8 +2,8 @@
 //! that making images never stalls the optimizer.
 
 use crate::training::config::TrainConfig;
-use intervene::context::Context;
 use intervene::config::ImageShape;
+use intervene::context::Context;
 use intervene::data::{Examples, Split, channels_last};
 use intervene::rng::Rng;
 use std::sync::Arc;
