@@ -80,24 +80,8 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     for (kernels, suffix) in variants {
         learner.model = learner.model.clone().with_stage_kernels(kernels);
         for batch_size in [64, 512] {
-            let batch = synthetic_batch(&config, batch_size, learner.model.config.latent_size());
-            learner.step(batch.clone(), 1e-4); // warm-up: kernels, allocations
-            memory::reset_peak();
-            learner.step(batch.clone(), 1e-4);
-            let peak_mb = memory::peak_bytes() as f64 / 1e6;
-            let rounds: Vec<f64> = (0..ROUNDS)
-                .map(|_| {
-                    let copies: Vec<Batch> = (0..settings.steps).map(|_| batch.clone()).collect();
-                    let start = Instant::now();
-                    // As training runs: losses stay on the device until the round's end.
-                    let losses: Vec<Tensor<1>> = copies
-                        .into_iter()
-                        .map(|copy| learner.step_unread(copy, 1e-4))
-                        .collect();
-                    Tensor::cat(losses, 0).into_data();
-                    (settings.steps * batch_size) as f64 / start.elapsed().as_secs_f64()
-                })
-                .collect();
+            let (rounds, peak_mb) =
+                time_training(&mut learner, &config, batch_size, settings.steps);
             let rate = median(rounds.clone());
             let spread = rounds
                 .iter()
@@ -147,6 +131,34 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
         gen_ms,
         block_diagonal_us,
     }
+}
+
+/// Training images/s of each timed round at `batch_size`, and the peak heap of one step in MB.
+/// Losses stay on the device until a round's end, as in training.
+fn time_training(
+    learner: &mut Learner,
+    config: &TrainConfig,
+    batch_size: usize,
+    steps: usize,
+) -> (Vec<f64>, f64) {
+    let batch = synthetic_batch(config, batch_size, learner.model.config.latent_size());
+    learner.step(batch.clone(), 1e-4); // warm-up: kernels, allocations
+    memory::reset_peak();
+    learner.step(batch.clone(), 1e-4);
+    let peak_mb = memory::peak_bytes() as f64 / 1e6;
+    let rounds = (0..ROUNDS)
+        .map(|_| {
+            let copies: Vec<Batch> = (0..steps).map(|_| batch.clone()).collect();
+            let start = Instant::now();
+            let losses: Vec<Tensor<1>> = copies
+                .into_iter()
+                .map(|copy| learner.step_unread(copy, 1e-4))
+                .collect();
+            Tensor::cat(losses, 0).into_data();
+            (steps * batch_size) as f64 / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    (rounds, peak_mb)
 }
 
 /// Times the blocked form against the dense masked form of the same block-diagonal layer.
@@ -216,7 +228,8 @@ fn loading(config: &TrainConfig, progress: &Progress) -> BTreeMap<String, f64> {
             config.per_context = 2 * BATCH;
             let data = Arc::new(TrainingData::generate(&config));
             let plan = plan_epoch(&data, &config, 0);
-            let maker = BatchMaker::new(data, &config, 0, 8);
+            let latent = config.model_config().latent_size();
+            let maker = BatchMaker::new(data, &config, 0, latent);
             let rounds = (0..ROUNDS)
                 .map(|_| {
                     let start = Instant::now();
