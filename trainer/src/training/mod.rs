@@ -52,7 +52,8 @@ pub enum StepOutcome {
 
 /// A learner's state at one step ([`Learner::snapshot`]).
 pub struct Snapshot {
-    model: ModuleRecord,
+    /// The model in inference form (`Module::valid`).
+    model: Model,
     optimizer: ModuleOptimizer,
 }
 
@@ -183,24 +184,21 @@ impl Learner {
     }
 
     /// The weights, running statistics and optimizer state as they are now, to return to with
-    /// [`Learner::restore`]. The optimizer state is shared, not copied; the model's values are
-    /// read back (a few MB, once per loss window, when the device has drained anyway).
+    /// [`Learner::restore`]. Nothing is copied or read back: the inference copy shares the
+    /// weights' tensors and gives the running statistics layers of their own, merging the ones
+    /// the last step queued exactly as the next forward would have.
     pub fn snapshot(&self) -> Snapshot {
-        // The last step's BatchNorm statistics wait in the layers until the next forward merges
-        // them, and a record holds only merged values; building the inference copy merges them
-        // now, exactly as that forward would have.
-        let _ = self.model.valid();
         Snapshot {
-            model: self.model.clone().into_record(),
+            model: self.model.valid(),
             optimizer: self.optimizer.clone(),
         }
     }
 
-    /// Back to `snapshot`, in freshly built layers: clones of a layer share its running
-    /// statistics, so only new layers leave the later updates behind.
+    /// Back to `snapshot`: its layers become trainable again (same parameter ids, so the
+    /// optimizer state applies), with running statistics no later step has touched.
     pub fn restore(&mut self, snapshot: Snapshot) {
         self.optimizer = snapshot.optimizer;
-        self.reload(snapshot.model);
+        self.model = snapshot.model.train();
     }
 
     /// A training-mode forward pass queues BatchNorm's new running statistics inside the layer,
