@@ -23,6 +23,9 @@ use std::time::Instant;
 #[derive(Serialize)]
 pub struct BenchReport {
     pub device: String,
+    /// The GPU features this binary was built with (trainer/Cargo.toml), so that a report says
+    /// which build it measured.
+    pub gpu_features: Vec<&'static str>,
     pub image_size: usize,
     /// Median over the timed rounds.
     pub train_imgs_per_s: BTreeMap<String, f64>,
@@ -56,6 +59,19 @@ const ROUNDS: usize = 3;
 /// Timed generation runs per sample count.
 const GENERATION_RUNS: usize = 15;
 
+/// The GPU features compiled into this binary.
+fn gpu_features() -> Vec<&'static str> {
+    [
+        ("autotune", cfg!(feature = "autotune")),
+        ("autotune-cache", cfg!(feature = "autotune-cache")),
+        ("fusion", cfg!(feature = "fusion")),
+        ("spirv", cfg!(feature = "spirv")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -63,6 +79,16 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     let resolved = settings.device.resolve();
+    let gpu_features = gpu_features();
+    progress.line(format!(
+        "{} (GPU features: {})",
+        resolved.name,
+        if gpu_features.is_empty() {
+            "none".to_string()
+        } else {
+            gpu_features.join(", ")
+        }
+    ));
     let mut config = TrainConfig::preset(Preset::Paper, DatasetKind::QuadDependent, Method::Cm);
     config.image_size = settings.image_size;
     let mut train_imgs_per_s = BTreeMap::new();
@@ -122,6 +148,7 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     let loader_imgs_per_s = loading(&config, progress);
     BenchReport {
         device: resolved.name,
+        gpu_features,
         image_size: settings.image_size,
         train_imgs_per_s,
         train_rounds_imgs_per_s,
