@@ -46,11 +46,22 @@ pub struct BenchReport {
     pub loader_imgs_per_s: BTreeMap<String, f64>,
 }
 
+/// Which convolution layers `bench` times off the CPU (on the CPU there is one choice).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layers {
+    /// The model's own for the device: patch-gather products on a GPU.
+    Model,
+    /// Those, then burn's `Conv2d` / `ConvTranspose2d` layers for comparison (slow on a software
+    /// GPU: minutes at batch 512).
+    Both,
+}
+
 pub struct BenchSettings {
     pub device: DeviceChoice,
     pub image_size: usize,
     /// Training steps per timed round.
     pub steps: usize,
+    pub layers: Layers,
 }
 
 /// Timed rounds per batch size: this machine class shares its cores, so one round can be off by
@@ -100,7 +111,7 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     // products the model uses there (model/feature_map.rs).
     let default_kernels = learner.model.stage_kernels();
     let mut variants = vec![(default_kernels, "")];
-    if default_kernels != StageKernels::Cpu {
+    if default_kernels != StageKernels::Cpu && settings.layers == Layers::Both {
         variants.push((StageKernels::Burn, "_burn_layers"));
     }
     for (kernels, suffix) in variants {

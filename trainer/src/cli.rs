@@ -1,5 +1,6 @@
 //! The command line: argument types only; `main.rs` dispatches them.
 
+use crate::bench::Layers;
 use crate::device::DeviceChoice;
 use crate::flags::whole;
 use crate::training::config::{IMAGE_SIZE, Overrides, Preset};
@@ -197,6 +198,9 @@ pub struct BenchArgs {
     /// Training steps per timed round (three rounds per batch size; the median is reported).
     #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = whole(1..=1_000))]
     pub steps: usize,
+    /// Which convolution layers to time off the CPU.
+    #[arg(long, value_enum, default_value = "both")]
+    pub layers: Layers,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

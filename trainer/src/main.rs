@@ -244,6 +244,7 @@ fn bench(args: BenchArgs, progress: &Progress) -> Result<()> {
         device: args.device,
         image_size: args.image_size,
         steps: args.steps,
+        layers: args.layers,
     };
     let report = bench::run(&settings, progress);
     if args.json {
