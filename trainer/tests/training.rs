@@ -35,6 +35,38 @@ fn training_lowers_the_loss_on_wgpu() {
     }
 }
 
+/// burn's backends each have their own random generator; the model's weights are drawn on the
+/// CPU, so a seed names one model on every device and runs on both start from it.
+#[test]
+fn a_seed_gives_the_same_initial_weights_on_wgpu_and_flex() {
+    use burn::module::Module;
+    use intervene::config::Method;
+    use intervene::data::DatasetKind;
+    use intervene::weights::{Precision, encode};
+    use intervene_trainer::device::DeviceChoice;
+    use intervene_trainer::training::Learner;
+    use intervene_trainer::training::config::{Preset, TrainConfig};
+    if common::wgpu_adapter().is_none() {
+        return skip("wgpu finds no GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+    }
+    let mut config = TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm);
+    config.image_size = 32;
+    config.seed = 3;
+    let weights = |choice: DeviceChoice| {
+        let device = choice.resolve().device.autodiff();
+        let learner = Learner::new(config.clone(), device).unwrap();
+        encode(
+            &learner.model.valid(),
+            Precision::F32,
+            serde_json::Value::Null,
+        )
+    };
+    assert!(
+        weights(DeviceChoice::Wgpu) == weights(DeviceChoice::Flex),
+        "the same seed drew different weights on wgpu and flex"
+    );
+}
+
 #[test]
 fn kill_nine_then_resume_continues_from_the_checkpoint() {
     let dir = scratch("resume").join("run");

@@ -80,6 +80,16 @@ impl Model {
         model
     }
 
+    /// A freshly initialised model whose weights depend on `seed` alone, not on the device: each
+    /// backend has a generator of its own, so a seeded GPU would draw other weights than the CPU.
+    /// They are drawn on the CPU and loaded onto `device`, whose stage kernels the model takes.
+    pub fn seeded(config: &ModelConfig, seed: u64, device: &Device) -> Self {
+        let cpu = Device::flex();
+        cpu.seed(seed);
+        let drawn = Self::new(config, &cpu).into_record();
+        Self::unmaterialised(config, device).load_record(drawn)
+    }
+
     /// The model's structure with its weights not yet drawn: every parameter knows its shape
     /// but holds no values (burn initialises lazily), so nothing large is allocated.
     fn unmaterialised(config: &ModelConfig, device: &Device) -> Self {

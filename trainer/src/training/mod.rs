@@ -73,8 +73,7 @@ impl Learner {
     /// A fresh model; `cm-frozen` and `cm-finetune` take their encoder and decoder from the
     /// `base-pooled` weights named by `init_from`.
     pub fn new(config: TrainConfig, device: Device) -> Result<Self> {
-        device.seed(config.seed);
-        let mut model = Model::new(&config.model_config(), &device);
+        let mut model = Model::seeded(&config.model_config(), config.seed, &device);
         if config.method.starts_from_base_pooled() {
             let path = config
                 .init_from
