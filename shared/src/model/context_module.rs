@@ -317,6 +317,38 @@ mod tests {
             .sum()
     }
 
+    /// The graph read back from `W_obs` and the edges the forward pass carries agree on
+    /// direction: `graph[parent][child]` is noise `parent` feeding concept `child`.
+    #[test]
+    fn the_learned_graph_reads_the_edges_the_forward_pass_carries() {
+        let (blocks, width) = (3, 2);
+        let n = blocks * width;
+        let graph = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.5], [0.5, 0.0, 0.0]];
+        let mut b_obs = vec![0f32; n * n];
+        for (parent, row) in graph.iter().enumerate() {
+            for (child, &edge) in row.iter().enumerate() {
+                for i in 0..width {
+                    for j in 0..width {
+                        b_obs[(parent * width + i) * n + child * width + j] = edge;
+                    }
+                }
+            }
+        }
+        let layer = CausalLayer {
+            b_obs: Param::from_tensor(Tensor::from_data(TensorData::new(b_obs, [n, n]), &device())),
+            ..causal_with(blocks, width, 0.0, 0.0)
+        };
+        assert_eq!(layer.learned_graph(), graph.map(Vec::from).to_vec());
+        for (parent, row) in graph.iter().enumerate() {
+            for (child, &edge) in row.iter().enumerate() {
+                if parent != child {
+                    let moved = response(&layer, Context::OBS, parent, child) > 0.0;
+                    assert_eq!(moved, edge > 0.0, "edge {parent} -> {child}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn intervened_concept_ignores_other_noise() {
         let layer = causal_with(3, 2, 0.7, 0.4);

@@ -245,6 +245,30 @@ mod tests {
         assert_eq!(Stat::of(&[5.0]).text(), "5.000");
     }
 
+    /// What the graph score can say about quad (docs/method.md#graph-auroc): a causal layer
+    /// whose `W_obs` blocks hold the true graph scores 1, one holding its transpose (every edge
+    /// reversed) 0.375, since every quad edge runs from a later concept to an earlier one.
+    #[test]
+    fn the_true_quad_graph_scores_one_and_its_reversal_three_eighths() {
+        use intervene::data::DatasetKind;
+        use intervene::model::context_module::graph_from_weights;
+        let truth = DatasetKind::QuadDependent.true_graph();
+        let (k, w) = (truth.len(), 2);
+        let weights_of = |graph: &dyn Fn(usize, usize) -> f32| {
+            let n = k * w;
+            let mut b_obs = vec![0f32; n * n];
+            for (at, value) in b_obs.iter_mut().enumerate() {
+                let (row, column) = (at / n, at % n);
+                *value = graph(row / w, column / w);
+            }
+            graph_from_weights(&b_obs, k, w)
+        };
+        let learned = weights_of(&|parent, child| truth[parent][child]);
+        assert_eq!(graph_auroc(&learned, &truth), Some(1.0));
+        let reversed = weights_of(&|parent, child| truth[child][parent]);
+        assert_eq!(graph_auroc(&reversed, &truth), Some(0.375));
+    }
+
     #[test]
     fn auroc_is_one_for_a_perfect_ranking_and_half_for_ties() {
         let truth = vec![
