@@ -10,7 +10,8 @@
 #   bash scripts/gpu-epoch.sh [path/to/intervene] [out-dir]
 #
 # Run it on two builds to see SPIR-V's effect: the default one, and one made with
-# `cargo build --release --bin intervene --features spirv`.
+# `cargo build --release --bin intervene --features spirv,autotune-cache` (autotune's picks then
+# carry over from `bench` to the training runs; `bench`'s first line names the build's features).
 set -uo pipefail
 bin=${1:-target/release/intervene}
 out=${2:-runs/gpu-epoch}

@@ -730,6 +730,50 @@ mod tests {
         assert_eq!(all_values(&direct.model), all_values(&detour.model));
     }
 
+    /// A diagnostic, not a check (docs/performance.md#gpu): a run's validation -ELBO from its
+    /// latest checkpoint, with the BatchNorm running statistics it stored, then with statistics
+    /// refreshed by one epoch of its training batches at learning rate 0. Run with
+    /// `INTERVENE_RUN=<run folder> [INTERVENE_DEVICE=wgpu] cargo test --release -p
+    /// intervene-trainer --lib running_statistics_lag -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a diagnostic of a run folder named by INTERVENE_RUN"]
+    fn running_statistics_lag() {
+        use crate::device::DeviceChoice;
+        let dir = std::env::var_os("INTERVENE_RUN").expect("INTERVENE_RUN names a run folder");
+        let choice = match std::env::var("INTERVENE_DEVICE").as_deref() {
+            Ok("wgpu") => DeviceChoice::Wgpu,
+            _ => DeviceChoice::Flex,
+        };
+        let run = RunFolder::new(std::path::Path::new(&dir));
+        let config = run.read_config().unwrap();
+        let data = Arc::new(TrainingData::generate(&config));
+        let sets: Vec<(Context, &Examples)> = (data.contexts.iter().copied())
+            .zip(data.valid.iter())
+            .collect();
+        let device = choice.resolve().device;
+        let mut learner = Learner::new(config.clone(), device.clone().autodiff()).unwrap();
+        let restored = (run.checkpoints())
+            .load(learner.model.clone(), learner.optimizer.clone())
+            .unwrap();
+        learner.model = restored.model;
+        let valid = |learner: &Learner| {
+            let model = learner.model.valid();
+            mean_negative_elbo(&model, &sets, config.beta, 256, VALIDATION_SEED, &device)
+        };
+        let stored = valid(&learner);
+        let latent = learner.model.config.latent_size();
+        let maker = loader::BatchMaker::new(data.clone(), &config, 0, latent);
+        for (index, batch) in loader::plan_epoch(&data, &config, 0).iter().enumerate() {
+            learner.step(maker.make(index, batch), 0.0);
+        }
+        eprintln!(
+            "{}, after epoch {}: valid -ELBO {stored:.2} with the stored statistics, {:.2} refreshed",
+            dir.to_string_lossy(),
+            restored.state.epoch,
+            valid(&learner)
+        );
+    }
+
     #[test]
     fn causal_weights_stay_clamped_after_steps() {
         let mut learner = tiny_learner();
