@@ -153,23 +153,13 @@ impl CausalLayer {
         }
         (group, l2)
     }
-
-    /// Mean |weight| of each off-diagonal `W_obs` block: `graph[parent][child]`, where parent is
-    /// the noise block and child the concept it feeds. The diagonal is 0.
-    pub fn learned_graph(&self) -> Vec<Vec<f32>> {
-        let values: Vec<f32> = self
-            .b_obs
-            .val()
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap();
-        graph_from_weights(&values, self.blocks, self.width)
-    }
 }
 
-/// [`CausalLayer::learned_graph`] from `W_obs`'s values, for callers that must read them back
-/// asynchronously (WebGPU in a browser cannot read synchronously).
-pub fn graph_from_weights(b_obs: &[f32], blocks: usize, width: usize) -> Vec<Vec<f32>> {
+/// The learned concept graph from a `[Kw, Kw]` causal weight matrix's values (`Model::learned_graph`
+/// picks the matrix): `graph[parent][child]` is the mean |weight| of the block from noise
+/// `parent` to concept `child`; the diagonal is 0. Takes values, not a tensor, for callers that
+/// must read them back asynchronously (WebGPU in a browser cannot read synchronously).
+pub fn graph_from_weights(weights: &[f32], blocks: usize, width: usize) -> Vec<Vec<f32>> {
     let (k, w) = (blocks, width);
     let n = k * w;
     let mut graph = vec![vec![0f32; k]; k];
@@ -181,7 +171,7 @@ pub fn graph_from_weights(b_obs: &[f32], blocks: usize, width: usize) -> Vec<Vec
             let mut sum = 0f32;
             for i in 0..w {
                 for j in 0..w {
-                    sum += b_obs[(parent * w + i) * n + child * w + j].abs();
+                    sum += weights[(parent * w + i) * n + child * w + j].abs();
                 }
             }
             *cell = sum / (w * w) as f32;
@@ -317,32 +307,34 @@ mod tests {
             .sum()
     }
 
-    /// The graph read back from `W_obs` and the edges the forward pass carries agree on
-    /// direction: `graph[parent][child]` is noise `parent` feeding concept `child`.
+    /// The graph read from `B_ivn` and the edges the forward pass carries agree on direction:
+    /// `graph[parent][child]` is how much intervening on `parent` moves concept `child`.
     #[test]
-    fn the_learned_graph_reads_the_edges_the_forward_pass_carries() {
+    fn the_learned_graph_reads_the_edges_an_intervention_carries() {
         let (blocks, width) = (3, 2);
         let n = blocks * width;
         let graph = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.5], [0.5, 0.0, 0.0]];
-        let mut b_obs = vec![0f32; n * n];
+        let mut b_ivn = vec![0f32; n * n];
         for (parent, row) in graph.iter().enumerate() {
             for (child, &edge) in row.iter().enumerate() {
                 for i in 0..width {
                     for j in 0..width {
-                        b_obs[(parent * width + i) * n + child * width + j] = edge;
+                        b_ivn[(parent * width + i) * n + child * width + j] = edge;
                     }
                 }
             }
         }
+        let read = graph_from_weights(&b_ivn, blocks, width);
+        assert_eq!(read, graph.map(Vec::from).to_vec());
         let layer = CausalLayer {
-            b_obs: Param::from_tensor(Tensor::from_data(TensorData::new(b_obs, [n, n]), &device())),
+            b_ivn: Param::from_tensor(Tensor::from_data(TensorData::new(b_ivn, [n, n]), &device())),
             ..causal_with(blocks, width, 0.0, 0.0)
         };
-        assert_eq!(layer.learned_graph(), graph.map(Vec::from).to_vec());
         for (parent, row) in graph.iter().enumerate() {
             for (child, &edge) in row.iter().enumerate() {
                 if parent != child {
-                    let moved = response(&layer, Context::OBS, parent, child) > 0.0;
+                    let context = Context::single(parent);
+                    let moved = response(&layer, context, parent, child) > 0.0;
                     assert_eq!(moved, edge > 0.0, "edge {parent} -> {child}");
                 }
             }
@@ -455,23 +447,5 @@ mod tests {
             let v = values(t);
             assert!(v.iter().all(|x| (0.0..=1.0).contains(x)));
         }
-    }
-
-    #[test]
-    fn learned_graph_pools_blocks_by_parent_and_child() {
-        let d = device();
-        let layer = causal_with(2, 2, 0.0, 0.0);
-        let mut w = vec![0f32; 16];
-        // noise block 0 (rows 0..2) -> concept block 1 (columns 2..4)
-        for i in 0..2 {
-            for j in 2..4 {
-                w[i * 4 + j] = 0.5;
-            }
-        }
-        let layer = CausalLayer {
-            b_obs: Param::from_tensor(Tensor::from_data(TensorData::new(w, [4, 4]), &d)),
-            ..layer
-        };
-        assert_eq!(layer.learned_graph(), vec![vec![0.0, 0.5], vec![0.0, 0.0]]);
     }
 }

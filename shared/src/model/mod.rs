@@ -193,11 +193,27 @@ impl Model {
         }
     }
 
+    /// The causal weights the learned concept graph is read from (docs/method.md#learned-graph):
+    /// `B_ivn`, which interventions on a block's parent train, for a model trained with context
+    /// labels; otherwise `B_obs`, the only ones trained. `None` without a context module.
+    pub fn graph_weights(&self) -> Option<Tensor<2>> {
+        let causal = &self.context_module.as_ref()?.causal;
+        Some(match self.config.method.uses_context_labels() {
+            true => causal.b_ivn.val(),
+            false => causal.b_obs.val(),
+        })
+    }
+
     /// The learned concept graph `[parent][child]`, if the model has a context module.
     pub fn learned_graph(&self) -> Option<Vec<Vec<f32>>> {
-        self.context_module
-            .as_ref()
-            .map(|cm| cm.causal.learned_graph())
+        let causal = &self.context_module.as_ref()?.causal;
+        let values = self.graph_weights()?.into_data().try_into_vec_as::<f32>();
+        let values = values.expect("causal weights are f32");
+        Some(context_module::graph_from_weights(
+            &values,
+            causal.blocks,
+            causal.width,
+        ))
     }
 
     /// Takes the convolution stages and hidden layer of `base`'s encoder and its whole decoder,

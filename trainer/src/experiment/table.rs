@@ -256,12 +256,12 @@ mod tests {
         let (k, w) = (truth.len(), 2);
         let weights_of = |graph: &dyn Fn(usize, usize) -> f32| {
             let n = k * w;
-            let mut b_obs = vec![0f32; n * n];
-            for (at, value) in b_obs.iter_mut().enumerate() {
+            let mut weights = vec![0f32; n * n];
+            for (at, value) in weights.iter_mut().enumerate() {
                 let (row, column) = (at / n, at % n);
                 *value = graph(row / w, column / w);
             }
-            graph_from_weights(&b_obs, k, w)
+            graph_from_weights(&weights, k, w)
         };
         let learned = weights_of(&|parent, child| truth[parent][child]);
         assert_eq!(graph_auroc(&learned, &truth), Some(1.0));

@@ -35,13 +35,16 @@ impl Engine {
         let dataset = loaded.metadata["dataset"]
             .as_str()
             .and_then(|name| name.parse().ok());
-        let graph = match &loaded.model.context_module {
-            Some(cm) => {
-                let causal = &cm.causal;
-                let values = read_back(causal.b_obs.val()).await?;
-                Some(graph_from_weights(&values, causal.blocks, causal.width))
+        let graph = match (&loaded.model.context_module, loaded.model.graph_weights()) {
+            (Some(cm), Some(weights)) => {
+                let values = read_back(weights).await?;
+                Some(graph_from_weights(
+                    &values,
+                    cm.causal.blocks,
+                    cm.causal.width,
+                ))
             }
-            None => None,
+            _ => None,
         };
         Ok(Engine {
             model: loaded.model.valid(),

@@ -150,7 +150,7 @@ pub fn draw_graphs(app: &Shared, engine: &Engine, context: Context) {
             let edges = graph::strongest(learned, shown);
             graph_view::draw(&page.graph, concepts, &edges, context);
             page.graph_caption.set_text_content(Some(&format!(
-                "Learned concept graph: the {} strongest of {possible} possible edges (wider and darker: stronger; dashed: cut by the intervention). These are the observational weights, which an intervention on either end of an edge never trains: they show how the model mixes concepts, not which way the true edges run.",
+                "Learned concept graph: the {} strongest of {possible} possible edges, each how much intervening on its source moves its target in the model (wider and darker: stronger; dashed: cut by the intervention)",
                 edges.len()
             )));
         }
