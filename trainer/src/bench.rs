@@ -266,8 +266,7 @@ fn loading(config: &TrainConfig, progress: &Progress) -> BTreeMap<String, f64> {
             config.per_context = 2 * BATCH;
             let data = Arc::new(TrainingData::generate(&config));
             let plan = plan_epoch(&data, &config, 0);
-            let latent = config.model_config().latent_size();
-            let maker = BatchMaker::new(data, &config, 0, latent);
+            let maker = BatchMaker::new(data, &config, 0);
             let rounds = (0..ROUNDS)
                 .map(|_| {
                     let start = Instant::now();

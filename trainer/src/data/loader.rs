@@ -97,14 +97,15 @@ pub struct BatchMaker {
 }
 
 impl BatchMaker {
-    pub fn new(data: Arc<TrainingData>, config: &TrainConfig, epoch: usize, latent: usize) -> Self {
+    pub fn new(data: Arc<TrainingData>, config: &TrainConfig, epoch: usize) -> Self {
+        let model = config.model_config();
         Self {
             data,
             seed: config.seed,
             epoch,
             size: config.image_size,
-            shape: config.model_config().image,
-            latent,
+            shape: model.image,
+            latent: model.latent_size(),
         }
     }
 
@@ -197,7 +198,7 @@ mod tests {
         let config = config();
         let data = Arc::new(TrainingData::generate(&config));
         let plan = Arc::new(plan_epoch(&data, &config, 0));
-        let maker = BatchMaker::new(data, &config, 0, 4);
+        let maker = BatchMaker::new(data, &config, 0);
         let full: Vec<Batch> = spawn(maker.clone(), plan.clone(), 0).iter().collect();
         let resumed: Vec<Batch> = spawn(maker.clone(), plan.clone(), 2).iter().collect();
         assert_eq!(resumed.len(), full.len() - 2);

@@ -15,7 +15,6 @@ use crate::progress::Progress;
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use checkpoint::LoopState;
 use config::TrainConfig;
@@ -206,10 +205,6 @@ impl Learner {
     /// applies) drops the queue, at the price of that one update.
     fn discard_pending_statistics(&mut self) {
         let record = self.model.clone().into_record();
-        self.reload(record);
-    }
-
-    fn reload(&mut self, record: ModuleRecord) {
         let fresh = Model::new(&self.model.config, &self.device);
         self.model = fresh
             .try_load_record(record)
@@ -428,8 +423,7 @@ impl Session {
         let config = self.config.clone();
         self.learner.enter_epoch(self.state.epoch);
         let started = Instant::now();
-        let latent = self.learner.model.config.latent_size();
-        let maker = loader::BatchMaker::new(data.clone(), &config, self.state.epoch, latent);
+        let maker = loader::BatchMaker::new(data.clone(), &config, self.state.epoch);
         let plan = Arc::new(loader::plan_epoch(data, &config, self.state.epoch));
         let batches = loader::spawn(maker.clone(), plan.clone(), self.state.batch);
         bar.set_position(self.state.batch as u64);
@@ -740,10 +734,9 @@ mod tests {
     fn running_statistics_lag() {
         use crate::device::DeviceChoice;
         let dir = std::env::var_os("INTERVENE_RUN").expect("INTERVENE_RUN names a run folder");
-        let choice = match std::env::var("INTERVENE_DEVICE").as_deref() {
-            Ok("wgpu") => DeviceChoice::Wgpu,
-            _ => DeviceChoice::Flex,
-        };
+        let choice = std::env::var("INTERVENE_DEVICE").map_or(DeviceChoice::Flex, |name| {
+            clap::ValueEnum::from_str(&name, true).expect("INTERVENE_DEVICE is flex or wgpu")
+        });
         let run = RunFolder::new(std::path::Path::new(&dir));
         let config = run.read_config().unwrap();
         let data = Arc::new(TrainingData::generate(&config));
@@ -761,8 +754,7 @@ mod tests {
             mean_negative_elbo(&model, &sets, config.beta, 256, VALIDATION_SEED, &device)
         };
         let stored = valid(&learner);
-        let latent = learner.model.config.latent_size();
-        let maker = loader::BatchMaker::new(data.clone(), &config, 0, latent);
+        let maker = loader::BatchMaker::new(data.clone(), &config, 0);
         for (index, batch) in loader::plan_epoch(&data, &config, 0).iter().enumerate() {
             learner.step(maker.make(index, batch), 0.0);
         }
