@@ -24,6 +24,7 @@ pub fn tiny_config() -> ModelConfig {
         },
         hidden: 4,
         method: Method::Cm,
+        noise_layer: Default::default(),
     }
 }
 

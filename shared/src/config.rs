@@ -6,6 +6,7 @@ use std::{fmt, str::FromStr};
 
 /// The black-box encoder/decoder pair (docs/method.md#backbones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Architecture {
     /// 28x28 grey images (MNIST).
@@ -128,6 +129,23 @@ pub(crate) fn parse_by_name<T: Copy>(
         })
 }
 
+/// What the context module's noise layer mixes in the observational context
+/// (docs/method.md#noise-layer). In intervened contexts both act per concept, as the composition
+/// rule needs: an intervened concept's block from the interventional weights, every other
+/// concept's from the observational ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum NoiseLayer {
+    /// One block per concept in every context. The default of files that do not name one:
+    /// every model before the option had it.
+    #[default]
+    Block,
+    /// A dense `K*w_in x K*w_in` matrix in `obs`, as the paper's reference has; its diagonal
+    /// blocks in intervened contexts.
+    DenseObs,
+}
+
 /// Image tensor shape, channels first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageShape {
@@ -226,6 +244,8 @@ pub struct ModelConfig {
     /// Encoder output and decoder input size (`h`, 128 in the paper).
     pub hidden: usize,
     pub method: Method,
+    #[serde(default)]
+    pub noise_layer: NoiseLayer,
 }
 
 impl ModelConfig {
@@ -329,6 +349,7 @@ mod tests {
             widths: "2.32.8".parse().unwrap(),
             hidden: 128,
             method: Method::Cm,
+            noise_layer: NoiseLayer::Block,
         };
         assert_eq!(good.validate(), Ok(()));
         let bad = [

@@ -73,6 +73,7 @@ mod tests {
             widths: dataset.default_widths(),
             hidden: 16,
             method,
+            noise_layer: Default::default(),
         }
     }
 

@@ -196,20 +196,68 @@ pub fn decode(bytes: &[u8], device: &Device) -> Result<LoadedWeights, WeightsErr
         }
         tensors.insert(entry.name.clone(), (entry.shape.clone(), values));
     }
-    let mut model = Model::new(&header.model, device);
-    if !header.has_encoder {
+    Ok(LoadedWeights {
+        model: fill(&header.model, header.has_encoder, tensors, device),
+        precision: header.precision,
+        metadata: header.metadata,
+    })
+}
+
+/// The model `config` describes, with its encoder, holding `tensors`: `(shape, values)` under
+/// each parameter's path. For weights read from another format; every name and shape is checked
+/// against the model first.
+pub fn assemble(
+    config: &ModelConfig,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    device: &Device,
+) -> Result<Model, WeightsError> {
+    config.validate().map_err(WeightsError::Header)?;
+    let mut entries: Vec<TensorEntry> = tensors
+        .iter()
+        .map(|(name, (shape, _))| TensorEntry {
+            name: name.clone(),
+            shape: shape.clone(),
+        })
+        .collect();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    check_tensors(&Header {
+        model: config.clone(),
+        precision: Precision::F32,
+        has_encoder: true,
+        tensors: entries,
+        metadata: serde_json::Value::Null,
+    })?;
+    for (name, (shape, values)) in &tensors {
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(WeightsError::Mismatch(format!(
+                "tensor {name} holds {} values for shape {shape:?}",
+                values.len()
+            )));
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(WeightsError::Mismatch(format!(
+                "tensor {name} holds a value that is not finite (NaN or infinity)"
+            )));
+        }
+    }
+    Ok(fill(config, true, tensors, device))
+}
+
+/// The model `config` describes holding `tensors`, whose names and shapes have been checked.
+fn fill(
+    config: &ModelConfig,
+    has_encoder: bool,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    device: &Device,
+) -> Model {
+    let mut model = Model::new(config, device);
+    if !has_encoder {
         model = model.without_encoder();
     }
-    let mut fill = Fill {
+    model.map(&mut Fill {
         path: Vec::new(),
         tensors,
         device: device.clone(),
-    };
-    let model = model.map(&mut fill);
-    Ok(LoadedWeights {
-        model,
-        precision: header.precision,
-        metadata: header.metadata,
     })
 }
 
@@ -289,15 +337,7 @@ fn declared_length(bytes: &[u8]) -> Option<u64> {
 /// The header's tensors must be exactly the model's, in any order, each with its shape, and the
 /// model within [`MAX_PARAMETERS`].
 fn check_tensors(header: &Header) -> Result<(), WeightsError> {
-    let expected = Model::parameter_shapes(&header.model, header.has_encoder);
-    let parameters = expected.iter().try_fold(0usize, |sum, (_, shape)| {
-        sum.checked_add(shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?)
-    });
-    if parameters.is_none_or(|n| n > MAX_PARAMETERS) {
-        return Err(WeightsError::Header(format!(
-            "the model has more than {MAX_PARAMETERS} parameters"
-        )));
-    }
+    let expected = check_size(&header.model, header.has_encoder)?;
     let listed: HashMap<&str, &[usize]> = header
         .tensors
         .iter()
@@ -328,6 +368,24 @@ fn check_tensors(header: &Header) -> Result<(), WeightsError> {
         )));
     }
     Ok(())
+}
+
+/// The parameters' names and shapes of the model a valid `config` describes, if it has at most
+/// [`MAX_PARAMETERS`]: checked before anything of that size is allocated.
+pub fn check_size(
+    config: &ModelConfig,
+    with_encoder: bool,
+) -> Result<Vec<(String, Vec<usize>)>, WeightsError> {
+    let expected = Model::parameter_shapes(config, with_encoder);
+    let parameters = expected.iter().try_fold(0usize, |sum, (_, shape)| {
+        sum.checked_add(shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?)
+    });
+    match parameters.is_some_and(|n| n <= MAX_PARAMETERS) {
+        true => Ok(expected),
+        false => Err(WeightsError::Header(format!(
+            "the model has more than {MAX_PARAMETERS} parameters"
+        ))),
+    }
 }
 
 /// Gathers `(path, shape, values)` for every float tensor, in visiting order.
@@ -407,6 +465,7 @@ mod tests {
             },
             hidden: 16,
             method: Method::Cm,
+            noise_layer: Default::default(),
         }
     }
 

@@ -24,8 +24,21 @@ fn built_site() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/dist"))
 }
 
+/// The `intervene` binary cargo built beside this test (`target/<profile>/`).
+fn intervene_binary() -> PathBuf {
+    let test = std::env::current_exe().unwrap();
+    let profile = test.parent().and_then(Path::parent).unwrap();
+    profile.join(format!("intervene{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// Why the page cannot be tested on this machine, if it cannot.
 fn missing_requirement() -> Option<String> {
+    if !intervene_binary().exists() {
+        return Some(format!(
+            "{} is missing (`cargo build --release --bin intervene` builds it)",
+            intervene_binary().display()
+        ));
+    }
     for tool in [webdriver::CHROMIUM, webdriver::CHROMEDRIVER] {
         if !Path::new(tool).exists() {
             return Some(format!(
@@ -43,14 +56,25 @@ fn missing_requirement() -> Option<String> {
     }
 }
 
-/// A copy of the built site plus `corrupt.bin`: the default model with one weight byte flipped.
-fn site_with_corrupt_model(name: &str) -> PathBuf {
+/// A copy of the built site plus `corrupt.bin`, the default model with one weight byte flipped,
+/// and `imported.bin`, the reference checkpoint of `tests/data/torch-reference` as
+/// `intervene import-torch` converts it.
+fn site_with_test_models(name: &str) -> PathBuf {
     let root = scratch(name).join("site");
     copy_dir(&built_site(), &root);
     let mut bytes = std::fs::read(root.join("models/quad-cm.bin")).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(root.join("corrupt.bin"), bytes).unwrap();
+    let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/torch-reference/vae.pth");
+    let status = std::process::Command::new(intervene_binary())
+        .arg("import-torch")
+        .arg(checkpoint)
+        .args(["--dataset", "mnist", "--out"])
+        .arg(root.join("imported.bin"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "import-torch failed");
     root
 }
 
@@ -114,7 +138,7 @@ fn check_page(webgpu: bool) {
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let label = if webgpu { "webgpu" } else { "cpu" };
-    let root = site_with_corrupt_model(&format!("browser-{label}"));
+    let root = site_with_test_models(&format!("browser-{label}"));
     let server = StaticServer::start(&root);
     let driver = Driver::start();
     let profile = root.with_file_name("profile");
@@ -289,6 +313,12 @@ fn check_page(webgpu: bool) {
         "a refused file redrew the page"
     );
     assert_eq!(fingerprint(&fresh), before);
+
+    // A model trained with the paper's PyTorch code, imported: it loads and draws a composition.
+    fresh.open(&server.url(&format!("/?model=imported.bin&do=thin,shear{backend}")));
+    settled(&fresh, 0);
+    assert_eq!(note(&fresh), "", "the imported model showed a note");
+    assert_drawn(&fresh, "samples");
 
     // The 3D scenes model: a composed pair generated, and real scenes of it rendered in the page.
     // (On the CPU only: SwiftShader takes minutes over this.)

@@ -5,7 +5,7 @@ use crate::device::DeviceChoice;
 use crate::flags::whole;
 use crate::training::config::{IMAGE_SIZE, Overrides, Preset};
 use clap::{Args, Parser, Subcommand};
-use intervene::config::Method;
+use intervene::config::{Architecture, Method};
 use intervene::data::DatasetKind;
 use intervene::weights::Precision;
 use std::ops::RangeInclusive;
@@ -53,6 +53,30 @@ pub enum Command {
     Bench(BenchArgs),
     /// Every method of the paper's table over seeds: train, evaluate, tabulate, plot.
     Experiment(Box<ExperimentArgs>),
+    /// Convert a model trained with the paper's PyTorch reference into a weights file.
+    ImportTorch(ImportTorchArgs),
+}
+
+#[derive(Args)]
+pub struct ImportTorchArgs {
+    /// The reference's `vae.pth` (its `model_state_dict` is read) or a bare state dict.
+    pub checkpoint: PathBuf,
+    /// The dataset it was trained on: fixes the concepts, their order and the image size.
+    #[arg(long, value_enum)]
+    pub dataset: DatasetKind,
+    /// Its backbone (the reference's `--arch_id`); the dataset's own if left out.
+    #[arg(long, value_enum)]
+    pub arch: Option<Architecture>,
+    /// Its method: cm for the reference's `concepts` arch_flag, base or base-pooled for its
+    /// vanilla ones.
+    #[arg(long, value_enum, default_value = "cm")]
+    pub method: Method,
+    /// The reference's concept order, its labels without obs, comma-separated (default: the
+    /// order its loader gives the dataset).
+    #[arg(long, value_delimiter = ',')]
+    pub concepts: Option<Vec<String>>,
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

@@ -12,6 +12,7 @@ pub mod export;
 pub mod files;
 pub mod flags;
 pub mod image_grid;
+pub mod import_torch;
 pub mod memory;
 pub mod mnist_source;
 pub mod model_source;

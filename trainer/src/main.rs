@@ -1,16 +1,16 @@
 //! The `intervene` command line: parses flags and hands each command to the library.
 
 use intervene_trainer::{
-    bench, cli, demo, evaluation, experiment, export, files, image_grid, memory, mnist_source,
-    model_source, progress, sample, training,
+    bench, cli, demo, evaluation, experiment, export, files, image_grid, import_torch, memory,
+    mnist_source, model_source, progress, sample, training,
 };
 
 use anyhow::{Context as _, Result};
 use burn::module::Module;
 use clap::Parser;
 use cli::{
-    BenchArgs, Cli, Command, DataCommand, EvalArgs, ExperimentArgs, ExportArgs, PreviewArgs,
-    SampleArgs, TrainArgs,
+    BenchArgs, Cli, Command, DataCommand, EvalArgs, ExperimentArgs, ExportArgs, ImportTorchArgs,
+    PreviewArgs, SampleArgs, TrainArgs,
 };
 use evaluation::metrics::{EvalSettings, evaluate, table};
 use intervene::config::Method;
@@ -91,7 +91,31 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export(args, &progress),
         Command::Experiment(args) => experiment(*args, &progress),
         Command::Bench(args) => bench(args, &progress),
+        Command::ImportTorch(args) => import_torch(args, &progress),
     }
+}
+
+fn import_torch(args: ImportTorchArgs, progress: &Progress) -> Result<()> {
+    let request = import_torch::Request {
+        checkpoint: &args.checkpoint,
+        dataset: args.dataset,
+        method: args.method,
+        architecture: args.arch,
+        concepts: args.concepts,
+    };
+    let imported = import_torch::import(&request, &args.out)?;
+    let config = imported.config;
+    progress.line(format!(
+        "wrote {}: {} tensors of a {} {} model ({} concepts, widths {}, hidden {})",
+        args.out.display(),
+        imported.tensors,
+        args.dataset.name(),
+        config.method,
+        config.num_concepts(),
+        config.widths,
+        config.hidden
+    ));
+    Ok(())
 }
 
 fn preview(args: PreviewArgs, progress: &Progress) -> Result<()> {

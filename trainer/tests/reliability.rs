@@ -222,13 +222,14 @@ fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_it() {
         || ["checkpoint.bin", "checkpoint.prev.bin"].map(|f| std::fs::read(dir.join(f)).ok());
     let before = checkpoints();
     let out = limited(&["train", "--resume", dir.to_str().unwrap()].map(String::from));
-    // Progress lines first, then one error line.
+    // Progress lines first, then one error line. (A warning that the newest checkpoint is
+    // missing, when the kill came between its renames, may quote an OS error: not an error line.)
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && !stderr.contains("panicked"),
         "{stderr}"
     );
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
         errors[0].starts_with("error: cannot write") && errors[0].contains("is intact"),

@@ -20,7 +20,11 @@ pub struct BlockLinear {
 impl BlockLinear {
     /// Blocks initialised uniform(-1/sqrt(w_in), 1/sqrt(w_in)), as the paper's reference does.
     pub fn new(blocks: usize, w_in: usize, w_out: usize, device: &Device) -> Self {
-        let bound = 1.0 / (w_in as f64).sqrt();
+        Self::uniform(blocks, w_in, w_out, 1.0 / (w_in as f64).sqrt(), device)
+    }
+
+    /// Blocks initialised uniform(-bound, bound).
+    pub fn uniform(blocks: usize, w_in: usize, w_out: usize, bound: f64, device: &Device) -> Self {
         let init = Initializer::Uniform {
             min: -bound,
             max: bound,

@@ -1,12 +1,13 @@
 //! The context module (docs/method.md#context-module): the small network between encoder and decoder that
 //! rewires itself per context, the way an intervention rewires a causal model.
 //!
-//! `z [B, K*w_in]` -> noise layer (obs or ivn block per concept) -> GELU -> expressive stack
+//! `z [B, K*w_in]` -> noise layer (obs or ivn block per concept; optionally dense in `obs`) ->
+//! GELU -> expressive stack
 //! (block-diagonal + BatchNorm + GELU) -> causal layer (`K x K` blocks, identity diagonal, cut
 //! incoming edges of intervened concepts) -> unpool (dense) -> `[B, hidden]`.
 
 use super::block_linear::{BlockLinear, apply_blocks};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, NoiseLayer};
 use crate::context::Context;
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
@@ -195,8 +196,12 @@ fn clamp_unit(t: Tensor<2>) -> Tensor<2> {
 /// The whole context module.
 #[derive(Module, Debug)]
 pub struct ContextModule {
+    /// Per-concept blocks `[K, w_in, w_in]`, or with [`NoiseLayer::DenseObs`] one dense block
+    /// `[1, K*w_in, K*w_in]` (a dense map is a block-diagonal one with a single block).
     pub noise_obs: BlockLinear,
     pub noise_ivn: BlockLinear,
+    #[module(skip)]
+    pub noise_layer: NoiseLayer,
     pub stack: Vec<ExpressiveLayer>,
     pub causal: CausalLayer,
     pub unpool: Linear,
@@ -215,32 +220,58 @@ impl ContextModule {
                 norm: BatchNormConfig::new(k * pair[1]).init(device),
             })
             .collect();
+        // Both kinds draw every weight from +-1/sqrt(w_in), as the reference does.
+        let noise_obs = match config.noise_layer {
+            NoiseLayer::Block => BlockLinear::new(k, w_in, w_in, device),
+            NoiseLayer::DenseObs => {
+                BlockLinear::uniform(1, k * w_in, k * w_in, 1.0 / (w_in as f64).sqrt(), device)
+            }
+        };
         Self {
-            noise_obs: BlockLinear::new(k, w_in, w_in, device),
+            noise_obs,
             noise_ivn: BlockLinear::new(k, w_in, w_in, device),
+            noise_layer: config.noise_layer,
             stack,
             causal: CausalLayer::new(k, w_last, device),
             unpool: LinearConfig::new(k * w_last, config.hidden).init(device),
         }
     }
 
-    /// Noise layer: block k uses its interventional weights iff k is intervened.
+    /// Noise layer: in `obs` the observational weights as they are (per concept, or dense);
+    /// otherwise per concept, block k from the interventional weights iff k is intervened.
     fn noise_layer(&self, z: Tensor<2>, context: Context) -> Tensor<2> {
         if context.is_obs() {
             return self.noise_obs.forward(z);
         }
-        let k = self.noise_obs.blocks();
+        let k = self.noise_ivn.blocks();
         let pick: Vec<f32> = (0..k).map(|i| f32::from(context.contains(i))).collect();
         let device = z.device();
         let pick = Tensor::<1>::from_data(TensorData::new(pick, [k]), &device);
         let keep = pick.clone().neg().add_scalar(1.0);
-        let select3 = |obs: Tensor<3>, ivn: Tensor<3>| {
-            obs * keep.clone().reshape([k, 1, 1]) + ivn * pick.clone().reshape([k, 1, 1])
-        };
-        let weight = select3(self.noise_obs.weight.val(), self.noise_ivn.weight.val());
-        let bias = self.noise_obs.bias.val() * keep.clone().reshape([k, 1])
-            + self.noise_ivn.bias.val() * pick.clone().reshape([k, 1]);
+        let (obs_weight, obs_bias) = self.observational_blocks();
+        let weight = obs_weight * keep.clone().reshape([k, 1, 1])
+            + self.noise_ivn.weight.val() * pick.clone().reshape([k, 1, 1]);
+        let bias =
+            obs_bias * keep.reshape([k, 1]) + self.noise_ivn.bias.val() * pick.reshape([k, 1]);
         apply_blocks(z, weight, bias)
+    }
+
+    /// The observational noise weights per concept, `[K, w_in, w_in]` and `[K, w_in]`: a dense
+    /// matrix gives its diagonal blocks, what an intervened context keeps of it.
+    fn observational_blocks(&self) -> (Tensor<3>, Tensor<2>) {
+        let (weight, bias) = (self.noise_obs.weight.val(), self.noise_obs.bias.val());
+        match self.noise_layer {
+            NoiseLayer::Block => (weight, bias),
+            NoiseLayer::DenseObs => {
+                let [k, w, _] = self.noise_ivn.weight.dims();
+                let device = weight.device();
+                // [in block, i, out block, o] -> [in block, out block, i, o], keep in == out.
+                let blocks = weight.reshape([k, w, k, w]).swap_dims(1, 2);
+                let diagonal = Tensor::<2>::eye(k, &device).reshape([k, k, 1, 1]);
+                let blocks = (blocks * diagonal).sum_dim(1).reshape([k, w, w]);
+                (blocks, bias.reshape([k, w]))
+            }
+        }
     }
 
     /// The concept representation after the causal layer, before unpooling: `[B, K*w_out]`.
@@ -384,6 +415,56 @@ mod tests {
                     assert!(
                         (v - expect).abs() < 1e-6,
                         "ctx {ctx} unit {unit} -> {j}: {v}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The dense observational noise layer mixes concepts in `obs` only: in any intervened
+    /// context each concept's noise is its own block, the dense matrix's diagonal one where the
+    /// concept is not intervened.
+    #[test]
+    fn a_dense_noise_layer_mixes_concepts_in_obs_only() {
+        let d = device();
+        let config = ModelConfig {
+            noise_layer: NoiseLayer::DenseObs,
+            ..crate::model::tests::tiny_config(crate::config::Method::Cm, 32)
+        };
+        let (k, w) = (config.num_concepts(), config.widths.w_in);
+        let n = k * w;
+        let module = ContextModule::new(&config, &d);
+        assert_eq!(module.noise_obs.weight.dims(), [1, n, n]);
+        let dense = values(module.noise_obs.weight.val().reshape([n, n]));
+        let obs_bias = values(module.noise_obs.bias.val());
+        let ivn = values(module.noise_ivn.weight.val().reshape([k * w, w]));
+        let ivn_bias = values(module.noise_ivn.bias.val());
+        // Unit `unit` kicked: `output[j]` minus the bias is weight row `unit`.
+        for context in [
+            Context::OBS,
+            Context::single(1),
+            Context::from_indices([0, 2]),
+        ] {
+            let zero = values(module.noise_layer(Tensor::zeros([1, n], &d), context));
+            for unit in 0..n {
+                let out = values(module.noise_layer(one_hot(n, unit, 1.0), context));
+                for j in 0..n {
+                    let (from, to) = (unit / w, j / w);
+                    let expect = match (context.is_obs(), from == to, context.contains(to)) {
+                        (true, _, _) => dense[unit * n + j],
+                        (false, false, _) => 0.0,
+                        (false, true, false) => dense[unit * n + j],
+                        (false, true, true) => ivn[unit * w + j % w],
+                    };
+                    let bias = match context.contains(to) {
+                        true => ivn_bias[j],
+                        false => obs_bias[j],
+                    };
+                    assert!((zero[j] - bias).abs() < 1e-6, "{context} bias {j}");
+                    let got = out[j] - zero[j];
+                    assert!(
+                        (got - expect).abs() < 1e-5,
+                        "{context}: {unit} -> {j}: {got}"
                     );
                 }
             }

@@ -275,7 +275,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Architecture, ImageShape, Method, Widths};
+    use crate::config::{Architecture, ImageShape, Method, NoiseLayer, Widths};
 
     pub(crate) fn tiny_config(method: Method, size: usize) -> ModelConfig {
         ModelConfig {
@@ -289,6 +289,7 @@ mod tests {
             },
             hidden: 16,
             method,
+            noise_layer: NoiseLayer::Block,
         }
     }
 

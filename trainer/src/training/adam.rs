@@ -1,4 +1,4 @@
-//! The optimizer: Adam with burn's defaults (beta 0.9 / 0.999, epsilon 1e-5). Where the CPU
+//! The optimizer: Adam with burn's betas (0.9 / 0.999) and the run's epsilon. Where the CPU
 //! kernels run, its update is fused into one pass per parameter (`intervene_kernels::adam_update`);
 //! elsewhere burn's own `Adam` runs. The choice is made once, when the optimizer is built for a
 //! device. Both keep burn's `AdamState` and compute the same bits, so a checkpoint resumes on
@@ -12,28 +12,30 @@ use intervene_kernels::AdamStep;
 
 const BETA_1: f32 = 0.9;
 const BETA_2: f32 = 0.999;
-const EPSILON: f32 = 1e-5;
 
-/// A fresh optimizer for a whole model on `device`.
-pub fn for_device(device: &Device) -> ModuleOptimizer {
+/// A fresh optimizer for a whole model on `device`, with Adam's `epsilon` (which is relative to
+/// the per-image loss's gradients: docs/method.md#optimizer).
+pub fn for_device(device: &Device, epsilon: f32) -> ModuleOptimizer {
     match intervene_kernels::supports(device) {
-        true => ModuleOptimizer::from(FusedAdam),
-        false => ModuleOptimizer::from(burns()),
+        true => ModuleOptimizer::from(FusedAdam { epsilon }),
+        false => ModuleOptimizer::from(burns(epsilon)),
     }
 }
 
 /// burn's Adam with our constants.
-fn burns() -> burn::optim::Adam {
+fn burns(epsilon: f32) -> burn::optim::Adam {
     AdamConfig::new()
         .with_beta_1(BETA_1)
         .with_beta_2(BETA_2)
-        .with_epsilon(EPSILON)
+        .with_epsilon(epsilon)
         .build()
 }
 
 /// Adam in one pass per parameter on the CPU.
 #[derive(Clone)]
-struct FusedAdam;
+struct FusedAdam {
+    epsilon: f32,
+}
 
 impl Optimizer for FusedAdam {
     type State<const D: usize> = AdamState<D>;
@@ -55,7 +57,7 @@ impl Optimizer for FusedAdam {
             learning_rate: lr as f32,
             beta_1: BETA_1,
             beta_2: BETA_2,
-            epsilon: EPSILON,
+            epsilon: self.epsilon,
             time: time as i32,
         };
         let (tensor, moment_1, moment_2) =
@@ -114,8 +116,10 @@ mod tests {
             }
             [model.a.val().into_data(), model.b.val().into_data()]
         };
-        let ours = run(for_device(&device));
-        let theirs = run(ModuleOptimizer::from(burns()));
-        assert_eq!(ours, theirs);
+        for epsilon in [1e-5, 1e-10] {
+            let ours = run(for_device(&device, epsilon));
+            let theirs = run(ModuleOptimizer::from(burns(epsilon)));
+            assert_eq!(ours, theirs, "epsilon {epsilon}");
+        }
     }
 }

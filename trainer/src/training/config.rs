@@ -5,7 +5,7 @@
 use crate::device::DeviceChoice;
 use crate::flags::{interval, number, whole};
 use clap::{Args, ValueEnum};
-use intervene::config::{MAX_HIDDEN, Method, ModelConfig, Widths};
+use intervene::config::{MAX_HIDDEN, Method, ModelConfig, NoiseLayer, Widths};
 use intervene::data::DatasetKind;
 use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
@@ -30,6 +30,8 @@ const STEPS: RangeInclusive<usize> = 0..=100_000_000;
 const LOSS_WEIGHT: RangeInclusive<f64> = 0.0..=1e6;
 const FRACTION: RangeInclusive<f64> = 0.0..=1.0;
 const VALIDATION_FRACTION: RangeInclusive<f64> = 0.01..=0.99;
+/// Adam's epsilon: positive, and small next to any gradient that matters.
+const ADAM_EPSILON: RangeInclusive<f64> = 1e-20..=1.0;
 
 /// Named starting points for the hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -86,6 +88,17 @@ pub struct TrainConfig {
     /// Causal-layer L2 penalty; 0 turns it off.
     #[serde(default)]
     pub causal_l2: f64,
+    /// Runs saved before the option had per-concept blocks.
+    #[serde(default)]
+    pub noise_layer: NoiseLayer,
+    /// Adam's epsilon, relative to the gradients of the per-image loss.
+    #[serde(default = "default_adam_epsilon")]
+    pub adam_epsilon: f64,
+}
+
+/// burn's default, which every run saved before the option used.
+fn default_adam_epsilon() -> f64 {
+    1e-5
 }
 
 fn default_finetune_after() -> f64 {
@@ -167,6 +180,15 @@ pub struct Overrides {
     #[arg(long, allow_negative_numbers = true, value_parser = number(LOSS_WEIGHT))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub causal_l2: Option<f64>,
+    /// What the noise layer mixes in the observational context (docs/method.md#noise-layer).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_layer: Option<NoiseLayer>,
+    /// Adam's epsilon, relative to the per-image loss (the reference's 1e-8 on a loss summed over
+    /// a batch of B images is 1e-8/B here).
+    #[arg(long, allow_negative_numbers = true, value_parser = number(ADAM_EPSILON))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adam_epsilon: Option<f64>,
 }
 
 impl TrainConfig {
@@ -198,6 +220,8 @@ impl TrainConfig {
             tc_beta: default_tc_beta(),
             group_sparsity: 0.0,
             causal_l2: 0.0,
+            noise_layer: NoiseLayer::Block,
+            adam_epsilon: default_adam_epsilon(),
         };
         match (preset, dataset) {
             (Preset::Paper, _) => paper,
@@ -265,6 +289,7 @@ impl TrainConfig {
             widths: self.widths,
             hidden: self.hidden,
             method: self.method,
+            noise_layer: self.noise_layer,
         }
     }
 
@@ -311,6 +336,7 @@ impl TrainConfig {
         real(self.tc_beta, "--tc-beta", LOSS_WEIGHT)?;
         real(self.group_sparsity, "--group-sparsity", LOSS_WEIGHT)?;
         real(self.causal_l2, "--causal-l2", LOSS_WEIGHT)?;
+        real(self.adam_epsilon, "--adam-epsilon", ADAM_EPSILON)?;
         let train_per_context = self.train_per_context();
         if train_per_context < self.batch_size {
             return Err(format!(

@@ -95,7 +95,7 @@ impl Learner {
         let dataset_size = config.training_context_count() * config.train_per_context();
         let mut learner = Self {
             model,
-            optimizer: adam::for_device(&device),
+            optimizer: adam::for_device(&device, config.adam_epsilon as f32),
             config,
             device,
             dataset_size,
