@@ -90,6 +90,8 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     # As the reference's training script saves it: the state dict under `model_state_dict`.
     torch.save({"epoch": 0, "model_state_dict": model.state_dict()}, args.out / "vae.pth")
+    # A bare state dict, of one tensor only: the import must read it and name what is missing.
+    torch.save({"fc_mu.weight": torch.zeros(1, 1)}, args.out / "bare-partial.pth")
     manifest = {"concepts": CONCEPTS, "widths": f"{DEPTH}.{W_IN}.{W_OUT}", "arrays": {}}
     for name, tensor in arrays.items():
         values = tensor.numpy().astype("<f4")

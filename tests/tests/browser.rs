@@ -118,6 +118,12 @@ fn note(browser: &Browser) -> String {
 /// Fails unless the canvas `id` is a sizeable picture, not one flat colour: its width and the
 /// range of its colour values.
 fn assert_drawn(browser: &Browser, id: &str) {
+    assert_drawn_wider_than(browser, id, 200);
+}
+
+/// As [`assert_drawn`], for a canvas at least `width` + 1 pixels wide (a 4x4 grid of 28 px
+/// MNIST images is 122).
+fn assert_drawn_wider_than(browser: &Browser, id: &str, width: u64) {
     let spread = browser.script(&format!(
         "const c = document.getElementById('{id}');
          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -126,7 +132,7 @@ fn assert_drawn(browser: &Browser, id: &str) {
          return [c.width, hi - lo];"
     ));
     assert!(
-        spread[0].as_u64().unwrap() > 200,
+        spread[0].as_u64().unwrap() > width,
         "{id} too small: {spread}"
     );
     assert!(spread[1].as_u64().unwrap() > 60, "{id} is blank: {spread}");
@@ -318,7 +324,7 @@ fn check_page(webgpu: bool) {
     fresh.open(&server.url(&format!("/?model=imported.bin&do=thin,shear{backend}")));
     settled(&fresh, 0);
     assert_eq!(note(&fresh), "", "the imported model showed a note");
-    assert_drawn(&fresh, "samples");
+    assert_drawn_wider_than(&fresh, "samples", 100);
 
     // The 3D scenes model: a composed pair generated, and real scenes of it rendered in the page.
     // (On the CPU only: SwiftShader takes minutes over this.)

@@ -212,6 +212,13 @@ fn broken_and_foreign_checkpoints_are_one_line_errors() {
         "not a PyTorch checkpoint",
     );
 
+    // A bare state dict is read as one: this one holds one tensor, and the first it lacks is
+    // named.
+    assert_clean_error(
+        &import_cli(&fixture().join("bare-partial.pth"), "mnist", &out),
+        "the checkpoint lacks ivn_eps.obs_weight",
+    );
+
     // A conv3 checkpoint of six concepts is not a model of quad's six concepts at 64 px.
     let checkpoint = fixture().join("vae.pth");
     assert_clean_error(
