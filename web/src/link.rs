@@ -5,6 +5,7 @@
 //! [`View::fit_to`] checks what depends on it (concept names, one shift per concept). A link that
 //! fails either step is replaced by the default view, and the page shows the reasons.
 
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// Grid sides a link may ask for (the grid is `grid x grid` samples).
@@ -14,7 +15,7 @@ pub const DEFAULT_GRID: usize = 4;
 pub const SHIFT_LIMIT: f32 = 3.0;
 
 /// Where the model comes from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ModelRef {
     /// One of the models shipped with the page, by id.
     Shipped(String),
@@ -25,7 +26,7 @@ pub enum ModelRef {
 }
 
 /// Everything that decides the pixels on screen.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct View {
     pub model: ModelRef,
     /// Names of the concepts intervened on (none: observational).

@@ -1,6 +1,7 @@
 //! Turning generated or real images into the RGBA pixels a canvas shows, and a fingerprint of
 //! those pixels (what the browser tests compare across share links).
 
+use crate::protocol::PictureSize;
 use intervene::config::ImageShape;
 use intervene::image_grid::grid_rgb;
 
@@ -23,6 +24,30 @@ impl Picture {
             rgba,
             width,
             height,
+        }
+    }
+
+    /// RGBA pixels of a given size, as they came from the model worker.
+    pub fn from_rgba(rgba: Vec<u8>, size: PictureSize) -> Result<Picture, String> {
+        if rgba.len() != size.rgba_len() {
+            return Err(format!(
+                "a {}x{} picture came with {} bytes",
+                size.width,
+                size.height,
+                rgba.len()
+            ));
+        }
+        Ok(Picture {
+            rgba,
+            width: size.width,
+            height: size.height,
+        })
+    }
+
+    pub fn size(&self) -> PictureSize {
+        PictureSize {
+            width: self.width,
+            height: self.height,
         }
     }
 
@@ -57,5 +82,19 @@ mod tests {
             a.fingerprint(),
             Picture::grid(&[0.5; 16], shape, 2).fingerprint()
         );
+    }
+
+    #[test]
+    fn pictures_cross_to_the_page_whole() {
+        let shape = ImageShape {
+            channels: 3,
+            size: 2,
+        };
+        let a = Picture::grid(&[0.25; 12], shape, 1);
+        let b = Picture::from_rgba(a.rgba.clone(), a.size()).unwrap();
+        assert_eq!(b.fingerprint(), a.fingerprint());
+        let mut short = a.rgba.clone();
+        short.pop();
+        assert!(Picture::from_rgba(short, a.size()).is_err());
     }
 }

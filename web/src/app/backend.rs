@@ -1,51 +1,17 @@
 //! Which device runs the model: the browser's WebGPU when it offers an adapter, else burn's flex
-//! on the CPU (wasm SIMD). The page says which, and why.
+//! on the CPU (wasm SIMD). Chosen in the model worker; the page says which, and why.
 
+use crate::protocol::{BackendKind, Preference};
 use burn::tensor::Device;
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendKind {
-    WebGpu,
-    Cpu,
-}
-
-impl BackendKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            BackendKind::WebGpu => "WebGPU",
-            BackendKind::Cpu => "CPU (wasm SIMD)",
-        }
-    }
-}
 
 pub struct Backend {
     pub device: Device,
     pub kind: BackendKind,
     /// One line for the page: what runs, and why.
     pub explanation: String,
-}
-
-/// What `?backend=` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Preference {
-    /// WebGPU on a hardware adapter, else the CPU.
-    Auto,
-    Cpu,
-    /// WebGPU even on a software adapter.
-    WebGpu,
-}
-
-impl Preference {
-    pub fn from_option(value: Option<&str>) -> Preference {
-        match value {
-            Some("cpu") => Preference::Cpu,
-            Some("webgpu") => Preference::WebGpu,
-            _ => Preference::Auto,
-        }
-    }
 }
 
 /// Picks the backend.
@@ -91,7 +57,9 @@ enum Adapter {
 }
 
 async fn adapter() -> Result<Adapter, String> {
-    let navigator = gloo::utils::window().navigator();
+    // A worker's navigator offers WebGPU as a window's does.
+    let navigator = Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"))
+        .unwrap_or(JsValue::UNDEFINED);
     let gpu = Reflect::get(&navigator, &JsValue::from_str("gpu")).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
         return Err("this browser has no navigator.gpu".into());

@@ -2,11 +2,11 @@
 //! per-concept ones a model brings (intervention chips, noise sliders), and keeping all of them in
 //! step with the view.
 
-use super::backend::Preference;
 use super::page::Page;
 use super::{Shared, install, open_view, render, update};
 use crate::catalog;
 use crate::link::{self, GRID_SIDES, ModelRef, SHIFT_LIMIT, View};
+use crate::protocol::Preference;
 use gloo::events::{EventListener, EventListenerOptions};
 use intervene::sampling::has_concept_noise;
 use wasm_bindgen::{JsCast, JsValue};
@@ -92,12 +92,12 @@ pub fn wire_static_controls(app: &Shared) {
         if shown.is_finite() && shown >= 0.0 {
             a.state.borrow_mut().graph_edges = Some(shown as usize);
         }
-        let (engine, view) = {
+        let (model, view) = {
             let state = a.state.borrow();
-            (state.engine.clone(), state.view.clone())
+            (state.model.clone(), state.view.clone())
         };
-        if let (Some(engine), Some(view)) = (engine, view) {
-            render::draw_graphs(&a, &engine, engine.context(&view));
+        if let (Some(model), Some(view)) = (model, view) {
+            render::draw_graphs(&a, &model, model.context(&view));
         }
     });
     let a = app.clone();
@@ -145,17 +145,12 @@ fn load_local_file(app: &Shared, file: web_sys::File) {
 /// One chip per concept (toggle an intervention) and one slider per concept (shift its noise).
 pub fn build_concept_controls(app: &Shared) {
     let page = &app.page;
-    let engine = app
-        .state
-        .borrow()
-        .engine
-        .clone()
-        .expect("a model is loaded");
+    let model = app.state.borrow().model.clone().expect("a model is loaded");
     page.concepts.set_inner_html("");
     page.sliders.set_inner_html("");
-    let shiftable = has_concept_noise(&engine.model.config);
+    let shiftable = has_concept_noise(&model.config);
     let mut listeners = Vec::new();
-    for (k, name) in engine.concepts().iter().enumerate() {
+    for (k, name) in model.concepts().iter().enumerate() {
         let chip = page.element("label");
         let toggle: HtmlInputElement = page.element("input").unchecked_into();
         toggle.set_type("checkbox");
@@ -166,7 +161,7 @@ pub fn build_concept_controls(app: &Shared) {
         let _ = page.concepts.append_child(&chip);
         let a = app.clone();
         let concept = name.clone();
-        let all = engine.concepts().to_vec();
+        let all = model.concepts().to_vec();
         listeners.push(EventListener::new(&toggle, "change", move |e| {
             let on = e
                 .target()
@@ -201,7 +196,7 @@ pub fn build_concept_controls(app: &Shared) {
         let _ = row.append_child(&value);
         let _ = page.sliders.append_child(&row);
         let a = app.clone();
-        let k_concepts = engine.concepts().len();
+        let k_concepts = model.concepts().len();
         listeners.push(EventListener::new(&slider, "input", move |e| {
             let Some(input) = e
                 .target()
@@ -237,14 +232,14 @@ pub fn build_concept_controls(app: &Shared) {
 /// Makes every control show the current view.
 pub fn sync_controls(app: &Shared) {
     let state = app.state.borrow();
-    let (Some(view), Some(engine)) = (state.view.as_ref(), state.engine.as_ref()) else {
+    let (Some(view), Some(model)) = (state.view.as_ref(), state.model.as_ref()) else {
         return;
     };
     let page = &app.page;
     page.seed.set_value(&view.seed.to_string());
     page.grid.set_value(&view.grid.to_string());
-    let shifts = view.shifts_for(engine.concepts().len());
-    for (k, name) in engine.concepts().iter().enumerate() {
+    let shifts = view.shifts_for(model.concepts().len());
+    for (k, name) in model.concepts().iter().enumerate() {
         let on = view.intervened.contains(name);
         if let Some(toggle) = input(page, &format!("do-{name}")) {
             toggle.set_checked(on);
@@ -312,10 +307,10 @@ fn download_png(app: &Shared) {
     };
     let name = {
         let state = app.state.borrow();
-        match (state.view.as_ref(), state.engine.as_ref()) {
-            (Some(view), Some(engine)) => format!(
+        match (state.view.as_ref(), state.model.as_ref()) {
+            (Some(view), Some(model)) => format!(
                 "intervene-{}-seed{}.png",
-                engine.context(view).name(engine.concepts()),
+                model.context(view).name(model.concepts()),
                 view.seed
             ),
             _ => "intervene.png".into(),

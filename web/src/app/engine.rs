@@ -1,9 +1,7 @@
-//! A loaded model on a device: turns a [`View`] into pixels.
+//! A loaded model on a device, in the model worker: turns a [`View`] into images.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use intervene::config::ImageShape;
-use intervene::context::Context;
 use intervene::data::{DatasetKind, Split};
 use intervene::model::Model;
 use intervene::model::context_module::graph_from_weights;
@@ -12,16 +10,15 @@ use intervene::sampling::latents;
 use intervene::weights;
 
 use crate::link::View;
+use crate::protocol::ModelInfo;
 
 /// Real images use their own stream of the view's seed, so they never share draws with the noise.
 const REAL_IMAGES_STREAM: u64 = 0x0EA1;
 
 pub struct Engine {
     pub model: Model,
-    /// The dataset the weights were trained on, if their metadata says.
-    pub dataset: Option<DatasetKind>,
-    /// The learned concept graph `[parent][child]`, if the model has a context module.
-    pub graph: Option<Vec<Vec<f32>>>,
+    /// What the page is told of the model.
+    pub info: ModelInfo,
     pub device: Device,
 }
 
@@ -46,28 +43,17 @@ impl Engine {
             }
             _ => None,
         };
-        Ok(Engine {
-            model: loaded.model.valid(),
+        let info = ModelInfo {
+            config: loaded.model.config.clone(),
             dataset,
             graph,
+            bytes: bytes.len(),
+        };
+        Ok(Engine {
+            model: loaded.model.valid(),
+            info,
             device: device.clone(),
         })
-    }
-
-    pub fn concepts(&self) -> &[String] {
-        &self.model.config.concepts
-    }
-
-    pub fn shape(&self) -> ImageShape {
-        self.model.config.image
-    }
-
-    pub fn context(&self, view: &View) -> Context {
-        Context::from_indices(
-            view.intervened
-                .iter()
-                .filter_map(|name| self.concepts().iter().position(|c| c == name)),
-        )
     }
 
     /// The view's `grid x grid` samples, CHW floats in `[0, 1]`.
@@ -81,14 +67,14 @@ impl Engine {
             &view.shifts_for(config.num_concepts()),
         );
         let z = Tensor::<2>::from_data(TensorData::new(z, [n, config.latent_size()]), &self.device);
-        read_back(self.model.generate(z, self.context(view))).await
+        read_back(self.model.generate(z, self.info.context(view))).await
     }
 
     /// Real images of the view's context, when the dataset can be drawn in the browser (quad and
     /// the 3D scenes are rendered from their causal models in `shared/`; MNIST's digits are not
     /// shipped with the page).
     pub fn real_images(&self, view: &View) -> Result<Vec<f32>, String> {
-        match self.dataset {
+        match self.info.dataset {
             Some(DatasetKind::Mnist) => {
                 Err("MNIST digits are not shipped with the page, so no real images here".into())
             }
@@ -96,8 +82,8 @@ impl Engine {
             Some(dataset) => {
                 let mut rng = Rng::derive(view.seed, REAL_IMAGES_STREAM);
                 let n = view.grid * view.grid;
-                let size = self.shape().size;
-                Ok(dataset.images(self.context(view), n, size, Split::HeldOut, &mut rng))
+                let size = self.info.shape().size;
+                Ok(dataset.images(self.info.context(view), n, size, Split::HeldOut, &mut rng))
             }
         }
     }

@@ -1,31 +1,38 @@
-//! The page's controller: reads the link, picks a backend, loads a model and hands over to the
-//! controls (`controls.rs`), which change the view, and the redraw (`render.rs`), which draws it.
+//! The page's controller: reads the link, starts the model worker (`model_worker.rs`), which
+//! picks a backend and holds the model, and hands over to the controls (`controls.rs`), which
+//! change the view, and the redraw (`render.rs`), which asks the worker for pixels and paints
+//! them. The same module, started in the worker, runs `worker.rs` instead.
 
 mod backend;
 mod bench;
 mod controls;
 mod engine;
 mod graph_view;
+mod model_worker;
 mod page;
 mod render;
+mod worker;
 
 use crate::catalog::{self, DEFAULT_MODEL};
 use crate::link::{self, ModelRef, View};
-use backend::{Backend, BackendKind, Preference};
+use crate::protocol::{BackendKind, ModelInfo, Preference, Reply, Request};
 use controls::{build_concept_controls, fill_static_controls, sync_controls, wire_static_controls};
-use engine::Engine;
 use gloo::events::EventListener;
 use intervene::context::Context;
+use js_sys::{Reflect, Uint8Array};
+use model_worker::ModelWorker;
 use page::Page;
 use render::request_render;
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
+use web_sys::DedicatedWorkerGlobalScope;
 
 struct App {
     page: Page,
-    backend: Backend,
+    worker: Rc<ModelWorker>,
+    backend: BackendKind,
     /// `?backend=` as the link gave it; share links keep it, so they pick the same backend.
     preference: Preference,
     state: RefCell<State>,
@@ -33,7 +40,7 @@ struct App {
 
 #[derive(Default)]
 struct State {
-    engine: Option<Rc<Engine>>,
+    model: Option<Rc<ModelInfo>>,
     view: Option<View>,
     rendering: bool,
     dirty: bool,
@@ -54,6 +61,11 @@ type Shared = Rc<App>;
 
 #[wasm_bindgen(start)]
 pub fn start() {
+    run_constructors();
+    if let Some(scope) = js_sys::global().dyn_ref::<DedicatedWorkerGlobalScope>() {
+        worker::start(scope.clone());
+        return;
+    }
     // A panic stops the module for good: say so on the page, not only in the console.
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
@@ -75,6 +87,20 @@ pub fn start() {
     });
 }
 
+/// Runs the static constructors (burn's GPU compiler registers its parts in them), once. Without
+/// a call to them anywhere in the module, the linker takes it for a command run once and makes
+/// every exported function run them again first; everything JavaScript calls in, closures and
+/// value handles included, then cost about a millisecond: 30-60 ms for one slider move.
+#[allow(unsafe_code)]
+fn run_constructors() {
+    unsafe extern "C" {
+        fn __wasm_call_ctors();
+    }
+    // SAFETY: called once, first thing in `start`, before any code that reads what the
+    // constructors register.
+    unsafe { __wasm_call_ctors() }
+}
+
 async fn run() -> Result<(), String> {
     let wasm_ready = now();
     let page = Page::bind()?;
@@ -84,11 +110,27 @@ async fn run() -> Result<(), String> {
         .unwrap_or_default();
     page.set_status("Starting the backend…");
     let preference = Preference::from_option(link::page_option(&query, "backend").as_deref());
-    let backend = backend::choose(preference).await;
+    let worker = ModelWorker::spawn().await?;
+    let worker_ready = now();
+    let (backend, explanation) = match worker
+        .call(&Request::Start { preference }, None)
+        .await?
+        .reply
+    {
+        Reply::Started {
+            backend,
+            explanation,
+        } => (backend, explanation),
+        other => {
+            return Err(format!(
+                "the model's worker answered {other:?} to its start"
+            ));
+        }
+    };
     let backend_ready = now();
     page.backend
-        .set_text_content(Some(&format!("Backend: {}.", backend.explanation)));
-    let kind = match backend.kind {
+        .set_text_content(Some(&format!("Backend: {explanation}.")));
+    let kind = match backend {
         BackendKind::WebGpu => "webgpu",
         BackendKind::Cpu => "cpu",
     };
@@ -110,11 +152,13 @@ async fn run() -> Result<(), String> {
     fill_static_controls(&page);
     let app: Shared = Rc::new(App {
         page,
+        worker,
         backend,
         preference,
         state: RefCell::new(State {
             startup: vec![
                 ("wasm started", wasm_ready),
+                ("worker ready", worker_ready),
                 ("backend ready", backend_ready),
             ],
             ..State::default()
@@ -203,11 +247,19 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Loads weights and shows `view` with them. On error nothing changes: the previous model and
-/// view stay on screen.
+/// view stay on screen (the worker keeps its model too).
 async fn install(app: &Shared, view: View, bytes: &[u8]) -> Result<(), String> {
-    let engine = Engine::load(bytes, &app.backend.device).await?;
+    let answer = app
+        .worker
+        .call(&Request::Load, Some(Uint8Array::from(bytes)))
+        .await?;
+    let model = match answer.reply {
+        Reply::Loaded(model) => model,
+        Reply::Failed(e) => return Err(e),
+        other => return Err(format!("the model's worker answered {other:?} to a load")),
+    };
     app.state.borrow_mut().startup.push(("model loaded", now()));
-    let view = match view.clone().fit_to(engine.concepts()) {
+    let view = match view.clone().fit_to(model.concepts()) {
         Ok(view) => view,
         Err(problems) => {
             app.page.add_note(&format!(
@@ -220,14 +272,14 @@ async fn install(app: &Shared, view: View, bytes: &[u8]) -> Result<(), String> {
             }
         }
     };
-    let info = describe(&engine, &view.model, bytes.len());
+    let info = describe(&model, &view.model);
     app.page.model_info.set_text_content(Some(&info));
     if let ModelRef::Shipped(id) = &view.model {
         app.page.model_picker.set_value(id);
     }
     {
         let mut state = app.state.borrow_mut();
-        state.engine = Some(Rc::new(engine));
+        state.model = Some(Rc::new(model));
         state.view = Some(view);
         state.real_key = None;
         state.graph_key = None;
@@ -239,9 +291,9 @@ async fn install(app: &Shared, view: View, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn describe(engine: &Engine, model: &ModelRef, bytes: usize) -> String {
-    let config = &engine.model.config;
-    let about = match model {
+fn describe(model: &ModelInfo, source: &ModelRef) -> String {
+    let config = &model.config;
+    let about = match source {
         ModelRef::Shipped(id) => catalog::find(id).map(|m| m.about).unwrap_or_default(),
         ModelRef::SameOrigin(path) => format!("Loaded from {path}."),
         ModelRef::Local(name) => format!("Loaded from your disk ({name})."),
@@ -249,12 +301,12 @@ fn describe(engine: &Engine, model: &ModelRef, bytes: usize) -> String {
     format!(
         "{} on {}, {} px, {} concepts, {:.1} MB. {about}",
         config.method.label(),
-        engine
+        model
             .dataset
             .map_or("an unnamed dataset".into(), |d| d.to_string()),
         config.image.size,
         config.num_concepts(),
-        bytes as f64 / 1e6
+        model.bytes as f64 / 1e6
     )
 }
 
@@ -271,7 +323,14 @@ fn update(app: &Shared, change: impl FnOnce(&mut View)) {
     request_render(app);
 }
 
-/// Milliseconds since the page started.
+/// Milliseconds since the page (or the worker) started.
 fn now() -> f64 {
-    gloo::utils::window().performance().map_or(0.0, |p| p.now())
+    let performance =
+        Reflect::get(&js_sys::global(), &JsValue::from_str("performance")).unwrap_or_default();
+    Reflect::get(&performance, &JsValue::from_str("now"))
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .and_then(|now| now.call0(&performance).ok())
+        .and_then(|ms| ms.as_f64())
+        .unwrap_or(0.0)
 }

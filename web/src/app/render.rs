@@ -1,14 +1,15 @@
 //! Redrawing: samples, real images, the concept graph and the status line for the current view.
+//! The model worker makes the pixels; this thread only paints them.
 //!
 //! Redraws never overlap: a change during a redraw marks the view dirty, and the running redraw
 //! goes round once more with the newest view, so dragging a slider never queues stale frames.
 
-use super::engine::Engine;
 use super::page::{self, Page};
 use super::{Shared, graph_view, now};
 use crate::graph;
 use crate::link::View;
 use crate::picture::Picture;
+use crate::protocol::{ModelInfo, PictureSize, Reply, Request};
 use intervene::context::Context;
 use wasm_bindgen_futures::spawn_local;
 
@@ -25,13 +26,13 @@ pub fn request_render(app: &Shared) {
     let app = app.clone();
     spawn_local(async move {
         loop {
-            let (engine, view) = {
+            let (model, view) = {
                 let mut state = app.state.borrow_mut();
                 state.dirty = false;
-                (state.engine.clone(), state.view.clone())
+                (state.model.clone(), state.view.clone())
             };
-            if let (Some(engine), Some(view)) = (engine, view) {
-                render(&app, &engine, &view).await;
+            if let (Some(model), Some(view)) = (model, view) {
+                render(&app, &model, &view).await;
             }
             let mut state = app.state.borrow_mut();
             if !state.dirty {
@@ -50,26 +51,50 @@ fn set_busy(page: &Page, busy: bool) {
     }
 }
 
-async fn render(app: &Shared, engine: &Engine, view: &View) {
+async fn render(app: &Shared, model: &ModelInfo, view: &View) {
     let page = &app.page;
-    let context = engine.context(view);
-    let context_name = context.name(engine.concepts());
-    let start = now();
-    let images = match engine.generate(view).await {
-        Ok(images) => images,
+    let context = model.context(view);
+    let context_name = context.name(model.concepts());
+    let key = (context, view.seed, view.grid);
+    let real = app.state.borrow().real_key != Some(key);
+    let request = Request::Draw {
+        view: view.clone(),
+        real,
+    };
+    let drawn = match app.worker.call(&request, None).await {
+        Ok(answer) => match answer.reply {
+            Reply::Drawn {
+                samples,
+                fingerprint,
+                elapsed_ms,
+                real,
+            } => Ok((samples, fingerprint, elapsed_ms, real, answer.data)),
+            Reply::Failed(e) => Err(e),
+            other => Err(format!("the model's worker answered {other:?} to a draw")),
+        },
+        Err(e) => Err(e),
+    };
+    let (samples, fingerprint, elapsed_ms, real, pictures) = match drawn {
+        Ok(drawn) => drawn,
         Err(e) => {
             page.set_note(&format!("Generating failed: {e}."));
             return;
         }
     };
-    let elapsed = now() - start;
-    let shape = engine.shape();
-    let picture = Picture::grid(&images, shape, view.grid);
-    let scale = display_scale(picture.width);
-    page::draw(&page.samples, &picture, scale);
-    let _ = page
-        .samples
-        .set_attribute("data-fingerprint", &picture.fingerprint());
+    // The generated picture's pixels come first, then the real one's.
+    let mut pictures = pictures.into_iter();
+    let mut picture =
+        |size: PictureSize| Picture::from_rgba(pictures.next().unwrap_or_default(), size);
+    let samples = match picture(samples) {
+        Ok(samples) => samples,
+        Err(e) => {
+            page.set_note(&format!("Generating failed: {e}."));
+            return;
+        }
+    };
+    let scale = display_scale(samples.width);
+    page::draw(&page.samples, &samples, scale);
+    let _ = page.samples.set_attribute("data-fingerprint", &fingerprint);
     let seen = if context.len() >= 2 {
         "a composition never seen in training"
     } else {
@@ -80,11 +105,10 @@ async fn render(app: &Shared, engine: &Engine, view: &View) {
         view.seed
     )));
 
-    let key = (context, view.seed, view.grid);
-    if app.state.borrow().real_key != Some(key) {
-        match engine.real_images(view) {
+    if let Some(real) = real {
+        match real.and_then(&mut picture) {
             Ok(real) => {
-                page::draw(&page.real, &Picture::grid(&real, shape, view.grid), scale);
+                page::draw(&page.real, &real, scale);
                 page.real_caption.set_text_content(Some(&format!(
                     "Real images of {context_name}, drawn from the dataset's causal model"
                 )));
@@ -97,7 +121,7 @@ async fn render(app: &Shared, engine: &Engine, view: &View) {
         }
         app.state.borrow_mut().real_key = Some(key);
     }
-    draw_graphs(app, engine, context);
+    draw_graphs(app, model, context);
 
     let renders = {
         let mut state = app.state.borrow_mut();
@@ -108,9 +132,9 @@ async fn render(app: &Shared, engine: &Engine, view: &View) {
         state.renders
     };
     page.set_status(&format!(
-        "{} samples of {context_name} in {elapsed:.1} ms on {}.",
+        "{} samples of {context_name} in {elapsed_ms:.1} ms on {}.",
         view.grid * view.grid,
-        app.backend.kind.label()
+        app.backend.label()
     ));
     if let Some(body) = page.document.body() {
         let _ = body.set_attribute("data-renders", &renders.to_string());
@@ -125,9 +149,9 @@ fn display_scale(width: usize) -> usize {
 
 /// The learned graph (its strongest edges, as many as the visitor asks for) and, where the
 /// dataset has one, the true graph beside it; redrawn only when the context or the count changes.
-pub fn draw_graphs(app: &Shared, engine: &Engine, context: Context) {
+pub fn draw_graphs(app: &Shared, model: &ModelInfo, context: Context) {
     let page = &app.page;
-    let concepts = engine.concepts();
+    let concepts = model.concepts();
     let possible = graph::possible_edges(concepts.len());
     let shown = {
         let state = app.state.borrow();
@@ -144,8 +168,8 @@ pub fn draw_graphs(app: &Shared, engine: &Engine, context: Context) {
     page.graph_edges.set_value_as_number(shown as f64);
     page.graph_edges_count
         .set_text_content(Some(&shown.to_string()));
-    page.graph_edges.set_disabled(engine.graph.is_none());
-    match &engine.graph {
+    page.graph_edges.set_disabled(model.graph.is_none());
+    match &model.graph {
         Some(learned) => {
             let edges = graph::strongest(learned, shown);
             graph_view::draw(&page.graph, concepts, &edges, context);
@@ -160,7 +184,7 @@ pub fn draw_graphs(app: &Shared, engine: &Engine, context: Context) {
                 .set_text_content(Some("No concept graph: this model has no context module."));
         }
     }
-    let truth = engine
+    let truth = model
         .dataset
         .filter(|d| d.concepts().len() == concepts.len())
         .and_then(graph::true_edges);
