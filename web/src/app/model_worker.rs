@@ -30,7 +30,8 @@ pub struct ModelWorker {
     next_id: Cell<u32>,
     /// Why the worker stopped, once it has: later requests fail at once with it.
     stopped: RefCell<Option<String>>,
-    _listeners: RefCell<Vec<EventListener>>,
+    /// The worker's message and error listeners, attached for as long as this handle lives.
+    listeners: RefCell<Vec<EventListener>>,
 }
 
 /// A reply with the byte arrays that came beside it.
@@ -51,7 +52,7 @@ impl ModelWorker {
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(UNASKED + 1),
             stopped: RefCell::new(None),
-            _listeners: RefCell::new(Vec::new()),
+            listeners: RefCell::new(Vec::new()),
         });
         let weak = Rc::downgrade(&this);
         let on_message = EventListener::new(&this.worker, "message", move |event| {
@@ -71,8 +72,7 @@ impl ModelWorker {
                 this.stop(&why);
             }
         });
-        let listeners = vec![on_message, on_error];
-        *this._listeners.borrow_mut() = listeners;
+        *this.listeners.borrow_mut() = vec![on_message, on_error];
 
         let ready = this.register(UNASKED);
         let start = Object::new();
