@@ -43,3 +43,9 @@ pub fn with_valid_checksum(bytes: &[u8]) -> Vec<u8> {
 pub fn checkpoint_model(device: &Device) -> Model {
     Model::new(&tiny_config(), device).without_encoder()
 }
+
+/// A fresh optimizer for [`checkpoint_model`]. Adam's epsilon is a setting, not state: reading a
+/// checkpoint never looks at it.
+pub fn checkpoint_optimizer(device: &Device) -> burn::optim::ModuleOptimizer {
+    intervene_trainer::training::adam::for_device(device, 1e-5)
+}

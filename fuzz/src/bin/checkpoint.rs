@@ -1,5 +1,5 @@
 //! Fuzz target: the checkpoint reader, restoring into a fresh tiny model and optimizer.
-use intervene_trainer::training::{adam, checkpoint};
+use intervene_trainer::training::checkpoint;
 use std::panic::AssertUnwindSafe;
 
 fn main() {
@@ -10,7 +10,7 @@ fn main() {
     // abort.
     let model = intervene_fuzz::checkpoint_model(&burn::tensor::Device::flex());
     // Each input restores into clones; a panic fails the run, so nothing is observed half-done.
-    let fresh = AssertUnwindSafe((model, adam::for_device(&device)));
+    let fresh = AssertUnwindSafe((model, intervene_fuzz::checkpoint_optimizer(&device)));
     afl::fuzz!(|bytes: &[u8]| {
         let (model, optimizer) = &*fresh;
         for input in [bytes.to_vec(), intervene_fuzz::with_valid_checksum(bytes)] {

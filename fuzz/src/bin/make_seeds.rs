@@ -2,7 +2,7 @@
 //! readers accept (`scripts/fuzz.sh` runs it first).
 use intervene::model::Model;
 use intervene::weights::{self, Precision};
-use intervene_trainer::training::{adam, checkpoint};
+use intervene_trainer::training::checkpoint;
 use std::path::Path;
 
 fn main() {
@@ -30,7 +30,12 @@ fn main() {
     let device = device.autodiff();
     let model = intervene_fuzz::checkpoint_model(&device);
     let state = checkpoint::LoopState::default();
-    let bytes = checkpoint::encode(&state, &model, &adam::for_device(&device)).unwrap();
+    let bytes = checkpoint::encode(
+        &state,
+        &model,
+        &intervene_fuzz::checkpoint_optimizer(&device),
+    )
+    .unwrap();
     write("checkpoint", "fresh.bin", &bytes);
 
     for (i, link) in [
