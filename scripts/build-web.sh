@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the page into www/dist (release wasm, stripped; wasm-opt is off, see Cargo.toml's web-release
-# profile) and prints its gzipped payload.
+# Builds the page into www/dist (release wasm, stripped by Cargo.toml's web-release profile;
+# wasm-opt is off: data-wasm-opt in www/index.html) and prints its gzipped payload.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-web.sh
