@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds="${1:-1800}"
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(weights checkpoint share_link mnist_idx)
+((${#targets[@]})) || targets=(weights checkpoint share_link mnist_idx data_files)
 
 command -v cargo-afl >/dev/null || cargo install cargo-afl --locked
 cargo afl config --build >/dev/null 2>&1 || true # once per toolchain; says so when done already

@@ -65,7 +65,7 @@ mod tests {
     use crate::data::DatasetKind;
 
     fn config(method: Method) -> ModelConfig {
-        let dataset = DatasetKind::QuadDependent;
+        let dataset = DatasetKind::QuadDependent.dataset();
         ModelConfig {
             architecture: dataset.architecture(),
             image: dataset.image_shape(32).unwrap(),

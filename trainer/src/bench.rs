@@ -1,5 +1,6 @@
 //! `intervene bench`: training throughput and generation latency of the default 64 px model.
 
+use crate::data::DataSource;
 use crate::data::loader::{Batch, BatchMaker, TrainingData, plan_epoch};
 use crate::device::DeviceChoice;
 use crate::evaluation::metrics::generate;
@@ -100,7 +101,8 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
             gpu_features.join(", ")
         }
     ));
-    let mut config = TrainConfig::preset(Preset::Paper, DatasetKind::QuadDependent, Method::Cm);
+    let mut config = TrainConfig::preset(Preset::Paper, DatasetKind::QuadDependent, Method::Cm)
+        .expect("a built-in dataset opens");
     config.image_size = settings.image_size;
     let mut train_imgs_per_s = BTreeMap::new();
     let mut train_rounds_imgs_per_s = BTreeMap::new();
@@ -235,7 +237,8 @@ fn block_diagonal(device: &Device, progress: &Progress) -> BTreeMap<String, f64>
 fn rendering(image_size: usize, progress: &Progress) -> BTreeMap<String, f64> {
     [DatasetKind::QuadDependent, DatasetKind::Scenes]
         .into_iter()
-        .map(|dataset| {
+        .map(|kind| {
+            let dataset = kind.dataset();
             let examples = dataset.draw(Context::OBS, 1024, Split::Training, &mut Rng::new(3));
             let rounds = (0..ROUNDS)
                 .map(|_| {
@@ -246,22 +249,33 @@ fn rendering(image_size: usize, progress: &Progress) -> BTreeMap<String, f64> {
                 .collect();
             let rate = median(rounds);
             progress.line(format!(
-                "render {dataset} at {image_size} px: {rate:.0} images/s"
+                "render {kind} at {image_size} px: {rate:.0} images/s"
             ));
-            (dataset.name().to_string(), rate)
+            (kind.name().to_string(), rate)
         })
         .collect()
 }
 
-/// Images per second the training loader makes, batch 512, for each synthetic dataset: the
-/// median of three rounds of four batches.
+/// Images per second the training loader makes, batch 512: for each synthetic dataset, and
+/// for quad written to disk and read back through `--data`'s cache (what a dataset on disk
+/// trains at). The median of three rounds of four batches.
 fn loading(config: &TrainConfig, progress: &Progress) -> BTreeMap<String, f64> {
     const BATCH: usize = 512;
-    [DatasetKind::QuadDependent, DatasetKind::Scenes]
+    let on_disk = quad_on_disk(config.image_size, 2 * BATCH, progress);
+    let sources: Vec<(String, DataSource)> = [DatasetKind::QuadDependent, DatasetKind::Scenes]
         .into_iter()
-        .map(|dataset| {
+        .map(|kind| (kind.name().to_string(), kind.into()))
+        .chain(
+            on_disk
+                .as_ref()
+                .map(|(_, source)| ("quad-dependent-from-disk".to_string(), source.clone())),
+        )
+        .collect();
+    sources
+        .into_iter()
+        .map(|(name, source)| {
             let mut config = config.clone();
-            config.dataset = dataset;
+            config.dataset = source;
             config.batch_size = BATCH;
             config.per_context = 2 * BATCH;
             let data = Arc::new(TrainingData::generate(&config));
@@ -278,18 +292,47 @@ fn loading(config: &TrainConfig, progress: &Progress) -> BTreeMap<String, f64> {
                 .collect();
             let rate = median(rounds);
             progress.line(format!(
-                "loader, {dataset} at {} px, batch {BATCH}: {rate:.0} images/s",
+                "loader, {name} at {} px, batch {BATCH}: {rate:.0} images/s",
                 config.image_size
             ));
-            (dataset.name().to_string(), rate)
+            (name, rate)
         })
         .collect()
+}
+
+/// quad exported as image folders into a temporary folder and decoded into its cache there;
+/// `None` (and a line saying why) if the disk would not take it.
+fn quad_on_disk(
+    image_size: usize,
+    per_context: usize,
+    progress: &Progress,
+) -> Option<(tempfile::TempDir, DataSource)> {
+    let made = (|| -> anyhow::Result<(tempfile::TempDir, DataSource)> {
+        let dir = tempfile::tempdir()?;
+        let folder = dir.path().join("quad");
+        let request = crate::data::export::ExportRequest {
+            dataset: DatasetKind::QuadDependent.dataset(),
+            // One in ten is held out by name; this leaves each context `per_context` to train on.
+            per_context: per_context * 12 / 10,
+            image_size,
+            seed: 5,
+        };
+        crate::data::export::export(&request, &folder, progress)?;
+        let source = DataSource::from_folder(&folder)?;
+        source
+            .open()?
+            .prepare(image_size)
+            .map_err(anyhow::Error::msg)?;
+        Ok((dir, source))
+    })();
+    made.map_err(|e| progress.line(format!("loader from disk not measured: {e:#}")))
+        .ok()
 }
 
 /// A real batch of the obs context, rendered once so the timing covers the training step only.
 fn synthetic_batch(config: &TrainConfig, batch_size: usize, latent: usize) -> Batch {
     let mut rng = Rng::new(7);
-    let images = config.dataset.images(
+    let images = config.data().images(
         Context::single(0),
         batch_size,
         config.image_size,

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 /// Images in one written grid (`sample`, `data preview`): up to 32 x 32.
 const GRID_IMAGES: RangeInclusive<usize> = 1..=1_024;
+/// Images per context `data export` writes: up to the paper's 50,000 twice over.
+const EXPORT_IMAGES: RangeInclusive<usize> = 1..=100_000;
 /// Generated and real images per context when scoring: up to twice the paper's 10,000 (both
 /// sets of one context are held in memory at once).
 const EVAL_SAMPLES: RangeInclusive<usize> = 2..=20_000;
@@ -83,6 +85,10 @@ pub struct ImportTorchArgs {
 pub struct ExperimentArgs {
     #[arg(long, value_enum, default_value = "quad-dependent")]
     pub dataset: DatasetKind,
+    /// Read the dataset from this folder instead (image folders, or the paper's files; see
+    /// docs/method.md#your-own-data).
+    #[arg(long, conflicts_with = "dataset")]
+    pub data: Option<PathBuf>,
     /// quick (2 CPU cores) or paper (the paper's settings).
     #[arg(long, value_enum, default_value = "quick")]
     pub budget: Preset,
@@ -120,12 +126,35 @@ pub struct ExperimentArgs {
 pub enum DataCommand {
     /// Write a grid of real images of a context (composed ones too, e.g. quad1+quad2).
     Preview(PreviewArgs),
+    /// Write a built-in dataset as image folders, the layout --data reads.
+    Export(DataExportArgs),
+}
+
+#[derive(Args)]
+pub struct DataExportArgs {
+    #[arg(long, value_enum, default_value = "quad-dependent")]
+    pub dataset: DatasetKind,
+    /// Images per context (obs, each concept, each composed context).
+    #[arg(long, default_value_t = 1_000, allow_negative_numbers = true, value_parser = whole(EXPORT_IMAGES))]
+    pub per_context: usize,
+    /// Defaults to the dataset's native size (64 for quad, 28 for MNIST).
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(IMAGE_SIZE))]
+    pub image_size: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A new (or empty) folder.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]
 pub struct PreviewArgs {
     #[arg(long, value_enum, default_value = "quad-dependent")]
     pub dataset: DatasetKind,
+    /// Read the dataset from this folder instead (image folders, or the paper's files; see
+    /// docs/method.md#your-own-data).
+    #[arg(long, conflicts_with = "dataset")]
+    pub data: Option<PathBuf>,
     /// `obs`, a concept, or concepts joined by `+`.
     #[arg(long, default_value = "obs")]
     pub context: String,
@@ -154,6 +183,10 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "quad-dependent")]
     pub dataset: DatasetKind,
+    /// Read the dataset from this folder instead (image folders, or the paper's files; see
+    /// docs/method.md#your-own-data).
+    #[arg(long, conflicts_with = "dataset")]
+    pub data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "cm")]
     pub method: Method,
     /// Starting settings; the flags below override single ones.
@@ -174,6 +207,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// Run folder or weights file.
     pub model: PathBuf,
+    /// Score against the dataset in this folder (default: the data the model was trained on).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Generated and real images per context.
     #[arg(long, allow_negative_numbers = true, value_parser = whole(EVAL_SAMPLES))]
     pub samples: Option<usize>,

@@ -22,7 +22,8 @@ use intervene::rng::Rng;
 const DEMO_EVAL_SAMPLES: usize = 1_000;
 
 pub fn run(args: &DemoArgs, progress: &Progress) -> Result<()> {
-    let dataset = DatasetKind::QuadDependent;
+    let kind = DatasetKind::QuadDependent;
+    let dataset = kind.dataset();
     let mut results: Vec<Metrics> = Vec::new();
     for method in [Method::Cm, Method::Base] {
         let dir = args.out.join(method.name());
@@ -30,7 +31,7 @@ pub fn run(args: &DemoArgs, progress: &Progress) -> Result<()> {
         if run.exists() {
             training::resume(&dir, training::Opening::Resume)?; // finishes an interrupted demo; a finished run returns at once
         } else {
-            let mut config = TrainConfig::preset(Preset::Quick, dataset, method);
+            let mut config = TrainConfig::preset(Preset::Quick, kind, method)?;
             config.device = args.device;
             config.seed = args.seed;
             training::start(&dir, config)?;

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use burn::tensor::Device;
 use burn_store::pytorch_reader::{DType, PytorchError, PytorchReader, Tensor as TorchTensor};
 use intervene::config::{Architecture, Method, ModelConfig, NoiseLayer, Widths};
-use intervene::data::DatasetKind;
+use intervene::data::{Dataset, DatasetKind};
 use intervene::model::Model;
 use intervene::weights::{self, Precision};
 use std::collections::{HashMap, HashSet};
@@ -106,7 +106,7 @@ pub struct Imported {
 
 /// Converts the reference's checkpoint into our weights file at `out`.
 pub fn import(request: &Request, out: &Path) -> Result<Imported> {
-    let dataset = request.dataset;
+    let dataset = request.dataset.dataset();
     if let Some(arch) = request.architecture {
         ensure!(
             arch == dataset.architecture(),
@@ -139,13 +139,11 @@ pub fn import(request: &Request, out: &Path) -> Result<Imported> {
 /// For each of the reference's concept blocks, the index of our concept it holds. The
 /// reference's loaders order MNIST's perturbations differently from ours; quad's and the scenes'
 /// concepts come in our order.
-fn concept_order(dataset: DatasetKind, theirs: Option<&[String]>) -> Result<Vec<usize>> {
+fn concept_order(dataset: &dyn Dataset, theirs: Option<&[String]>) -> Result<Vec<usize>> {
     let ours = dataset.concepts();
-    let reference_mnist = ["scaled", "shear", "shift", "swel", "thic", "thin"];
-    let theirs: Vec<String> = match (theirs, dataset) {
-        (Some(names), _) => names.to_vec(),
-        (None, DatasetKind::Mnist) => reference_mnist.iter().map(|n| n.to_string()).collect(),
-        (None, _) => ours.clone(),
+    let theirs: Vec<String> = match theirs {
+        Some(names) => names.to_vec(),
+        None => dataset.reference_concepts(),
     };
     ensure!(
         theirs.len() == ours.len(),
@@ -204,7 +202,7 @@ fn open(path: &Path) -> Result<HashMap<String, TorchTensor>> {
 /// reference trains at the paper's sizes); the tensors' shapes give the rest.
 fn infer_config(
     tensors: &HashMap<String, TorchTensor>,
-    dataset: DatasetKind,
+    dataset: &dyn Dataset,
     method: Method,
 ) -> Result<ModelConfig> {
     let shape = |name: &str| -> Result<&[usize]> {
@@ -239,7 +237,7 @@ fn infer_config(
     let config = ModelConfig {
         architecture: dataset.architecture(),
         image: dataset
-            .image_shape(dataset.native_size())
+            .image_shape(dataset.native_shape().size)
             .map_err(anyhow::Error::msg)?,
         concepts: dataset.concepts(),
         widths: Widths {

@@ -1,22 +1,23 @@
 //! The `intervene` command line: parses flags and hands each command to the library.
 
 use intervene_trainer::{
-    bench, cli, demo, evaluation, experiment, export, files, image_grid, import_torch, memory,
-    mnist_source, model_source, progress, sample, training,
+    bench, cli, data, demo, evaluation, experiment, export, files, image_grid, import_torch,
+    memory, mnist_source, model_source, progress, sample, training,
 };
 
 use anyhow::{Context as _, Result};
 use burn::module::Module;
 use clap::Parser;
 use cli::{
-    BenchArgs, Cli, Command, DataCommand, EvalArgs, ExperimentArgs, ExportArgs, ImportTorchArgs,
-    PreviewArgs, SampleArgs, TrainArgs,
+    BenchArgs, Cli, Command, DataCommand, DataExportArgs, EvalArgs, ExperimentArgs, ExportArgs,
+    ImportTorchArgs, PreviewArgs, SampleArgs, TrainArgs,
 };
 use evaluation::metrics::{EvalSettings, evaluate, table};
 use intervene::config::Method;
 use intervene::context::Context;
 use intervene::data::Split;
 use intervene::rng::Rng;
+use intervene_trainer::data::DataSource;
 use progress::Progress;
 use training::config::TrainConfig;
 
@@ -85,6 +86,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data {
             command: DataCommand::Preview(args),
         } => preview(args, &progress),
+        Command::Data {
+            command: DataCommand::Export(args),
+        } => export_data(args, &progress),
         Command::Train(args) => train(&args, &progress),
         Command::Eval(args) => eval(args, &progress),
         Command::Sample(args) => sample(args, &progress),
@@ -119,10 +123,13 @@ fn import_torch(args: ImportTorchArgs, progress: &Progress) -> Result<()> {
 }
 
 fn preview(args: PreviewArgs, progress: &Progress) -> Result<()> {
-    let size = args.image_size.unwrap_or(args.dataset.native_size());
-    let shape = args.dataset.image_shape(size).map_err(anyhow::Error::msg)?;
-    let context = Context::parse(&args.context, &args.dataset.concepts())?;
-    let images = args.dataset.images(
+    let dataset = DataSource::choose(args.data.as_deref(), args.dataset)?.open()?;
+    let size = args.image_size.unwrap_or(dataset.native_shape().size);
+    let shape = dataset.image_shape(size).map_err(anyhow::Error::msg)?;
+    let concepts = dataset.concepts();
+    let context = Context::parse(&args.context, &concepts)?;
+    dataset.prepare(size).map_err(anyhow::Error::msg)?;
+    let images = dataset.images(
         context,
         args.n,
         size,
@@ -135,10 +142,28 @@ fn preview(args: PreviewArgs, progress: &Progress) -> Result<()> {
         shape,
         image_grid::square_columns(args.n),
     )?;
-    let name = context.name(&args.dataset.concepts());
     progress.line(format!(
-        "wrote {} real images of {name} to {}",
+        "wrote {} real images of {} to {}",
         args.n,
+        context.name(&concepts),
+        args.out.display()
+    ));
+    Ok(())
+}
+
+fn export_data(args: DataExportArgs, progress: &Progress) -> Result<()> {
+    let dataset = args.dataset.dataset();
+    let request = data::export::ExportRequest {
+        dataset,
+        per_context: args.per_context,
+        image_size: args.image_size.unwrap_or(dataset.native_shape().size),
+        seed: args.seed,
+    };
+    data::export::export(&request, &args.out, progress)?;
+    progress.line(format!(
+        "wrote {} images per context of {} to {} (train on it with --data {0})",
+        args.per_context,
+        args.dataset,
         args.out.display()
     ));
     Ok(())
@@ -155,7 +180,7 @@ fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
         )?,
         None => {
             let out = args.out.clone().context("--out is required")?;
-            training::start(&out, train_config(args))?
+            training::start(&out, train_config(args)?)?
         }
     };
     progress.line(format!(
@@ -173,7 +198,14 @@ fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
 /// Scores a run folder (writing `metrics.json` into it) or a weights file (`FILE.metrics.json`).
 fn eval(args: EvalArgs, progress: &Progress) -> Result<()> {
     let source = model_source::Source::open(&args.model)?;
-    let dataset = source.dataset()?;
+    let data = match &args.data {
+        Some(dir) => DataSource::from_folder(dir)?,
+        None => source.data()?,
+    };
+    let dataset = data.open()?;
+    dataset
+        .prepare(source.config.image.size)
+        .map_err(anyhow::Error::msg)?;
     let resolved = args.device.resolve();
     let model = source.load(&resolved.device)?.model.valid();
     let defaults = EvalSettings::default();
@@ -231,8 +263,10 @@ fn export(args: ExportArgs, progress: &Progress) -> Result<()> {
 }
 
 fn experiment(args: ExperimentArgs, progress: &Progress) -> Result<()> {
+    let source = DataSource::choose(args.data.as_deref(), args.dataset)?;
     let plan = experiment::Plan {
-        dataset: args.dataset,
+        dataset: source.open()?,
+        source,
         budget: args.budget,
         seeds: args.seeds,
         methods: if args.methods.is_empty() {
@@ -288,11 +322,11 @@ fn quiet_wayland_probe() {
 }
 
 /// The preset with every given flag applied on top.
-fn train_config(args: &TrainArgs) -> TrainConfig {
-    let mut config =
-        TrainConfig::preset(args.preset, args.dataset, args.method).with(&args.overrides);
+fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let data = DataSource::choose(args.data.as_deref(), args.dataset)?;
+    let mut config = TrainConfig::preset(args.preset, data, args.method)?.with(&args.overrides);
     config.device = args.device.unwrap_or(config.device);
     config.seed = args.seed.unwrap_or(config.seed);
     config.init_from = args.init_from.clone();
-    config
+    Ok(config)
 }

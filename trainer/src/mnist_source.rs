@@ -10,7 +10,7 @@ static BUILT_IN: &[u8] = include_bytes!("../../data/mnist/digits.bin");
 
 /// Installs the process-wide digit source.
 pub fn install(dir: Option<&Path>) -> Result<()> {
-    let contexts = DatasetKind::Mnist.concepts().len() + 1;
+    let contexts = DatasetKind::Mnist.dataset().concepts().len() + 1;
     let digits = match dir {
         None => Digits::from_compact(BUILT_IN, contexts).map_err(anyhow::Error::msg)?,
         Some(dir) => {

@@ -3,6 +3,7 @@
 //! Opening checks the file completely (framing, checksum, header) before any device is touched,
 //! so bad input fails fast with one clear line.
 
+use crate::data::DataSource;
 use crate::training::run_folder::weights_path;
 use anyhow::{Context as _, Result};
 use burn::tensor::Device;
@@ -33,12 +34,19 @@ impl Source {
         })
     }
 
-    /// The dataset the weights were trained on, as recorded in their metadata.
-    pub fn dataset(&self) -> Result<DatasetKind> {
+    /// The data the weights were trained on, as recorded in their metadata: a folder, or a
+    /// built-in dataset's name.
+    pub fn data(&self) -> Result<DataSource> {
+        if let Some(folder) = self.metadata["data"].as_str() {
+            return Ok(DataSource::Folder {
+                folder: folder.into(),
+            });
+        }
         let name = self.metadata["dataset"]
             .as_str()
-            .context("these weights do not record their dataset")?;
-        name.parse::<DatasetKind>().map_err(anyhow::Error::msg)
+            .context("these weights do not record their dataset (give --data DIR)")?;
+        let kind = name.parse::<DatasetKind>().map_err(anyhow::Error::msg)?;
+        Ok(kind.into())
     }
 
     pub fn load(&self, device: &Device) -> Result<LoadedWeights> {

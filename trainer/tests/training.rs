@@ -49,7 +49,8 @@ fn a_seed_gives_the_same_initial_weights_on_wgpu_and_flex() {
     if common::wgpu_adapter().is_none() {
         return skip("wgpu finds no GPU adapter (install mesa-vulkan-drivers for lavapipe)");
     }
-    let mut config = TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm);
+    let mut config =
+        TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm).unwrap();
     config.image_size = 32;
     config.seed = 3;
     let weights = |choice: DeviceChoice| {

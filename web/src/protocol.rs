@@ -113,8 +113,11 @@ impl BackendKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub config: ModelConfig,
-    /// The dataset the weights were trained on, if their metadata says.
+    /// The built-in dataset the weights were trained on, if their metadata names one.
     pub dataset: Option<DatasetKind>,
+    /// The dataset's name as the metadata gives it (a folder's name for data read from disk).
+    #[serde(default)]
+    pub dataset_name: Option<String>,
     /// The learned concept graph `[parent][child]`, if the model has a context module.
     pub graph: Option<Vec<Vec<f32>>>,
     /// Size of the weights file, in bytes.

@@ -63,4 +63,22 @@ fn main() {
     input.extend(images);
     input.extend(labels);
     write("mnist_idx", "hundred.idx", &input);
+
+    // One of each format the dataset readers take, from the fixtures (the first byte picks the
+    // reader: see data_files.rs).
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/datasets");
+    for (format, name, file) in [
+        (0u8, "image.png", "plain/obs/0.png"),
+        (1, "image.jpg", "plain/a+b/nested/3.jpg"),
+        (2, "rows.csv", "mnist_csv/holdout_normalized_mnist_thin.csv"),
+        (
+            3,
+            "archive.npz",
+            "quad_npz/holdout/quad1_size_holdout/dataset.npz",
+        ),
+    ] {
+        let mut input = vec![format];
+        input.extend(std::fs::read(fixtures.join(file)).unwrap());
+        write("data_files", name, &input);
+    }
 }

@@ -5,8 +5,142 @@
 //! splits them once: 70% into seven equal training partitions (one per training context, so no
 //! digit image appears in two contexts) and 30% held out for evaluation.
 
+use super::morpho::{self, Perturbation};
+use super::{Dataset, Examples, Recipes, Split};
+use crate::config::ImageShape;
+use crate::context::Context;
 use crate::rng::Rng;
 use std::sync::{Arc, OnceLock};
+
+/// MNIST as a dataset: the installed digits under Morpho-MNIST-style perturbations, one concept
+/// per perturbation. The perturbations are independent, so there is no graph between them.
+pub struct Mnist;
+
+/// The composed pairs held out of training, as indices into [`Perturbation::ALL`]: a
+/// morphological perturbation with an affine one (two morphological ones could cancel out).
+const COMPOSED_PAIRS: [(usize, usize); 6] = [(1, 4), (0, 5), (2, 3), (1, 3), (0, 4), (2, 5)];
+
+impl Dataset for Mnist {
+    fn name(&self) -> String {
+        "mnist".into()
+    }
+
+    fn concepts(&self) -> Vec<String> {
+        Perturbation::ALL
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect()
+    }
+
+    fn composed_contexts(&self) -> Vec<Context> {
+        COMPOSED_PAIRS
+            .iter()
+            .map(|&(a, b)| Context::from_indices([a, b]))
+            .collect()
+    }
+
+    fn true_graph(&self) -> Option<Vec<Vec<f32>>> {
+        None
+    }
+
+    fn native_shape(&self) -> ImageShape {
+        ImageShape {
+            channels: 1,
+            size: SIDE,
+        }
+    }
+
+    fn image_shape(&self, size: usize) -> Result<ImageShape, String> {
+        match size {
+            SIDE => Ok(self.native_shape()),
+            _ => Err(format!("mnist images are 28 px, not {size}")),
+        }
+    }
+
+    /// The reference's loader lists MNIST's contexts by name.
+    fn reference_concepts(&self) -> Vec<String> {
+        let mut names = self.concepts();
+        names.sort();
+        names
+    }
+
+    /// The built-in digits give each training context a partition of 1,000.
+    fn paper_per_context(&self) -> usize {
+        1_000
+    }
+
+    fn draw(&self, context: Context, n: usize, split: Split, rng: &mut Rng) -> Examples {
+        Examples::new(perturbed_digits(context, n, split, rng))
+    }
+}
+
+/// Training draws of `obs` or one perturbation use that context's own digits; everything else
+/// (evaluation, composed contexts) uses the held-out digits.
+fn perturbed_digits(context: Context, n: usize, split: Split, rng: &mut Rng) -> PerturbedDigits {
+    let digits = digits();
+    let pool = match (split, context.indices().next(), context.len()) {
+        (Split::Training, None, _) => digits.training_partition(0),
+        (Split::Training, Some(k), 1) => digits.training_partition(k + 1),
+        _ => digits.held_out(),
+    };
+    // Without replacement while the pool lasts, then again in a fresh order.
+    let mut order = pool.to_vec();
+    let items = (0..n)
+        .map(|i| {
+            if i % order.len() == 0 {
+                rng.shuffle(&mut order);
+            }
+            (order[i % order.len()], rng.next_u64())
+        })
+        .collect();
+    let perturbations = context.indices().map(|k| Perturbation::ALL[k]).collect();
+    PerturbedDigits {
+        digits,
+        perturbations,
+        items,
+    }
+}
+
+/// Drawn digits: which digit, under which perturbations, with which random parameters.
+struct PerturbedDigits {
+    digits: Arc<Digits>,
+    perturbations: Vec<Perturbation>,
+    /// (digit index, seed of the perturbation parameters).
+    items: Vec<(u32, u64)>,
+}
+
+impl Recipes for PerturbedDigits {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Always 28 px: MNIST has one size.
+    fn image_len(&self, _size: usize) -> usize {
+        PIXELS
+    }
+
+    fn render(&self, index: usize, _size: usize, out: &mut [f32]) {
+        let (digit, seed) = self.items[index];
+        let image = self.digits.image(digit as usize);
+        out.copy_from_slice(&morpho::apply_all(
+            &self.perturbations,
+            &image,
+            &mut Rng::new(seed),
+        ));
+    }
+
+    /// Which digit, and its label.
+    fn describe(&self, index: usize) -> Vec<(String, f64)> {
+        let (digit, _) = self.items[index];
+        vec![
+            ("digit".into(), f64::from(digit)),
+            (
+                "label".into(),
+                f64::from(self.digits.labels[digit as usize]),
+            ),
+        ]
+    }
+}
 
 pub const SIDE: usize = 28;
 const PIXELS: usize = SIDE * SIDE;
@@ -151,6 +285,46 @@ pub fn digits() -> Arc<Digits> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn install_built_in_digits() {
+        let bytes = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/mnist/digits.bin"
+        ));
+        install(Digits::from_compact(bytes, 7).unwrap());
+    }
+
+    #[test]
+    fn mnist_keeps_training_and_held_out_digits_apart() {
+        install_built_in_digits();
+        assert_eq!(
+            Mnist.concepts(),
+            ["thin", "thic", "swel", "scaled", "shear", "shift"]
+        );
+        let digits = digits();
+        let single = perturbed_digits(Context::single(1), 50, Split::Training, &mut Rng::new(1));
+        let partition = digits.training_partition(2);
+        assert!(single.items.iter().all(|(i, _)| partition.contains(i)));
+        let pair = perturbed_digits(
+            Context::from_indices([1, 4]),
+            50,
+            Split::Training,
+            &mut Rng::new(1),
+        );
+        assert!(
+            pair.items
+                .iter()
+                .all(|(i, _)| digits.held_out().contains(i))
+        );
+        assert_eq!(
+            pair.perturbations,
+            [Perturbation::Thick, Perturbation::Shear]
+        );
+        let pair = Examples::new(pair);
+        let images = pair.render(..3, 28);
+        assert_eq!(images.len(), 3 * 784);
+        assert!(images.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
 
     fn fake_compact(count: usize) -> Vec<u8> {
         let mut b = b"MNISTU8\0".to_vec();

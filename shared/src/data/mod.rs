@@ -1,4 +1,7 @@
-//! Datasets: which concepts exist, which contexts they form, and real images of any context.
+//! Datasets behind one interface, [`Dataset`]: which concepts exist, which contexts they form,
+//! what is known of their causal graph, and real images of any context. Each dataset is one
+//! module (`quad`, `mnist`, `scenes`; the trainer adds datasets read from disk); [`DatasetKind`]
+//! names the built-in ones.
 
 pub mod mnist;
 pub mod morpho;
@@ -9,20 +12,139 @@ pub mod scm;
 use crate::config::{Architecture, ImageShape, Widths};
 use crate::context::Context;
 use crate::rng::Rng;
-use morpho::Perturbation;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use std::sync::Arc;
 use std::{fmt, str::FromStr};
 
-/// Which examples a draw may use. quad and scenes draw fresh scenes either way; MNIST keeps the
-/// digits it trains on apart from the digits it is evaluated on.
+/// Which examples a draw may use. The generated datasets draw fresh scenes either way; MNIST and
+/// datasets read from disk keep the images they train on apart from those they are evaluated on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
     Training,
     HeldOut,
 }
 
-/// The datasets the trainer can make.
+/// A dataset of interventional images: what the trainer, the evaluation and the page need to know
+/// of one, and nothing they need to know beyond it.
+pub trait Dataset: Send + Sync {
+    /// The name run folders, tables and weights files record.
+    fn name(&self) -> String;
+
+    /// The intervened concepts, in context-module order.
+    fn concepts(&self) -> Vec<String>;
+
+    /// Contexts held out of training and used to score composition.
+    fn composed_contexts(&self) -> Vec<Context>;
+
+    /// The true concept graph `[parent][child]` (1 where an edge exists), where one is known.
+    fn true_graph(&self) -> Option<Vec<Vec<f32>>>;
+
+    /// The channels and side the images come in.
+    fn native_shape(&self) -> ImageShape;
+
+    /// The shape of its images when drawn at `size` px, or why it cannot be.
+    fn image_shape(&self, size: usize) -> Result<ImageShape, String>;
+
+    /// `n` examples of `context`, cheap to keep and rendered on demand. A dataset read from disk
+    /// must have been [`prepared`](Dataset::prepare) at the size they are rendered at.
+    fn draw(&self, context: Context, n: usize, split: Split, rng: &mut Rng) -> Examples;
+
+    /// Makes images of `size` px ready to draw (a dataset on disk decodes its files once); the
+    /// generated datasets need nothing.
+    fn prepare(&self, size: usize) -> Result<(), String> {
+        self.image_shape(size).map(|_| ())
+    }
+
+    /// How many distinct images of `context` the split holds; `None` when they are generated
+    /// without limit.
+    fn available(&self, _context: Context, _split: Split) -> Option<usize> {
+        None
+    }
+
+    /// Whether its images are made from code alone, without files, so that the page can draw
+    /// them too (quad and the scenes; MNIST's digits are not shipped with the page).
+    fn self_contained(&self) -> bool {
+        false
+    }
+
+    /// The backbone the paper uses for images of this kind.
+    fn architecture(&self) -> Architecture {
+        match self.native_shape().channels {
+            1 => Architecture::Conv3,
+            _ => Architecture::Simple64bn,
+        }
+    }
+
+    /// The paper's `depth.w_in.w_out` for this kind of dataset.
+    fn default_widths(&self) -> Widths {
+        match self.architecture() {
+            Architecture::Conv3 => Widths {
+                depth: 2,
+                w_in: 15,
+                w_out: 5,
+            },
+            Architecture::Simple64bn => Widths {
+                depth: 2,
+                w_in: 32,
+                w_out: 8,
+            },
+        }
+    }
+
+    /// The concepts in the order the paper's reference code gives them (its loaders sort some
+    /// datasets' contexts by name), for importing its checkpoints.
+    fn reference_concepts(&self) -> Vec<String> {
+        self.concepts()
+    }
+
+    /// Images per training context at the paper's budget (before the validation split).
+    fn paper_per_context(&self) -> usize {
+        50_000
+    }
+
+    /// What the quick preset trains on: minutes on 2 CPU cores, still meaningful.
+    fn quick_budget(&self) -> QuickBudget {
+        match self.architecture() {
+            Architecture::Conv3 => QuickBudget {
+                image_size: 28,
+                per_context: 1_000,
+                max_epochs: 30,
+                patience: 5,
+            },
+            Architecture::Simple64bn => QuickBudget {
+                image_size: 32,
+                per_context: 3_000,
+                max_epochs: 6,
+                patience: 3,
+            },
+        }
+    }
+
+    /// `n` real images of `context` at `size` px, CHW, values in `[0, 1]`.
+    fn images(
+        &self,
+        context: Context,
+        n: usize,
+        size: usize,
+        split: Split,
+        rng: &mut Rng,
+    ) -> Vec<f32> {
+        self.draw(context, n, split, rng).render(.., size)
+    }
+}
+
+/// The quick preset's settings that depend on the dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuickBudget {
+    pub image_size: usize,
+    /// Images per training context, before the validation split.
+    pub per_context: usize,
+    pub max_epochs: usize,
+    pub patience: usize,
+}
+
+/// The built-in datasets, generated in code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
@@ -38,36 +160,6 @@ pub enum DatasetKind {
     Scenes,
 }
 
-/// quad's concepts: the intervened variables, in context-module order.
-const QUAD_CONCEPTS: [(&str, usize); 6] = [
-    ("quad1", 0),
-    ("quad2", 1),
-    ("quad3", 2),
-    ("quad4", 3),
-    ("size", 4),
-    ("orientation", 7),
-];
-
-/// MNIST's held-out composed pairs, as concept indices into [`Perturbation::ALL`]: a
-/// morphological perturbation with an affine one (two morphological ones could cancel out).
-const MNIST_PAIRS: [(usize, usize); 6] = [(1, 4), (0, 5), (2, 3), (1, 3), (0, 4), (2, 5)];
-
-/// The scenes' held-out composed pairs: every pair of its three concepts.
-const SCENES_PAIRS: [(usize, usize); 3] = [(0, 1), (0, 2), (1, 2)];
-
-/// quad's held-out composed pairs, as concept indices into [`QUAD_CONCEPTS`].
-const QUAD_PAIRS: [(usize, usize); 9] = [
-    (0, 1),
-    (0, 2),
-    (0, 3),
-    (0, 4),
-    (0, 5),
-    (1, 2),
-    (1, 3),
-    (1, 4),
-    (1, 5),
-];
-
 impl DatasetKind {
     pub const ALL: [DatasetKind; 4] = [
         DatasetKind::QuadDependent,
@@ -76,6 +168,16 @@ impl DatasetKind {
         DatasetKind::Scenes,
     ];
 
+    /// The dataset this names.
+    pub fn dataset(self) -> &'static dyn Dataset {
+        match self {
+            DatasetKind::QuadDependent => &quad::Quad::DEPENDENT,
+            DatasetKind::QuadIndependent => &quad::Quad::INDEPENDENT,
+            DatasetKind::Mnist => &mnist::Mnist,
+            DatasetKind::Scenes => &scenes::Scenes,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::QuadDependent => "quad-dependent",
@@ -83,191 +185,6 @@ impl DatasetKind {
             DatasetKind::Mnist => "mnist",
             DatasetKind::Scenes => "scenes",
         }
-    }
-
-    pub fn concepts(self) -> Vec<String> {
-        let names: Vec<&str> = match self {
-            DatasetKind::QuadDependent | DatasetKind::QuadIndependent => {
-                QUAD_CONCEPTS.iter().map(|(name, _)| *name).collect()
-            }
-            DatasetKind::Mnist => Perturbation::ALL.iter().map(|p| p.name()).collect(),
-            DatasetKind::Scenes => scenes::CONCEPTS.iter().map(|(name, _)| *name).collect(),
-        };
-        names.into_iter().map(String::from).collect()
-    }
-
-    pub fn architecture(self) -> Architecture {
-        match self {
-            DatasetKind::Mnist => Architecture::Conv3,
-            _ => Architecture::Simple64bn,
-        }
-    }
-
-    /// The paper's image size for this dataset.
-    pub fn native_size(self) -> usize {
-        match self {
-            DatasetKind::Mnist => 28,
-            _ => 64,
-        }
-    }
-
-    /// Image sizes the dataset can be rendered at.
-    pub fn image_shape(self, size: usize) -> Result<ImageShape, String> {
-        match (self, size) {
-            (DatasetKind::Mnist, 28) => Ok(ImageShape { channels: 1, size }),
-            (DatasetKind::Mnist, _) => Err(format!("mnist images are 28 px, not {size}")),
-            (_, 32 | 64) => Ok(ImageShape { channels: 3, size }),
-            _ => Err(format!(
-                "{} renders at 32 or 64 px, not {size}",
-                self.name()
-            )),
-        }
-    }
-
-    /// The paper's `depth.w_in.w_out` for this dataset.
-    pub fn default_widths(self) -> Widths {
-        match self {
-            DatasetKind::Mnist => Widths {
-                depth: 2,
-                w_in: 15,
-                w_out: 5,
-            },
-            _ => Widths {
-                depth: 2,
-                w_in: 32,
-                w_out: 8,
-            },
-        }
-    }
-
-    /// Contexts held out of training and used to score composition.
-    pub fn composed_contexts(self) -> Vec<Context> {
-        let pairs: &[(usize, usize)] = match self {
-            DatasetKind::Mnist => &MNIST_PAIRS,
-            DatasetKind::Scenes => &SCENES_PAIRS,
-            DatasetKind::QuadDependent | DatasetKind::QuadIndependent => &QUAD_PAIRS,
-        };
-        pairs
-            .iter()
-            .map(|&(a, b)| Context::from_indices([a, b]))
-            .collect()
-    }
-
-    fn graph(self) -> Option<quad::QuadGraph> {
-        match self {
-            DatasetKind::QuadDependent => Some(quad::QuadGraph::Dependent),
-            DatasetKind::QuadIndependent => Some(quad::QuadGraph::Independent),
-            DatasetKind::Mnist | DatasetKind::Scenes => None,
-        }
-    }
-
-    /// The true concept graph `[parent][child]` (1 where an edge exists), for comparison with a
-    /// learned one. Edges between concepts through non-concept variables are not counted; MNIST's
-    /// perturbations are independent.
-    pub fn true_graph(self) -> Vec<Vec<f32>> {
-        if self == DatasetKind::Scenes {
-            return scenes::concept_graph();
-        }
-        let Some(graph) = self.graph() else {
-            let k = self.concepts().len();
-            return vec![vec![0.0; k]; k];
-        };
-        let w = graph.weights();
-        QUAD_CONCEPTS
-            .iter()
-            .map(|&(_, p)| {
-                QUAD_CONCEPTS
-                    .iter()
-                    .map(|&(_, c)| f32::from(w[p][c] != 0.0))
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// `n` real examples of `context`, cheap to keep and rendered on demand.
-    pub fn draw(self, context: Context, n: usize, split: Split, rng: &mut Rng) -> Examples {
-        if self == DatasetKind::Scenes {
-            let intervened: Vec<usize> = context.indices().collect();
-            return Examples::Scenes(scenes::sample_scenes(&intervened, n, rng));
-        }
-        match self.graph() {
-            Some(graph) => {
-                let intervened: Vec<usize> =
-                    context.indices().map(|k| QUAD_CONCEPTS[k].1).collect();
-                Examples::Quad(quad::sample_scenes(graph, &intervened, n, rng))
-            }
-            None => Examples::Mnist(MnistExamples::draw(context, n, split, rng)),
-        }
-    }
-
-    /// `n` real images of `context` at `size` px, CHW, values in `[0, 1]`.
-    pub fn images(
-        self,
-        context: Context,
-        n: usize,
-        size: usize,
-        split: Split,
-        rng: &mut Rng,
-    ) -> Vec<f32> {
-        self.draw(context, n, split, rng).render(.., size)
-    }
-}
-
-/// Perturbed MNIST digits: which digit, under which perturbations, with which random parameters.
-#[derive(Clone)]
-pub struct MnistExamples {
-    digits: Arc<mnist::Digits>,
-    perturbations: Vec<Perturbation>,
-    /// (digit index, seed of the perturbation parameters).
-    items: Vec<(u32, u64)>,
-}
-
-impl fmt::Debug for MnistExamples {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "MnistExamples({:?}, {} items)",
-            self.perturbations,
-            self.items.len()
-        )
-    }
-}
-
-impl MnistExamples {
-    /// Training draws of `obs` or one perturbation use that context's own digits; everything else
-    /// (evaluation, composed contexts) uses the held-out digits.
-    fn draw(context: Context, n: usize, split: Split, rng: &mut Rng) -> Self {
-        let digits = mnist::digits();
-        let pool = match (split, context.indices().next(), context.len()) {
-            (Split::Training, None, _) => digits.training_partition(0),
-            (Split::Training, Some(k), 1) => digits.training_partition(k + 1),
-            _ => digits.held_out(),
-        };
-        // Without replacement while the pool lasts, then again in a fresh order.
-        let mut order = pool.to_vec();
-        let items = (0..n)
-            .map(|i| {
-                if i % order.len() == 0 {
-                    rng.shuffle(&mut order);
-                }
-                (order[i % order.len()], rng.next_u64())
-            })
-            .collect();
-        let perturbations = context.indices().map(|k| Perturbation::ALL[k]).collect();
-        Self {
-            digits,
-            perturbations,
-            items,
-        }
-    }
-
-    fn render_one(&self, (digit, seed): (u32, u64), out: &mut Vec<f32>) {
-        let image = self.digits.image(digit as usize);
-        out.extend(morpho::apply_all(
-            &self.perturbations,
-            &image,
-            &mut Rng::new(seed),
-        ));
     }
 }
 
@@ -287,41 +204,79 @@ impl FromStr for DatasetKind {
     }
 }
 
-/// Examples of one context: the generating factors, from which images are rendered when a batch
-/// needs them (50,000 quad images at 64 px would take 2.4 GB as floats; their scenes take 2 MB).
-#[derive(Clone, Debug)]
-pub enum Examples {
-    Quad(Vec<quad::Scene>),
-    Mnist(MnistExamples),
-    Scenes(Vec<scenes::Scene>),
+/// The image shape of a dataset whose images are 3-channel and drawn at 32 or 64 px.
+pub(crate) fn colour_shape(name: &str, size: usize) -> Result<ImageShape, String> {
+    match size {
+        32 | 64 => Ok(ImageShape { channels: 3, size }),
+        _ => Err(format!("{name} renders at 32 or 64 px, not {size}")),
+    }
+}
+
+/// What a dataset keeps of drawn examples: enough to render each one when a batch needs it
+/// (50,000 quad images at 64 px would take 2.4 GB as floats; their scenes take 2 MB).
+pub trait Recipes: Send + Sync {
+    fn len(&self) -> usize;
+
+    /// The values one image takes at `size` px.
+    fn image_len(&self, size: usize) -> usize;
+
+    /// Renders example `index` at `size` px, CHW, into `out` (zeroed, [`Recipes::image_len`]
+    /// values).
+    fn render(&self, index: usize, size: usize, out: &mut [f32]);
+
+    /// What generated example `index`, by name (its latent factors), for export.
+    fn describe(&self, _index: usize) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+}
+
+/// Examples of one context: a range of a dataset's drawn recipes.
+#[derive(Clone)]
+pub struct Examples {
+    recipes: Arc<dyn Recipes>,
+    range: Range<usize>,
+}
+
+impl fmt::Debug for Examples {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Examples({:?})", self.range)
+    }
 }
 
 impl Examples {
-    pub fn len(&self) -> usize {
-        match self {
-            Examples::Quad(scenes) => scenes.len(),
-            Examples::Mnist(m) => m.items.len(),
-            Examples::Scenes(scenes) => scenes.len(),
+    pub fn new(recipes: impl Recipes + 'static) -> Self {
+        let range = 0..recipes.len();
+        Self {
+            recipes: Arc::new(recipes),
+            range,
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.range.is_empty()
     }
 
     /// Splits off the examples from `at` on (e.g. a validation split).
     pub fn split_off(&mut self, at: usize) -> Examples {
-        match self {
-            Examples::Quad(scenes) => Examples::Quad(scenes.split_off(at)),
-            Examples::Scenes(scenes) => Examples::Scenes(scenes.split_off(at)),
-            Examples::Mnist(m) => Examples::Mnist(MnistExamples {
-                items: m.items.split_off(at),
-                ..m.clone()
-            }),
-        }
+        let at = (self.range.start + at).min(self.range.end);
+        let tail = Examples {
+            recipes: self.recipes.clone(),
+            range: at..self.range.end,
+        };
+        self.range.end = at;
+        tail
     }
 
-    /// Renders a range of examples (`size` is the dataset's image size; MNIST's is always 28).
+    /// What generated example `index` (its latent factors, by name).
+    pub fn describe(&self, index: usize) -> Vec<(String, f64)> {
+        self.recipes.describe(self.range.start + index)
+    }
+
+    /// Renders a range of examples at `size` px, CHW each.
     pub fn render(&self, range: impl std::ops::RangeBounds<usize>, size: usize) -> Vec<f32> {
         let range = (range.start_bound().cloned(), range.end_bound().cloned());
         let indices: Vec<usize> = (0..self.len()).collect();
@@ -330,23 +285,14 @@ impl Examples {
 
     /// Renders the examples at `indices`, in that order.
     pub fn render_indices(&self, indices: &[usize], size: usize) -> Vec<f32> {
-        match self {
-            Examples::Quad(scenes) => {
-                let picked: Vec<quad::Scene> = indices.iter().map(|&i| scenes[i]).collect();
-                quad::render_all(&picked, size)
-            }
-            Examples::Scenes(all) => {
-                let picked: Vec<scenes::Scene> = indices.iter().map(|&i| all[i]).collect();
-                scenes::render_all(&picked, size)
-            }
-            Examples::Mnist(m) => {
-                let mut out = Vec::with_capacity(indices.len() * mnist::SIDE * mnist::SIDE);
-                for &i in indices {
-                    m.render_one(m.items[i], &mut out);
-                }
-                out
-            }
-        }
+        let start = self.range.start;
+        assert!(
+            indices.iter().all(|&i| i < self.len()),
+            "example index out of range"
+        );
+        render_parallel(indices, self.recipes.image_len(size), |&i, out| {
+            self.recipes.render(start + i, size, out)
+        })
     }
 }
 
@@ -431,81 +377,26 @@ mod tests {
     }
 
     #[test]
-    fn quad_has_six_concepts_and_nine_pairs() {
-        let d = DatasetKind::QuadDependent;
-        assert_eq!(d.concepts().len(), 6);
-        let pairs = d.composed_contexts();
-        assert_eq!(pairs.len(), 9);
-        assert!(pairs.iter().all(|c| c.len() == 2));
-        assert_eq!(pairs[0].name(&d.concepts()), "quad1+quad2");
-    }
-
-    #[test]
-    fn true_graph_has_the_quad2_to_quad1_edge_only_when_dependent() {
-        let g = DatasetKind::QuadDependent.true_graph();
-        assert_eq!(g[1][0], 1.0, "quad2 -> quad1");
-        assert_eq!(g[0][1], 0.0);
-        let g = DatasetKind::QuadIndependent.true_graph();
-        assert!(g.iter().flatten().all(|&e| e == 0.0));
-    }
-
-    fn install_built_in_digits() {
-        let bytes = include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../data/mnist/digits.bin"
-        ));
-        mnist::install(mnist::Digits::from_compact(bytes, 7).unwrap());
-    }
-
-    #[test]
-    fn mnist_keeps_training_and_held_out_digits_apart() {
-        install_built_in_digits();
-        let d = DatasetKind::Mnist;
-        assert_eq!(
-            d.concepts(),
-            ["thin", "thic", "swel", "scaled", "shear", "shift"]
-        );
-        let digits = mnist::digits();
-        let Examples::Mnist(train) =
-            d.draw(Context::single(1), 50, Split::Training, &mut Rng::new(1))
-        else {
-            panic!("mnist draws mnist examples")
-        };
-        assert!(
-            train
-                .items
-                .iter()
-                .all(|(i, _)| digits.training_partition(2).contains(i))
-        );
-        let Examples::Mnist(pair) = d.draw(
-            Context::from_indices([1, 4]),
-            50,
-            Split::Training,
-            &mut Rng::new(1),
-        ) else {
-            panic!("mnist draws mnist examples")
-        };
-        assert!(
-            pair.items
-                .iter()
-                .all(|(i, _)| digits.held_out().contains(i))
-        );
-        assert_eq!(
-            pair.perturbations,
-            [Perturbation::Thick, Perturbation::Shear]
-        );
-        let images = Examples::Mnist(pair).render(..3, 28);
-        assert_eq!(images.len(), 3 * 784);
-        assert!(images.iter().all(|v| (0.0..=1.0).contains(v)));
-    }
-
-    #[test]
-    fn rendering_indices_matches_rendering_ranges() {
-        let d = DatasetKind::QuadDependent;
-        let examples = d.draw(Context::single(0), 5, Split::Training, &mut Rng::new(1));
+    fn rendering_indices_matches_rendering_ranges_and_splits() {
+        let d = DatasetKind::QuadDependent.dataset();
+        let mut examples = d.draw(Context::single(0), 5, Split::Training, &mut Rng::new(1));
         let all = examples.render(.., 32);
         let picked = examples.render_indices(&[3], 32);
         let len = 3 * 32 * 32;
         assert_eq!(picked, all[3 * len..4 * len]);
+        let tail = examples.split_off(3);
+        assert_eq!((examples.len(), tail.len()), (3, 2));
+        assert_eq!(tail.render(..1, 32), all[3 * len..4 * len]);
+    }
+
+    #[test]
+    fn every_built_in_dataset_names_itself_and_parses_back() {
+        for kind in DatasetKind::ALL {
+            assert_eq!(kind.dataset().name(), kind.name());
+            assert_eq!(kind.name().parse::<DatasetKind>(), Ok(kind));
+            let with_page = kind != DatasetKind::Mnist;
+            assert_eq!(kind.dataset().self_contained(), with_page);
+        }
+        assert_eq!("3dident".parse::<DatasetKind>(), Ok(DatasetKind::Scenes));
     }
 }

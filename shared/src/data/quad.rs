@@ -7,7 +7,138 @@
 use serde::{Deserialize, Serialize};
 
 use super::scm::{LinearGaussian, phi};
+use super::{Dataset, Examples, Recipes, Split};
+use crate::config::ImageShape;
+use crate::context::Context;
 use crate::rng::Rng;
+
+/// quad as a dataset: six of its variables are concepts an experimenter intervenes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quad {
+    pub graph: QuadGraph,
+}
+
+/// The concepts, in context-module order, and the variable each one intervenes on (colour and
+/// shape are never intervened on).
+const CONCEPTS: [(&str, usize); 6] = [
+    ("quad1", 0),
+    ("quad2", 1),
+    ("quad3", 2),
+    ("quad4", 3),
+    ("size", 4),
+    ("orientation", 7),
+];
+
+/// The composed pairs held out of training, as indices into [`CONCEPTS`]: quad1 and quad2 each
+/// with every other concept.
+const COMPOSED_PAIRS: [(usize, usize); 9] = [
+    (0, 1),
+    (0, 2),
+    (0, 3),
+    (0, 4),
+    (0, 5),
+    (1, 2),
+    (1, 3),
+    (1, 4),
+    (1, 5),
+];
+
+impl Quad {
+    pub const DEPENDENT: Quad = Quad {
+        graph: QuadGraph::Dependent,
+    };
+    pub const INDEPENDENT: Quad = Quad {
+        graph: QuadGraph::Independent,
+    };
+}
+
+impl Dataset for Quad {
+    fn name(&self) -> String {
+        match self.graph {
+            QuadGraph::Dependent => "quad-dependent",
+            QuadGraph::Independent => "quad-independent",
+        }
+        .into()
+    }
+
+    fn concepts(&self) -> Vec<String> {
+        CONCEPTS.iter().map(|(name, _)| name.to_string()).collect()
+    }
+
+    fn composed_contexts(&self) -> Vec<Context> {
+        COMPOSED_PAIRS
+            .iter()
+            .map(|&(a, b)| Context::from_indices([a, b]))
+            .collect()
+    }
+
+    /// Edges between concepts; paths through colour and shape (never intervened on) are not
+    /// counted.
+    fn true_graph(&self) -> Option<Vec<Vec<f32>>> {
+        let w = self.graph.weights();
+        let edge = |p: usize, c: usize| f32::from(w[p][c] != 0.0);
+        Some(
+            CONCEPTS
+                .iter()
+                .map(|&(_, p)| CONCEPTS.iter().map(|&(_, c)| edge(p, c)).collect())
+                .collect(),
+        )
+    }
+
+    fn native_shape(&self) -> ImageShape {
+        ImageShape {
+            channels: 3,
+            size: 64,
+        }
+    }
+
+    fn image_shape(&self, size: usize) -> Result<ImageShape, String> {
+        super::colour_shape(&self.name(), size)
+    }
+
+    fn draw(&self, context: Context, n: usize, _split: Split, rng: &mut Rng) -> Examples {
+        let intervened: Vec<usize> = context.indices().map(|k| CONCEPTS[k].1).collect();
+        Examples::new(sample_scenes(self.graph, &intervened, n, rng))
+    }
+
+    fn self_contained(&self) -> bool {
+        true
+    }
+}
+
+impl Recipes for Vec<Scene> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+
+    fn image_len(&self, size: usize) -> usize {
+        3 * size * size
+    }
+
+    fn render(&self, index: usize, size: usize, out: &mut [f32]) {
+        render(&self[index], size, out)
+    }
+
+    /// The scene's values after Phi (size and shape as drawn).
+    fn describe(&self, index: usize) -> Vec<(String, f64)> {
+        let s = &self[index];
+        let values = [
+            s.quads[0],
+            s.quads[1],
+            s.quads[2],
+            s.quads[3],
+            s.size,
+            s.color,
+            s.shape as usize as f64,
+            s.orientation,
+        ];
+        VARIABLES
+            .iter()
+            .zip(values)
+            .map(|(name, v)| (name.to_string(), v))
+            .collect()
+    }
+}
 
 /// Latent variable names, in the order used by every array in this module.
 #[rustfmt::skip]
@@ -290,6 +421,25 @@ pub fn render_all(scenes: &[Scene], image_size: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quad_has_six_concepts_and_nine_pairs() {
+        let d = Quad::DEPENDENT;
+        assert_eq!(d.concepts().len(), 6);
+        let pairs = d.composed_contexts();
+        assert_eq!(pairs.len(), 9);
+        assert!(pairs.iter().all(|c| c.len() == 2));
+        assert_eq!(pairs[0].name(&d.concepts()), "quad1+quad2");
+    }
+
+    #[test]
+    fn true_graph_has_the_quad2_to_quad1_edge_only_when_dependent() {
+        let g = Quad::DEPENDENT.true_graph().unwrap();
+        assert_eq!(g[1][0], 1.0, "quad2 -> quad1");
+        assert_eq!(g[0][1], 0.0);
+        let g = Quad::INDEPENDENT.true_graph().unwrap();
+        assert!(g.iter().flatten().all(|&e| e == 0.0));
+    }
     use crate::data::scm::testing::{assert_covariance, assert_within, moments};
 
     #[test]

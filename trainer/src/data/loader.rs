@@ -26,7 +26,8 @@ pub struct TrainingData {
 impl TrainingData {
     /// Draws `per_context` examples of each training context, deterministically from the seed.
     pub fn generate(config: &TrainConfig) -> Self {
-        let all = Context::training_contexts(config.dataset.concepts().len());
+        let dataset = config.data();
+        let all = Context::training_contexts(dataset.concepts().len());
         let contexts: Vec<Context> = all
             .into_iter()
             .take(config.training_context_count())
@@ -35,10 +36,7 @@ impl TrainingData {
         let mut valid = Vec::new();
         for (i, &context) in contexts.iter().enumerate() {
             let mut rng = Rng::derive(config.seed, stream::DATA + i as u64);
-            let mut examples =
-                config
-                    .dataset
-                    .draw(context, config.per_context, Split::Training, &mut rng);
+            let mut examples = dataset.draw(context, config.per_context, Split::Training, &mut rng);
             valid.push(examples.split_off(config.train_per_context()));
             train.push(examples);
         }
@@ -156,7 +154,8 @@ mod tests {
             crate::training::config::Preset::Quick,
             DatasetKind::QuadDependent,
             Method::Cm,
-        );
+        )
+        .unwrap();
         c.per_context = 100;
         c.batch_size = 10;
         c

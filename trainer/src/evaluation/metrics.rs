@@ -5,7 +5,7 @@ use super::swd::sliced_wasserstein;
 use crate::progress::Progress;
 use burn::tensor::{Device, Tensor, TensorData};
 use intervene::context::Context;
-use intervene::data::{DatasetKind, Split};
+use intervene::data::{Dataset, Split};
 use intervene::model::Model;
 use intervene::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -62,7 +62,8 @@ pub struct Metrics {
     pub settings: EvalSettings,
     /// `[parent][child]` mean |weight| of the causal layer's blocks, for context-module models.
     pub learned_graph: Option<Vec<Vec<f32>>>,
-    pub true_graph: Vec<Vec<f32>>,
+    /// `None` where the dataset has no known graph (MNIST, data read from disk).
+    pub true_graph: Option<Vec<Vec<f32>>>,
 }
 
 /// Random streams of the evaluation, apart from training's.
@@ -104,7 +105,7 @@ pub fn generate(
 /// Scores `model` against fresh held-out images of `dataset`. `model` must be in evaluation mode.
 pub fn evaluate(
     model: &Model,
-    dataset: DatasetKind,
+    dataset: &dyn Dataset,
     settings: &EvalSettings,
     device: &Device,
     progress: &Progress,
@@ -192,7 +193,7 @@ pub fn evaluate(
         },
         recon,
         method: config.method.name().to_string(),
-        dataset: dataset.name().to_string(),
+        dataset: dataset.name(),
         settings: settings.clone(),
         learned_graph: model.learned_graph(),
         true_graph: dataset.true_graph(),

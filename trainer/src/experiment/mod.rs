@@ -6,6 +6,7 @@ pub mod plots;
 pub mod slurm;
 pub mod table;
 
+use crate::data::DataSource;
 use crate::device::DeviceChoice;
 use crate::evaluation::metrics::{EvalSettings, Metrics, evaluate};
 use crate::files::atomic_write;
@@ -16,12 +17,15 @@ use crate::training::{self, run_folder::RunFolder};
 use anyhow::{Context as _, Result};
 use burn::module::Module;
 use intervene::config::Method;
-use intervene::data::DatasetKind;
+use intervene::data::Dataset;
 use std::path::{Path, PathBuf};
 
 /// What to run and where.
 pub struct Plan {
-    pub dataset: DatasetKind,
+    /// Where the images come from, as the runs record it.
+    pub source: DataSource,
+    /// That dataset, opened.
+    pub dataset: &'static dyn Dataset,
     pub budget: Preset,
     pub seeds: Vec<u64>,
     pub methods: Vec<Method>,
@@ -102,7 +106,8 @@ fn train_if_needed(plan: &Plan, seed: u64, method: Method, dir: &Path) -> Result
         }
         return Ok(());
     }
-    let mut config = TrainConfig::preset(plan.budget, plan.dataset, method).with(&plan.overrides);
+    let mut config =
+        TrainConfig::preset(plan.budget, plan.source.clone(), method)?.with(&plan.overrides);
     config.seed = seed;
     config.device = plan.device;
     // A smaller --per-context (smoke tests) may leave fewer images than a batch.

@@ -15,9 +15,12 @@ pub fn emit(plan: &Plan, dir: &Path) -> Result<()> {
         .iter()
         .flat_map(|&s| plan.methods.iter().map(move |&m| (m, s)))
         .collect();
+    let data = match plan.source.folder() {
+        Some(folder) => format!("--data {}", folder.display()),
+        None => format!("--dataset {}", plan.dataset.name()),
+    };
     let common = format!(
-        "--dataset {} --budget {} --runs {} --results {}",
-        plan.dataset.name(),
+        "{data} --budget {} --runs {} --results {}",
         budget_name(plan.budget),
         plan.runs.display(),
         plan.results.display()

@@ -4,7 +4,7 @@
 use super::{Plan, budget_name};
 use crate::evaluation::metrics::Metrics;
 use intervene::config::Method;
-use intervene::data::DatasetKind;
+use intervene::data::Dataset;
 use std::collections::BTreeMap;
 
 /// Mean and sample standard deviation.
@@ -56,7 +56,7 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn new(dataset: DatasetKind, all: &[(Method, u64, Metrics)]) -> Self {
+    pub fn new(dataset: &dyn Dataset, all: &[(Method, u64, Metrics)]) -> Self {
         let mut methods: Vec<Method> = all.iter().map(|(m, _, _)| *m).collect();
         methods.dedup();
         let rows = methods
@@ -90,7 +90,7 @@ impl Tables {
                     graph_auroc: stat(&|r| {
                         r.learned_graph
                             .as_ref()
-                            .and_then(|g| graph_auroc(g, &dataset.true_graph()))
+                            .and_then(|g| graph_auroc(g, &dataset.true_graph()?))
                     }),
                     per_context: keyed(&|r| &r.concept.per_context),
                     per_pair: keyed(&|r| &r.compo.per_pair),
@@ -252,7 +252,7 @@ mod tests {
     fn the_true_quad_graph_scores_one_and_its_reversal_three_eighths() {
         use intervene::data::DatasetKind;
         use intervene::model::context_module::graph_from_weights;
-        let truth = DatasetKind::QuadDependent.true_graph();
+        let truth = DatasetKind::QuadDependent.dataset().true_graph().unwrap();
         let (k, w) = (truth.len(), 2);
         let weights_of = |graph: &dyn Fn(usize, usize) -> f32| {
             let n = k * w;

@@ -244,7 +244,8 @@ mod tests {
     use intervene::data::DatasetKind;
 
     fn tiny() -> Learner {
-        let mut config = TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm);
+        let mut config =
+            TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm).unwrap();
         config.widths = "2.2.1".parse().unwrap();
         config.hidden = 4;
         Learner::new(config, burn::tensor::Device::flex().autodiff()).unwrap()

@@ -2,11 +2,14 @@
 //! A run starts from a [`Preset`]; [`Overrides`], the flags `train` and `experiment` share,
 //! change single settings of it.
 
+use crate::data::DataSource;
 use crate::device::DeviceChoice;
 use crate::flags::{interval, number, whole};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use intervene::config::{MAX_HIDDEN, Method, ModelConfig, NoiseLayer, Widths};
-use intervene::data::DatasetKind;
+use intervene::context::Context;
+use intervene::data::{Dataset, Split};
 use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -47,7 +50,8 @@ pub enum Preset {
 /// it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    pub dataset: DatasetKind,
+    /// A built-in dataset's name, or the folder a dataset is read from.
+    pub dataset: DataSource,
     pub method: Method,
     pub image_size: usize,
     pub widths: Widths,
@@ -192,16 +196,18 @@ pub struct Overrides {
 }
 
 impl TrainConfig {
-    pub fn preset(preset: Preset, dataset: DatasetKind, method: Method) -> Self {
-        let mnist = dataset == DatasetKind::Mnist;
+    /// `preset`'s settings for `method` on `data`. The dataset is opened (a folder is listed);
+    /// a dataset on disk trains on at most the images its smallest training context holds.
+    pub fn preset(preset: Preset, data: impl Into<DataSource>, method: Method) -> Result<Self> {
+        let data = data.into();
+        let dataset = data.open()?;
         let paper = TrainConfig {
-            dataset,
+            dataset: data,
             method,
-            image_size: dataset.native_size(),
+            image_size: dataset.native_shape().size,
             widths: dataset.default_widths(),
             hidden: 128,
-            // MNIST's built-in digits give each context a partition of 1,000.
-            per_context: if mnist { 1_000 } else { 50_000 },
+            per_context: dataset.paper_per_context(),
             batch_size: 512,
             max_epochs: 100,
             learning_rate: 1e-3,
@@ -223,36 +229,41 @@ impl TrainConfig {
             noise_layer: NoiseLayer::Block,
             adam_epsilon: default_adam_epsilon(),
         };
-        match (preset, dataset) {
-            (Preset::Paper, _) => paper,
-            (Preset::Quick, DatasetKind::QuadDependent | DatasetKind::QuadIndependent) => {
+        let mut config = match preset {
+            Preset::Paper => paper,
+            Preset::Quick => {
+                let quick = dataset.quick_budget();
                 TrainConfig {
-                    image_size: 32,
-                    per_context: 3_000,
+                    image_size: quick.image_size,
+                    per_context: quick.per_context,
                     batch_size: 64,
-                    max_epochs: 6,
+                    max_epochs: quick.max_epochs,
                     warmup_steps: 100,
-                    patience: 3,
+                    patience: quick.patience,
                     ..paper
                 }
             }
-            (Preset::Quick, DatasetKind::Mnist) => TrainConfig {
-                batch_size: 64,
-                max_epochs: 30,
-                warmup_steps: 100,
-                patience: 5,
-                ..paper
-            },
-            // 64 px, so the teapot keeps its shape; four contexts instead of quad's seven.
-            (Preset::Quick, DatasetKind::Scenes) => TrainConfig {
-                per_context: 4_000,
-                batch_size: 64,
-                max_epochs: 12,
-                warmup_steps: 100,
-                patience: 3,
-                ..paper
-            },
+        };
+        if let Some(available) = config.images_available(dataset) {
+            config.per_context = config.per_context.min(available);
         }
+        Ok(config)
+    }
+
+    /// The fewest training images any training context of a dataset on disk holds.
+    fn images_available(&self, dataset: &dyn Dataset) -> Option<usize> {
+        Context::training_contexts(dataset.concepts().len())
+            .into_iter()
+            .filter_map(|c| dataset.available(c, Split::Training))
+            .min()
+    }
+
+    /// The dataset these settings train on. Panics if it cannot be opened: [`Self::validate`]
+    /// opens it first.
+    pub fn data(&self) -> &'static dyn Dataset {
+        self.dataset
+            .open()
+            .expect("the dataset was opened when the settings were validated")
     }
 
     /// These settings with every given override applied.
@@ -279,7 +290,7 @@ impl TrainConfig {
     }
 
     pub fn model_config(&self) -> ModelConfig {
-        let dataset = self.dataset;
+        let dataset = self.data();
         ModelConfig {
             architecture: dataset.architecture(),
             image: dataset
@@ -297,7 +308,17 @@ impl TrainConfig {
     /// real run (the paper's: 50,000 images per context, batch 512, 100 epochs) and keep a
     /// hand-edited `config.json` from exhausting memory.
     pub fn validate(&self) -> Result<(), String> {
-        self.dataset.image_shape(self.image_size)?;
+        let dataset = self.dataset.open().map_err(|e| format!("{e:#}"))?;
+        dataset.image_shape(self.image_size)?;
+        if let Some(available) = self.images_available(dataset)
+            && self.per_context > available
+        {
+            return Err(format!(
+                "--per-context {} is more than the {available} training images of {}'s smallest training context",
+                self.per_context,
+                dataset.name()
+            ));
+        }
         self.model_config().validate()?;
         let within =
             |value: usize, flag: &str, range: RangeInclusive<usize>| match range.contains(&value) {
@@ -364,7 +385,7 @@ impl TrainConfig {
     /// Contexts the method trains on (their index in `Context::training_contexts`).
     pub fn training_context_count(&self) -> usize {
         if self.method.trains_on_all_contexts() {
-            self.dataset.concepts().len() + 1
+            self.data().concepts().len() + 1
         } else {
             1
         }
@@ -395,6 +416,7 @@ impl TrainConfig {
 mod tests {
     use super::*;
     use clap::Parser;
+    use intervene::data::DatasetKind;
 
     #[derive(Parser)]
     struct Flags {
@@ -403,7 +425,7 @@ mod tests {
     }
 
     fn quick() -> TrainConfig {
-        TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm)
+        TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm).unwrap()
     }
 
     /// Every flag reaches the setting it is named after, and nothing else changes.

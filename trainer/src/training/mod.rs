@@ -233,6 +233,11 @@ pub enum Opening {
 /// Starts a new run in `dir`.
 pub fn start(dir: &Path, config: TrainConfig) -> Result<Summary> {
     config.validate().map_err(anyhow::Error::msg)?;
+    // A dataset on disk is decoded now, so that a bad image leaves no run folder behind.
+    config
+        .data()
+        .prepare(config.image_size)
+        .map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     drive(RunFolder::new(dir), config, Opening::New)
 }
@@ -242,6 +247,10 @@ pub fn resume(dir: &Path, opening: Opening) -> Result<Summary> {
     let run = RunFolder::new(dir);
     let config = run.read_config()?;
     config.validate().map_err(anyhow::Error::msg)?;
+    config
+        .data()
+        .prepare(config.image_size)
+        .map_err(anyhow::Error::msg)?;
     drive(run, config, opening)
 }
 
@@ -573,12 +582,16 @@ impl Session {
             state.best_valid = Some(valid);
             state.best_epoch = Some(state.epoch);
             state.epochs_without_improvement = 0;
-            let metadata = serde_json::json!({
-                "dataset": config.dataset.name(),
+            let mut metadata = serde_json::json!({
+                "dataset": config.data().name(),
                 "epoch": state.epoch + 1,
                 "valid_negative_elbo": valid,
                 "seed": config.seed,
             });
+            // A dataset on disk is found again by its folder (`eval`, `sample`).
+            if let Some(folder) = config.dataset.folder() {
+                metadata["data"] = folder.display().to_string().into();
+            }
             atomic_write(
                 &self.run.best_path(),
                 &weights::encode(&eval_model, Precision::F32, metadata),
@@ -652,7 +665,8 @@ mod tests {
     }
 
     fn tiny_learner() -> Learner {
-        let mut config = TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm);
+        let mut config =
+            TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm).unwrap();
         config.widths = "2.4.2".parse().unwrap();
         config.hidden = 16;
         Learner::new(config, Device::flex().autodiff()).unwrap()

@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use intervene::data::{DatasetKind, Split};
+use intervene::data::Split;
 use intervene::model::Model;
 use intervene::model::context_module::graph_from_weights;
 use intervene::rng::Rng;
@@ -29,9 +29,8 @@ impl Engine {
         // initialisers' kernels for weights that are overwritten at once.
         let mut loaded = weights::decode(bytes, &Device::flex()).map_err(|e| e.to_string())?;
         loaded.model = loaded.model.to_device(device);
-        let dataset = loaded.metadata["dataset"]
-            .as_str()
-            .and_then(|name| name.parse().ok());
+        let dataset_name = loaded.metadata["dataset"].as_str().map(String::from);
+        let dataset = dataset_name.as_deref().and_then(|name| name.parse().ok());
         let graph = match (&loaded.model.context_module, loaded.model.graph_weights()) {
             (Some(cm), Some(weights)) => {
                 let values = read_back(weights).await?;
@@ -46,6 +45,7 @@ impl Engine {
         let info = ModelInfo {
             config: loaded.model.config.clone(),
             dataset,
+            dataset_name,
             graph,
             bytes: bytes.len(),
         };
@@ -70,22 +70,31 @@ impl Engine {
         read_back(self.model.generate(z, self.info.context(view))).await
     }
 
-    /// Real images of the view's context, when the dataset can be drawn in the browser (quad and
-    /// the 3D scenes are rendered from their causal models in `shared/`; MNIST's digits are not
-    /// shipped with the page).
+    /// Real images of the view's context, when the dataset can be drawn in the browser: the
+    /// built-in datasets made from code alone (quad and the 3D scenes, from their causal models
+    /// in `shared/`); MNIST's digits and datasets read from disk are not shipped with the page.
     pub fn real_images(&self, view: &View) -> Result<Vec<f32>, String> {
-        match self.info.dataset {
-            Some(DatasetKind::Mnist) => {
-                Err("MNIST digits are not shipped with the page, so no real images here".into())
+        let dataset = match (self.info.dataset, &self.info.dataset_name) {
+            (Some(kind), _) => kind.dataset(),
+            (None, Some(name)) => {
+                return Err(format!(
+                    "real images are drawn only for the built-in datasets; this model was trained on {name}, read from disk"
+                ));
             }
-            None => Err("these weights do not say which dataset they came from".into()),
-            Some(dataset) => {
-                let mut rng = Rng::derive(view.seed, REAL_IMAGES_STREAM);
-                let n = view.grid * view.grid;
-                let size = self.info.shape().size;
-                Ok(dataset.images(self.info.context(view), n, size, Split::HeldOut, &mut rng))
+            (None, None) => {
+                return Err("these weights do not say which dataset they came from".into());
             }
+        };
+        if !dataset.self_contained() {
+            return Err(format!(
+                "{}'s images are not shipped with the page, so no real images here",
+                dataset.name()
+            ));
         }
+        let mut rng = Rng::derive(view.seed, REAL_IMAGES_STREAM);
+        let n = view.grid * view.grid;
+        let size = self.info.shape().size;
+        Ok(dataset.images(self.info.context(view), n, size, Split::HeldOut, &mut rng))
     }
 }
 

@@ -302,8 +302,9 @@ fn describe(model: &ModelInfo, source: &ModelRef) -> String {
         "{} on {}, {} px, {} concepts, {:.1} MB. {about}",
         config.method.label(),
         model
-            .dataset
-            .map_or("an unnamed dataset".into(), |d| d.to_string()),
+            .dataset_name
+            .as_deref()
+            .unwrap_or("an unnamed dataset"),
         config.image.size,
         config.num_concepts(),
         model.bytes as f64 / 1e6

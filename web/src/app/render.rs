@@ -186,6 +186,7 @@ pub fn draw_graphs(app: &Shared, model: &ModelInfo, context: Context) {
     }
     let truth = model
         .dataset
+        .map(|kind| kind.dataset())
         .filter(|d| d.concepts().len() == concepts.len())
         .and_then(graph::true_edges);
     page.true_graph_figure.set_hidden(truth.is_none());

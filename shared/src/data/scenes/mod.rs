@@ -12,7 +12,86 @@ pub use render::{Look, render, rotation};
 
 use super::quad::ramp;
 use super::scm::{LinearGaussian, phi};
+use super::{Dataset, Examples, QuickBudget, Recipes, Split};
+use crate::config::ImageShape;
+use crate::context::Context;
 use crate::rng::Rng;
+
+/// The scenes as a dataset: three concepts, every pair of them held out for composition.
+pub struct Scenes;
+
+impl Dataset for Scenes {
+    fn name(&self) -> String {
+        "scenes".into()
+    }
+
+    fn concepts(&self) -> Vec<String> {
+        CONCEPTS.iter().map(|(name, _)| name.to_string()).collect()
+    }
+
+    fn composed_contexts(&self) -> Vec<Context> {
+        [(0, 1), (0, 2), (1, 2)]
+            .into_iter()
+            .map(|(a, b)| Context::from_indices([a, b]))
+            .collect()
+    }
+
+    fn true_graph(&self) -> Option<Vec<Vec<f32>>> {
+        Some(concept_graph())
+    }
+
+    fn native_shape(&self) -> ImageShape {
+        ImageShape {
+            channels: 3,
+            size: 64,
+        }
+    }
+
+    fn image_shape(&self, size: usize) -> Result<ImageShape, String> {
+        super::colour_shape("scenes", size)
+    }
+
+    fn draw(&self, context: Context, n: usize, _split: Split, rng: &mut Rng) -> Examples {
+        let intervened: Vec<usize> = context.indices().collect();
+        Examples::new(sample_scenes(&intervened, n, rng))
+    }
+
+    fn self_contained(&self) -> bool {
+        true
+    }
+
+    /// 64 px, so the teapot keeps its shape; four contexts instead of quad's seven.
+    fn quick_budget(&self) -> QuickBudget {
+        QuickBudget {
+            image_size: 64,
+            per_context: 4_000,
+            max_epochs: 12,
+            patience: 3,
+        }
+    }
+}
+
+impl Recipes for Vec<Scene> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+
+    fn image_len(&self, size: usize) -> usize {
+        3 * size * size
+    }
+
+    fn render(&self, index: usize, size: usize, out: &mut [f32]) {
+        render(&self[index].look(), size, out)
+    }
+
+    fn describe(&self, index: usize) -> Vec<(String, f64)> {
+        VARIABLES
+            .iter()
+            .zip(self[index].unit)
+            .map(|(name, v)| (name.to_string(), f64::from(v)))
+            .collect()
+    }
+}
 
 /// Latent factor names, in the order of every array in this module (parents before children).
 #[rustfmt::skip]
