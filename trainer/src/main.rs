@@ -161,7 +161,7 @@ fn export_data(args: DataExportArgs, progress: &Progress) -> Result<()> {
     };
     data::export::export(&request, &args.out, progress)?;
     progress.line(format!(
-        "wrote {} images per context of {} to {} (train on it with --data {0})",
+        "wrote {} images per context of {} to {} (train on it with --data {2})",
         args.per_context,
         args.dataset,
         args.out.display()

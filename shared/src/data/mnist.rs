@@ -33,10 +33,7 @@ impl Dataset for Mnist {
     }
 
     fn composed_contexts(&self) -> Vec<Context> {
-        COMPOSED_PAIRS
-            .iter()
-            .map(|&(a, b)| Context::from_indices([a, b]))
-            .collect()
+        super::pairs(&COMPOSED_PAIRS)
     }
 
     fn true_graph(&self) -> Option<Vec<Vec<f32>>> {

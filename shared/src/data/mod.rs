@@ -204,6 +204,14 @@ impl FromStr for DatasetKind {
     }
 }
 
+/// Contexts that compose two concepts each, from their indices.
+pub(crate) fn pairs(pairs: &[(usize, usize)]) -> Vec<Context> {
+    pairs
+        .iter()
+        .map(|&(a, b)| Context::from_indices([a, b]))
+        .collect()
+}
+
 /// The image shape of a dataset whose images are 3-channel and drawn at 32 or 64 px.
 pub(crate) fn colour_shape(name: &str, size: usize) -> Result<ImageShape, String> {
     match size {

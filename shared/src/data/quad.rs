@@ -66,10 +66,7 @@ impl Dataset for Quad {
     }
 
     fn composed_contexts(&self) -> Vec<Context> {
-        COMPOSED_PAIRS
-            .iter()
-            .map(|&(a, b)| Context::from_indices([a, b]))
-            .collect()
+        super::pairs(&COMPOSED_PAIRS)
     }
 
     /// Edges between concepts; paths through colour and shape (never intervened on) are not

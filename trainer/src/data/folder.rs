@@ -61,12 +61,6 @@ struct Found {
 }
 
 impl FolderDataset {
-    /// Opens `root`, caching its decoded images in the user's cache folder
-    /// (`$INTERVENE_CACHE` to choose another).
-    pub fn open(root: &Path) -> Result<Self> {
-        Self::open_with_cache(root, &super::store::cache_root())
-    }
-
     /// Opens `root`, caching its decoded images under `cache`.
     pub fn open_with_cache(root: &Path, cache: &Path) -> Result<Self> {
         Folder::open(root, cache).map(|folder| Self(Arc::new(folder)))
@@ -616,7 +610,7 @@ mod tests {
     #[test]
     fn every_layout_reads_its_fixture() {
         let cases: [(&str, &str, &[&str], &[&str], usize); 5] = [
-            ("plain", "image folders", &["a", "b"], &["a+b"], 16),
+            ("plain", "image folders", &["a", "b"], &["a+b"], 32),
             (
                 "quad_causal",
                 "image folders",
@@ -646,7 +640,8 @@ mod tests {
                 28,
             ),
         ];
-        for (layout, read_as, concepts, composed, native_side) in cases {
+        // The last column: the backbone size nearest the images' own (16 and 32 px colour: 32).
+        for (layout, read_as, concepts, composed, native_size) in cases {
             let (dataset, _cache) = open(&fixture(layout));
             assert_eq!(dataset.layout(), read_as, "{layout}");
             assert_eq!(dataset.concepts(), concepts, "{layout}");
@@ -656,7 +651,8 @@ mod tests {
                 "{layout}"
             );
             let native = dataset.native_shape();
-            assert_eq!(native.size.max(28), native_side.clamp(28, 64), "{layout}");
+            assert_eq!(native.size, native_size, "{layout}");
+            assert_eq!(native.channels, if layout == "mnist_csv" { 1 } else { 3 });
             let size = native.size;
             dataset.prepare(size).unwrap();
             let shape = dataset.image_shape(size).unwrap();

@@ -48,8 +48,14 @@ impl DataSource {
     }
 
     /// The dataset, opened once per process: a folder is scanned (not decoded) the first time
-    /// and its layout checked.
+    /// and its layout checked; its decoded images are cached in the user's cache folder.
     pub fn open(&self) -> Result<&'static dyn Dataset> {
+        self.open_caching_in(&store::cache_root())
+    }
+
+    /// [`Self::open`], caching a folder's decoded images under `cache` if this process has not
+    /// opened it yet.
+    pub fn open_caching_in(&self, cache: &Path) -> Result<&'static dyn Dataset> {
         match self {
             DataSource::BuiltIn(kind) => Ok(kind.dataset()),
             DataSource::Folder { folder } => {
@@ -60,8 +66,9 @@ impl DataSource {
                     return Ok(dataset);
                 }
                 // Kept for the life of the process, like the built-in datasets.
-                let dataset: &'static folder::FolderDataset =
-                    Box::leak(Box::new(folder::FolderDataset::open(folder)?));
+                let dataset: &'static folder::FolderDataset = Box::leak(Box::new(
+                    folder::FolderDataset::open_with_cache(folder, cache)?,
+                ));
                 opened.insert(folder.clone(), dataset);
                 Ok(dataset)
             }

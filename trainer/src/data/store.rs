@@ -78,12 +78,7 @@ fn build(
     std::fs::create_dir_all(folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
     let progress = Progress::new();
-    progress.line(format!(
-        "decoding {count} images of {} at {} px, once, into {}",
-        root.display(),
-        shape.size,
-        path.display()
-    ));
+    let started = std::time::Instant::now();
     let bar = progress.bar("decode", count);
     let temp = temp_path(path);
     let written = (|| -> Result<()> {
@@ -106,8 +101,17 @@ fn build(
         std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
     })();
     bar.finish_and_clear();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
+    match written {
+        Ok(()) => progress.line(format!(
+            "decoded {count} images of {} at {} px in {:.1} s, once: cached in {}",
+            root.display(),
+            shape.size,
+            started.elapsed().as_secs_f64(),
+            path.display()
+        )),
+        Err(_) => {
+            let _ = std::fs::remove_file(&temp);
+        }
     }
     written
 }

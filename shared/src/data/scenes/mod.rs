@@ -29,11 +29,9 @@ impl Dataset for Scenes {
         CONCEPTS.iter().map(|(name, _)| name.to_string()).collect()
     }
 
+    /// Every pair of the three concepts.
     fn composed_contexts(&self) -> Vec<Context> {
-        [(0, 1), (0, 2), (1, 2)]
-            .into_iter()
-            .map(|(a, b)| Context::from_indices([a, b]))
-            .collect()
+        super::pairs(&[(0, 1), (0, 2), (1, 2)])
     }
 
     fn true_graph(&self) -> Option<Vec<Vec<f32>>> {
