@@ -57,8 +57,9 @@ fn missing_requirement() -> Option<String> {
 }
 
 /// A copy of the built site plus `corrupt.bin`, the default model with one weight byte flipped,
-/// and `imported.bin`, the reference checkpoint of `tests/data/torch-reference` as
-/// `intervene import-torch` converts it.
+/// `imported.bin`, the reference checkpoint of `tests/data/torch-reference` as
+/// `intervene import-torch` converts it, and `folder.bin`, a tiny model trained with `--data` on
+/// the image-folder fixture (concepts `a` and `b`).
 fn site_with_test_models(name: &str) -> PathBuf {
     let root = scratch(name).join("site");
     copy_dir(&built_site(), &root);
@@ -75,6 +76,36 @@ fn site_with_test_models(name: &str) -> PathBuf {
         .status()
         .unwrap();
     assert!(status.success(), "import-torch failed");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/datasets/plain");
+    let run = root.join("../folder-run");
+    let status = std::process::Command::new(intervene_binary())
+        .args(["train", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .args([
+            "--preset",
+            "quick",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--device",
+            "flex",
+        ])
+        .args(["--widths", "2.8.4", "--hidden", "16", "--image-size", "32"])
+        .env("INTERVENE_CACHE", root.join("../cache"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "train --data failed");
+    let status = std::process::Command::new(intervene_binary())
+        .arg("export")
+        .arg(&run)
+        .arg("--out")
+        .arg(root.join("folder.bin"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "export failed");
     root
 }
 
@@ -372,6 +403,26 @@ fn check_page(webgpu: bool) {
     settled(&fresh, 0);
     assert_eq!(note(&fresh), "", "the imported model showed a note");
     assert_drawn_wider_than(&fresh, "samples", 100);
+
+    // A model trained on images from disk: its own concepts compose; real images are not drawn.
+    fresh.open(&server.url(&format!("/?model=folder.bin&do=a,b{backend}")));
+    settled(&fresh, 0);
+    assert_eq!(note(&fresh), "", "the folder model showed a note");
+    // One epoch on twelve images: a drawn grid, though perhaps a faint one.
+    let captions = fresh.script(
+        "return [document.getElementById('samples-caption').textContent, \
+                 document.getElementById('real-caption').textContent, \
+                 document.getElementById('samples').width];",
+    );
+    assert!(captions[2].as_u64().unwrap() > 100, "{captions}");
+    assert!(captions[0].as_str().unwrap().contains("a+b"), "{captions}");
+    assert!(
+        captions[1]
+            .as_str()
+            .unwrap()
+            .contains("trained on plain, read from disk"),
+        "{captions}"
+    );
 
     // The 3D scenes model: a composed pair generated, and real scenes of it rendered in the page.
     // (On the CPU only: SwiftShader takes minutes over this.)
