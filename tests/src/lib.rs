@@ -39,6 +39,21 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Every file below `dir` (none if it does not exist), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
 /// Removes `intervene-e2e-...-<pid>` folders whose process is gone (Linux: no `/proc/<pid>`).
 fn remove_folders_of_exited_runs() {
     let proc = Path::new("/proc");

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{BINARY, TINY, assert_clean_error, scratch};
+use intervene_e2e::files_under as walk;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -163,18 +164,4 @@ fn a_bad_image_stops_training_before_the_run_folder_exists() {
 
 fn fixture_png() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/datasets/plain/obs/0.png")
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
 }

@@ -553,6 +553,7 @@ fn resolve(root: &Path, found: Vec<Found>) -> Result<(Vec<String>, Vec<Context>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use intervene_e2e::files_under as walk;
 
     fn fixture(layout: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -584,19 +585,6 @@ mod tests {
             "a cache file was left behind"
         );
         message
-    }
-
-    fn walk(dir: &Path) -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files.extend(walk(&path));
-            } else {
-                files.push(path);
-            }
-        }
-        files
     }
 
     fn names(dataset: &FolderDataset, contexts: Vec<Context>) -> Vec<String> {
