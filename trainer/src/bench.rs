@@ -12,9 +12,9 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use intervene::config::Method;
 use intervene::context::Context;
-use intervene::data::{DatasetKind, Split, channels_last};
-use intervene::model::StageKernels;
+use intervene::data::{DatasetKind, Split};
 use intervene::model::block_linear::BlockLinear;
+use intervene::model::{HostImages, StageKernels};
 use intervene::rng::Rng;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -181,7 +181,12 @@ fn time_training(
     batch_size: usize,
     steps: usize,
 ) -> (Vec<f64>, f64) {
-    let batch = synthetic_batch(config, batch_size, learner.model.config.latent_size());
+    let batch = synthetic_batch(
+        config,
+        batch_size,
+        learner.model.config.latent_size(),
+        learner.model.stage_kernels(),
+    );
     learner.step(batch.clone(), 1e-4); // warm-up: kernels, allocations
     memory::reset_peak();
     learner.step(batch.clone(), 1e-4);
@@ -280,7 +285,8 @@ fn loading(config: &TrainConfig, progress: &Progress) -> BTreeMap<String, f64> {
             config.per_context = 2 * BATCH;
             let data = Arc::new(TrainingData::generate(&config));
             let plan = plan_epoch(&data, &config, 0);
-            let maker = BatchMaker::new(data, &config, 0);
+            // Channels-last, as the CPU kernels and the GPU's patch products take them.
+            let maker = BatchMaker::new(data, &config, 0, StageKernels::Cpu);
             let rounds = (0..ROUNDS)
                 .map(|_| {
                     let start = Instant::now();
@@ -330,7 +336,12 @@ fn quad_on_disk(
 }
 
 /// A real batch of the obs context, rendered once so the timing covers the training step only.
-fn synthetic_batch(config: &TrainConfig, batch_size: usize, latent: usize) -> Batch {
+fn synthetic_batch(
+    config: &TrainConfig,
+    batch_size: usize,
+    latent: usize,
+    kernels: StageKernels,
+) -> Batch {
     let mut rng = Rng::new(7);
     let images = config.data().images(
         Context::single(0),
@@ -339,7 +350,7 @@ fn synthetic_batch(config: &TrainConfig, batch_size: usize, latent: usize) -> Ba
         Split::Training,
         &mut rng,
     );
-    let images = channels_last(&images, config.model_config().image);
+    let images = HostImages::new(images, config.model_config().image, kernels);
     let mut eps = vec![0f32; batch_size * latent];
     rng.fill_normal(&mut eps);
     Batch {

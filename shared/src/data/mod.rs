@@ -341,48 +341,9 @@ pub(crate) fn render_parallel<T: Sync>(
     out
 }
 
-/// Rendered images `[B, C, S, S]` rearranged channels-last, `[B, S, S, C]`: the layout the
-/// model's CPU kernels work in (see `Model::images`).
-pub fn channels_last(images: &[f32], shape: ImageShape) -> Vec<f32> {
-    let (c, pixels) = (shape.channels, shape.pixels());
-    if c == 1 {
-        return images.to_vec();
-    }
-    let mut out = vec![0f32; images.len()];
-    for (chw, hwc) in images
-        .chunks(shape.numel())
-        .zip(out.chunks_mut(shape.numel()))
-    {
-        for (channel, plane) in chw.chunks(pixels).enumerate() {
-            for (pixel, &v) in plane.iter().enumerate() {
-                hwc[pixel * c + channel] = v;
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn channels_last_interleaves_each_image() {
-        let shape = ImageShape {
-            channels: 2,
-            size: 2,
-        };
-        // Two images; values name (image, channel, pixel).
-        let chw: Vec<f32> = (0..2)
-            .flat_map(|b| {
-                (0..2).flat_map(move |c| (0..4).map(move |p| (100 * b + 10 * c + p) as f32))
-            })
-            .collect();
-        let hwc = channels_last(&chw, shape);
-        assert_eq!(&hwc[..8], &[0.0, 10.0, 1.0, 11.0, 2.0, 12.0, 3.0, 13.0]);
-        assert_eq!(hwc[8], 100.0);
-        assert_eq!(hwc[15], 113.0);
-    }
 
     #[test]
     fn rendering_indices_matches_rendering_ranges_and_splits() {

@@ -16,10 +16,11 @@
 //! operations; the model code calls those and never sees the layout.
 
 use super::channels_last;
+use crate::config::ImageShape;
 use burn::nn::BatchNorm;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::activation::{relu, sigmoid, softplus};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 pub use intervene_kernels::NormOrder;
 
 /// How a model's convolution stages, its loss and its output pixels are computed.
@@ -50,6 +51,65 @@ impl StageKernels {
     }
 }
 
+/// Images on the host, laid out for one kind of stage kernels: made from channels-first values
+/// `[B, C, S, S]`, the layout every dataset, grid and generated image has, and laid out once, off
+/// the training loop's thread when the loader makes them (`Model::laid_out_images`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostImages {
+    values: Vec<f32>,
+    shape: ImageShape,
+    /// `[B, S, S, C]` rather than `[B, C, S, S]`.
+    channels_last: bool,
+}
+
+impl HostImages {
+    /// `chw`, whole images of `shape`, laid out for `kernels`.
+    pub fn new(chw: Vec<f32>, shape: ImageShape, kernels: StageKernels) -> Self {
+        assert_eq!(chw.len() % shape.numel(), 0, "values of whole images");
+        Self {
+            values: chw,
+            shape,
+            channels_last: false,
+        }
+        .laid_out_for(kernels)
+    }
+
+    /// How many images these are.
+    pub fn count(&self) -> usize {
+        self.values.len() / self.shape.numel()
+    }
+
+    /// The same images laid out for `kernels` (a transpose on the host if the layout differs).
+    fn laid_out_for(self, kernels: StageKernels) -> Self {
+        let wanted = kernels.channels_last();
+        if self.channels_last == wanted {
+            return self;
+        }
+        let (c, pixels) = (self.shape.channels, self.shape.pixels());
+        let mut out = vec![0f32; self.values.len()];
+        for (from, to) in self
+            .values
+            .chunks(self.shape.numel())
+            .zip(out.chunks_mut(self.shape.numel()))
+        {
+            for channel in 0..c {
+                for pixel in 0..pixels {
+                    let (chw, hwc) = (channel * pixels + pixel, pixel * c + channel);
+                    match wanted {
+                        true => to[hwc] = from[chw],
+                        false => to[chw] = from[hwc],
+                    }
+                }
+            }
+        }
+        Self {
+            values: out,
+            channels_last: wanted,
+            ..self
+        }
+    }
+}
+
 /// A batch of images, feature maps or pixel logits: `[B, C, H, W]` in meaning, stored as its
 /// kernels want it.
 #[derive(Clone, Debug)]
@@ -60,6 +120,18 @@ pub struct FeatureMap {
 }
 
 impl FeatureMap {
+    /// Images on `device`, for `kernels`.
+    pub fn from_host(images: HostImages, device: &Device, kernels: StageKernels) -> Self {
+        let images = images.laid_out_for(kernels);
+        let (b, c, s) = (images.count(), images.shape.channels, images.shape.size);
+        let dims = match images.channels_last {
+            true => [b, s, s, c],
+            false => [b, c, s, s],
+        };
+        let tensor = Tensor::from_data(TensorData::new(images.values, dims), device);
+        Self { tensor, kernels }
+    }
+
     /// Maps from a channels-last tensor `[B, H, W, C]`: the CPU kernels read it in place, and
     /// burn's layers take a channels-first view of it.
     pub fn from_channels_last(tensor: Tensor<4>, kernels: StageKernels) -> Self {
@@ -161,6 +233,55 @@ impl FeatureMap {
                 targets.tensor.flatten(1, 3),
                 bound,
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_images_are_laid_out_once_per_layout_and_back() {
+        let shape = ImageShape {
+            channels: 2,
+            size: 2,
+        };
+        // Two images; values name (image, channel, pixel).
+        let chw: Vec<f32> = (0..2)
+            .flat_map(|b| {
+                (0..2).flat_map(move |c| (0..4).map(move |p| (100 * b + 10 * c + p) as f32))
+            })
+            .collect();
+        let cpu = HostImages::new(chw.clone(), shape, StageKernels::Cpu);
+        assert_eq!(cpu.count(), 2);
+        assert_eq!(
+            &cpu.values[..8],
+            &[0.0, 10.0, 1.0, 11.0, 2.0, 12.0, 3.0, 13.0]
+        );
+        assert_eq!((cpu.values[8], cpu.values[15]), (100.0, 113.0));
+        let burn = HostImages::new(chw.clone(), shape, StageKernels::Burn);
+        assert_eq!(burn.values, chw, "burn's layers take them as they are");
+        assert_eq!(cpu.laid_out_for(StageKernels::Burn), burn);
+    }
+
+    /// Whichever kernels the values were laid out for, the maps hold the same images.
+    #[test]
+    fn maps_from_either_layout_agree() {
+        let shape = ImageShape {
+            channels: 3,
+            size: 4,
+        };
+        let chw: Vec<f32> = (0..2 * shape.numel()).map(|i| i as f32).collect();
+        let device = Device::flex();
+        for kernels in [StageKernels::Burn, StageKernels::Cpu] {
+            for made_for in [StageKernels::Burn, StageKernels::Cpu] {
+                let images = HostImages::new(chw.clone(), shape, made_for);
+                let maps = FeatureMap::from_host(images, &device, kernels);
+                assert_eq!(maps.dims(), [2, 3, 4, 4]);
+                let flat: Vec<f32> = maps.flatten().into_data().try_to_vec::<f32>().unwrap();
+                assert_eq!(flat, chw, "{kernels:?} from {made_for:?}");
+            }
         }
     }
 }

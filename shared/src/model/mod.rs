@@ -12,9 +12,9 @@ pub mod vae;
 use crate::config::ModelConfig;
 use crate::context::Context;
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use context_module::ContextModule;
-pub use feature_map::{FeatureMap, StageKernels};
+pub use feature_map::{FeatureMap, HostImages, StageKernels};
 use vae::{Decoder, Encoder};
 
 /// A VAE with an optional context module between latent sample and decoder.
@@ -136,18 +136,17 @@ impl Model {
         self
     }
 
-    /// Images from their channels-last values `[B, S, S, C]` (`data::channels_last`), laid out
-    /// for this model's stages.
-    pub fn images(&self, channels_last: Vec<f32>, device: &Device) -> FeatureMap {
-        let shape = self.config.image;
-        let dims = [
-            channels_last.len() / shape.numel(),
-            shape.size,
-            shape.size,
-            shape.channels,
-        ];
-        let values = Tensor::from_data(TensorData::new(channels_last, dims), device);
-        FeatureMap::from_channels_last(values, self.stage_kernels())
+    /// Images from their channels-first values `[B, C, S, S]` (as datasets render them), laid
+    /// out once for this model's stages.
+    pub fn images(&self, chw: Vec<f32>, device: &Device) -> FeatureMap {
+        let images = HostImages::new(chw, self.config.image, self.stage_kernels());
+        self.laid_out_images(images, device)
+    }
+
+    /// Images laid out beforehand (the training loader does it on its own thread); laid out again
+    /// if that was for other stage kernels.
+    pub fn laid_out_images(&self, images: HostImages, device: &Device) -> FeatureMap {
+        FeatureMap::from_host(images, device, self.stage_kernels())
     }
 
     /// Latent `z [B, latent]` -> pixel logits, through the context module in `context`.

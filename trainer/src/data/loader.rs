@@ -4,7 +4,8 @@
 use crate::training::config::TrainConfig;
 use intervene::config::ImageShape;
 use intervene::context::Context;
-use intervene::data::{Examples, Split, channels_last};
+use intervene::data::{Examples, Split};
+use intervene::model::{HostImages, StageKernels};
 use intervene::rng::Rng;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -52,8 +53,8 @@ impl TrainingData {
 #[derive(Clone)]
 pub struct Batch {
     pub context: Context,
-    /// Pixel values in `[0, 1]`, channels-last `[B, S, S, C]` (`Model::images`).
-    pub images: Vec<f32>,
+    /// Pixel values in `[0, 1]`, laid out for the model's stage kernels.
+    pub images: HostImages,
     /// `[B, latent]` standard normal noise for the reparameterisation.
     pub eps: Vec<f32>,
 }
@@ -92,10 +93,17 @@ pub struct BatchMaker {
     size: usize,
     shape: ImageShape,
     latent: usize,
+    /// The kernels the images are laid out for.
+    kernels: StageKernels,
 }
 
 impl BatchMaker {
-    pub fn new(data: Arc<TrainingData>, config: &TrainConfig, epoch: usize) -> Self {
+    pub fn new(
+        data: Arc<TrainingData>,
+        config: &TrainConfig,
+        epoch: usize,
+        kernels: StageKernels,
+    ) -> Self {
         let model = config.model_config();
         Self {
             data,
@@ -104,6 +112,7 @@ impl BatchMaker {
             size: config.image_size,
             shape: model.image,
             latent: model.latent_size(),
+            kernels,
         }
     }
 
@@ -119,7 +128,7 @@ impl BatchMaker {
         let rendered = self.data.train[*c].render_indices(indices, self.size);
         Batch {
             context: self.data.contexts[*c],
-            images: channels_last(&rendered, self.shape),
+            images: HostImages::new(rendered, self.shape, self.kernels),
             eps,
         }
     }
@@ -197,7 +206,7 @@ mod tests {
         let config = config();
         let data = Arc::new(TrainingData::generate(&config));
         let plan = Arc::new(plan_epoch(&data, &config, 0));
-        let maker = BatchMaker::new(data, &config, 0);
+        let maker = BatchMaker::new(data, &config, 0, StageKernels::Cpu);
         let full: Vec<Batch> = spawn(maker.clone(), plan.clone(), 0).iter().collect();
         let resumed: Vec<Batch> = spawn(maker.clone(), plan.clone(), 2).iter().collect();
         assert_eq!(resumed.len(), full.len() - 2);

@@ -2,7 +2,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use intervene::context::Context;
-use intervene::data::{Examples, channels_last};
+use intervene::data::Examples;
 use intervene::model::Model;
 use intervene::model::loss::elbo_terms;
 use intervene::rng::Rng;
@@ -32,8 +32,7 @@ pub fn mean_negative_elbo(
         while start < examples.len() {
             let end = (start + batch_size).min(examples.len());
             let n = end - start;
-            let images = channels_last(&examples.render(start..end, shape.size), shape);
-            let images = model.images(images, device);
+            let images = model.images(examples.render(start..end, shape.size), device);
             let mut eps = vec![0f32; n * latent];
             rng.fill_normal(&mut eps);
             let eps = Tensor::<2>::from_data(TensorData::new(eps, [n, latent]), device);

@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use intervene::config::{ImageShape, Method};
 use intervene::context::Context;
-use intervene::data::{Split, channels_last};
+use intervene::data::Split;
 use intervene::image_grid::GAP;
 use intervene::model::Model;
 use intervene::rng::Rng;
@@ -134,7 +134,7 @@ fn reconstructions(plan: &Plan, model: &Model, path: &Path, device: &Device) -> 
             Split::HeldOut,
             &mut Rng::new(3),
         );
-        let images = model.images(channels_last(&real, shape), device);
+        let images = model.images(real.clone(), device);
         let (mu, _) = encoder.forward(images);
         let decode_in = if model.config.method.uses_context_labels() {
             context

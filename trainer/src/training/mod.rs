@@ -145,10 +145,9 @@ impl Learner {
 
     /// The batch's training loss `[1]`: BCE + beta KL, plus the method's extra terms.
     fn loss(&self, batch: Batch) -> Tensor<1> {
-        let shape = self.model.config.image;
-        let n = batch.images.len() / shape.numel();
+        let n = batch.images.count();
         let latent = self.model.config.latent_size();
-        let images = self.model.images(batch.images, &self.device);
+        let images = self.model.laid_out_images(batch.images, &self.device);
         let eps = Tensor::<2>::from_data(TensorData::new(batch.eps, [n, latent]), &self.device);
         let context = if self.config.method.uses_context_labels() {
             batch.context
@@ -432,7 +431,12 @@ impl Session {
         let config = self.config.clone();
         self.learner.enter_epoch(self.state.epoch);
         let started = Instant::now();
-        let maker = loader::BatchMaker::new(data.clone(), &config, self.state.epoch);
+        let maker = loader::BatchMaker::new(
+            data.clone(),
+            &config,
+            self.state.epoch,
+            self.learner.model.stage_kernels(),
+        );
         let plan = Arc::new(loader::plan_epoch(data, &config, self.state.epoch));
         let batches = loader::spawn(maker.clone(), plan.clone(), self.state.batch);
         bar.set_position(self.state.batch as u64);
@@ -449,7 +453,7 @@ impl Session {
             let Ok(batch) = batches.recv() else { break };
             pass.data_wait_seconds += waiting.elapsed().as_secs_f64();
             pass.learning_rate = self.learning_rate();
-            pass.images += batch.images.len() / self.learner.model.config.image.numel();
+            pass.images += batch.images.count();
             window
                 .losses
                 .push(self.learner.step_unread(batch, pass.learning_rate));
@@ -678,7 +682,11 @@ mod tests {
         let n = 4;
         Batch {
             context: Context::single(1),
-            images: vec![0.5; n * learner.model.config.image.numel()],
+            images: intervene::model::HostImages::new(
+                vec![0.5; n * learner.model.config.image.numel()],
+                learner.model.config.image,
+                learner.model.stage_kernels(),
+            ),
             eps: vec![noise; n * learner.model.config.latent_size()],
         }
     }
@@ -768,7 +776,8 @@ mod tests {
             mean_negative_elbo(&model, &sets, config.beta, 256, VALIDATION_SEED, &device)
         };
         let stored = valid(&learner);
-        let maker = loader::BatchMaker::new(data.clone(), &config, 0);
+        let maker =
+            loader::BatchMaker::new(data.clone(), &config, 0, learner.model.stage_kernels());
         for (index, batch) in loader::plan_epoch(&data, &config, 0).iter().enumerate() {
             learner.step(maker.make(index, batch), 0.0);
         }
