@@ -8,8 +8,8 @@
 //! - a `k x k` valid convolution of a `k x k` map down to `1 x 1` (conv3's last stage), and its
 //!   transpose: a dense linear map of the flattened patch, one matrix product.
 
-use super::feature_map::StageKernels;
 use super::patch_gemm;
+use super::stage_kernels::StageKernels;
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, PaddingConfig2d};

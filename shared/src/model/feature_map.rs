@@ -16,40 +16,13 @@
 //! operations; the model code calls those and never sees the layout.
 
 use super::channels_last;
+pub use super::stage_kernels::StageKernels;
 use crate::config::ImageShape;
 use burn::nn::BatchNorm;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::activation::{relu, sigmoid, softplus};
 use burn::tensor::{Device, Tensor, TensorData};
 pub use intervene_kernels::NormOrder;
-
-/// How a model's convolution stages, its loss and its output pixels are computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StageKernels {
-    /// burn's layers and tensor ops, channels-first: any device.
-    Burn,
-    /// `intervene-kernels`, channels-last: burn's CPU backend only.
-    Cpu,
-    /// Convolutions as patch gathers and matrix products in burn's tensor ops, channels-last:
-    /// any device.
-    PatchGemm,
-}
-
-impl StageKernels {
-    /// The fastest choice that runs on `device`.
-    pub fn for_device(device: &Device) -> Self {
-        if intervene_kernels::supports(device) {
-            StageKernels::Cpu
-        } else {
-            StageKernels::PatchGemm
-        }
-    }
-
-    /// Whether maps are stored channels-last.
-    fn channels_last(self) -> bool {
-        self != StageKernels::Burn
-    }
-}
 
 /// Images on the host, laid out for one kind of stage kernels: made from channels-first values
 /// `[B, C, S, S]`, the layout every dataset, grid and generated image has, and laid out once, off

@@ -7,6 +7,7 @@ pub mod context_module;
 pub mod feature_map;
 pub mod loss;
 mod patch_gemm;
+mod stage_kernels;
 pub mod vae;
 
 use crate::config::ModelConfig;

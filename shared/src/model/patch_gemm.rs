@@ -11,10 +11,10 @@
 //! shifted slices of the folded map, side by side; the transposed convolution scatters its
 //! product's columns back through the same four shifts and unfolds.
 
-use super::feature_map::NormOrder;
 use burn::tensor::module::{batch_norm, batch_norm_train};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Tensor, activation::relu};
+use intervene_kernels::NormOrder;
 
 /// Kernel 4, stride 2, padding 1 convolution: `x [B, H, W, C]` (H, W even), burn's `Conv2d`
 /// weight `[O, C, 4, 4]`, `bias [O]` -> `[B, H/2, W/2, O]`.
