@@ -325,8 +325,9 @@ fn quad_on_disk(
         };
         crate::data::export::export(&request, &folder, progress)?;
         let source = DataSource::from_folder(&folder)?;
+        // Cached in the scratch folder too, so that nothing outlives the bench.
         source
-            .open()?
+            .open_caching_in(&dir.path().join("cache"))?
             .prepare(image_size)
             .map_err(anyhow::Error::msg)?;
         Ok((dir, source))
