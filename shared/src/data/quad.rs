@@ -405,14 +405,7 @@ pub fn generate(
     image_size: usize,
     rng: &mut Rng,
 ) -> Vec<f32> {
-    render_all(&sample_scenes(graph, intervened, n, rng), image_size)
-}
-
-/// Renders scenes into one buffer, in parallel across the machine's cores.
-pub fn render_all(scenes: &[Scene], image_size: usize) -> Vec<f32> {
-    super::render_parallel(scenes, 3 * image_size * image_size, |scene, out| {
-        render(scene, image_size, out)
-    })
+    Examples::new(sample_scenes(graph, intervened, n, rng)).render(.., image_size)
 }
 
 #[cfg(test)]

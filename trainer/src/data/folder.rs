@@ -15,7 +15,7 @@ use intervene::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 /// Image sides a dataset on disk can be drawn at: the backbones' (grey at 28, colour at 32 or
 /// 64).
@@ -48,8 +48,9 @@ struct Folder {
     dims: (usize, usize),
     /// The backbone's shape nearest to the images' own.
     native: ImageShape,
-    /// Decoded images, by side.
-    stores: Mutex<HashMap<usize, Arc<Store>>>,
+    /// Decoded images, by side; read for every rendered image, so readers do not wait on each
+    /// other.
+    stores: RwLock<HashMap<usize, Arc<Store>>>,
 }
 
 /// What a layout scan finds: a context's folder name (`obs`, a concept, or a composed name),
@@ -100,14 +101,17 @@ impl Folder {
             parts,
             dims,
             native,
-            stores: Mutex::default(),
+            stores: RwLock::default(),
         })
     }
 
     /// The decoded images at `size` px: from the cache, decoding them first if needed.
     fn store(&self, size: usize) -> Result<Arc<Store>> {
+        if let Some(store) = self.stores.read().unwrap().get(&size) {
+            return Ok(store.clone());
+        }
         let shape = image_shape(size).map_err(anyhow::Error::msg)?;
-        let mut stores = self.stores.lock().unwrap();
+        let mut stores = self.stores.write().unwrap();
         if let Some(store) = stores.get(&size) {
             return Ok(store.clone());
         }

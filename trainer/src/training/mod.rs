@@ -231,12 +231,7 @@ pub enum Opening {
 
 /// Starts a new run in `dir`.
 pub fn start(dir: &Path, config: TrainConfig) -> Result<Summary> {
-    config.validate().map_err(anyhow::Error::msg)?;
-    // A dataset on disk is decoded now, so that a bad image leaves no run folder behind.
-    config
-        .data()
-        .prepare(config.image_size)
-        .map_err(anyhow::Error::msg)?;
+    ready(&config)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     drive(RunFolder::new(dir), config, Opening::New)
 }
@@ -245,12 +240,18 @@ pub fn start(dir: &Path, config: TrainConfig) -> Result<Summary> {
 pub fn resume(dir: &Path, opening: Opening) -> Result<Summary> {
     let run = RunFolder::new(dir);
     let config = run.read_config()?;
+    ready(&config)?;
+    drive(run, config, opening)
+}
+
+/// Checks the settings and decodes a dataset on disk, before anything is written: a bad setting
+/// or a bad image leaves no run folder behind.
+fn ready(config: &TrainConfig) -> Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     config
         .data()
         .prepare(config.image_size)
-        .map_err(anyhow::Error::msg)?;
-    drive(run, config, opening)
+        .map_err(anyhow::Error::msg)
 }
 
 fn drive(run: RunFolder, config: TrainConfig, opening: Opening) -> Result<Summary> {

@@ -194,13 +194,6 @@ pub fn sample_scenes(intervened: &[usize], n: usize, rng: &mut Rng) -> Vec<Scene
         .collect()
 }
 
-/// Renders scenes into one buffer (CHW each), in parallel across the machine's cores.
-pub fn render_all(scenes: &[Scene], image_size: usize) -> Vec<f32> {
-    super::render_parallel(scenes, 3 * image_size * image_size, |scene, out| {
-        render(&scene.look(), image_size, out)
-    })
-}
-
 /// Concept-level edges `[parent][child]`: 1 where some factor of the parent has an edge to some
 /// factor of the child.
 pub fn concept_graph() -> Vec<Vec<f32>> {
@@ -293,7 +286,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_bytes() {
-        let draw = |seed| render_all(&sample_scenes(&[1, 2], 9, &mut Rng::new(seed)), 32);
+        let draw =
+            |seed| Examples::new(sample_scenes(&[1, 2], 9, &mut Rng::new(seed))).render(.., 32);
         let a = draw(4);
         assert_eq!(a.len(), 9 * 3 * 32 * 32);
         assert_eq!(a, draw(4));
