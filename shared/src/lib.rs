@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod context;
+pub mod counterfactual;
 pub mod data;
 pub mod image_grid;
 pub mod model;

@@ -10,6 +10,10 @@ use crate::rng::Rng;
 /// a slider means the same thing whatever the seed.
 const DIRECTION_STREAM: u64 = 0x5117_DE00;
 
+/// The largest shift, in standard deviations, the page's sliders and `intervene edit` offer:
+/// beyond it the noise lies where training almost never put any.
+pub const SHIFT_LIMIT: f32 = 3.0;
+
 /// Whether `config`'s latent splits into one noise block per concept (a context module's input).
 /// Shifting a concept's noise only means something then.
 pub fn has_concept_noise(config: &ModelConfig) -> bool {
@@ -17,19 +21,26 @@ pub fn has_concept_noise(config: &ModelConfig) -> bool {
 }
 
 /// Standard normal noise `[n, latent]` drawn from `seed`, with concept `k`'s block moved by
-/// `shifts[k]` standard deviations along that concept's fixed unit direction.
+/// `shifts[k]` standard deviations along that concept's fixed unit direction ([`shift`]).
+pub fn latents(config: &ModelConfig, n: usize, seed: u64, shifts: &[f32]) -> Vec<f32> {
+    let mut z = vec![0f32; n * config.latent_size()];
+    Rng::new(seed).fill_normal(&mut z);
+    shift(config, &mut z, shifts);
+    z
+}
+
+/// Moves concept `k`'s noise block of every latent in `z` (`[n, latent]`) by `shifts[k]`
+/// standard deviations along the concept's fixed direction: a seed's noise for sampling, or an
+/// image's abducted noise for an edit (`crate::counterfactual`).
 ///
 /// `shifts` may be empty (no shift); otherwise it has one entry per concept, and it is ignored
 /// for models without per-concept noise.
-pub fn latents(config: &ModelConfig, n: usize, seed: u64, shifts: &[f32]) -> Vec<f32> {
-    let latent = config.latent_size();
-    let mut z = vec![0f32; n * latent];
-    Rng::new(seed).fill_normal(&mut z);
+pub fn shift(config: &ModelConfig, z: &mut [f32], shifts: &[f32]) {
     if shifts.iter().all(|&s| s == 0.0) || !has_concept_noise(config) {
-        return z;
+        return;
     }
     assert_eq!(shifts.len(), config.num_concepts(), "one shift per concept");
-    let width = config.widths.w_in;
+    let (latent, width) = (config.latent_size(), config.widths.w_in);
     for (k, &shift) in shifts.iter().enumerate() {
         if shift == 0.0 {
             continue;
@@ -42,7 +53,6 @@ pub fn latents(config: &ModelConfig, n: usize, seed: u64, shifts: &[f32]) -> Vec
             }
         }
     }
-    z
 }
 
 /// Concept `k`'s unit direction in its noise block of `width` values.

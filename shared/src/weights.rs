@@ -11,9 +11,14 @@
 //! header's model config (`ModelConfig::validate`, and a budget on the number of parameters);
 //! then every tensor's name and shape against the model that config describes. Only then is
 //! anything allocated, and values that are not finite are refused by tensor name.
+//!
+//! An **encoder file** is the same format holding only the encoder of a model exported without
+//! it, and the CRC-32 of that model's file: the page ships models decoder-only and fetches the
+//! encoder only when a visitor edits an image ([`encode_encoder`], [`attach_encoder`]).
 
 use crate::config::ModelConfig;
 use crate::model::Model;
+use crate::model::vae::Encoder;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -104,10 +109,35 @@ struct Header {
     model: ModelConfig,
     precision: Precision,
     has_encoder: bool,
+    /// Set in an encoder file: the CRC-32 of the (decoder-only) model file it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encoder_for: Option<u32>,
     tensors: Vec<TensorEntry>,
     /// Free-form facts about where the weights came from (dataset, run, metrics).
     metadata: serde_json::Value,
 }
+
+/// Which of a model's parameters a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Parts {
+    Whole,
+    /// The context module and decoder: what generating needs.
+    Generative,
+    Encoder,
+}
+
+impl Header {
+    fn parts(&self) -> Parts {
+        match (self.encoder_for, self.has_encoder) {
+            (Some(_), _) => Parts::Encoder,
+            (None, true) => Parts::Whole,
+            (None, false) => Parts::Generative,
+        }
+    }
+}
+
+/// The path every encoder parameter's name starts with.
+const ENCODER_PREFIX: &str = "encoder.";
 
 /// Why a weights file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -139,10 +169,102 @@ pub struct LoadedWeights {
 pub fn encode(model: &Model, precision: Precision, metadata: serde_json::Value) -> Vec<u8> {
     let mut collect = Collect::default();
     model.visit(&mut collect);
+    write(model, precision, None, collect.tensors, metadata)
+}
+
+/// The encoder of `model` as an encoder file for `model_file`, the same model exported without
+/// its encoder. `None` if `model` has no encoder.
+pub fn encode_encoder(model: &Model, precision: Precision, model_file: &[u8]) -> Option<Vec<u8>> {
+    model.encoder.as_ref()?;
+    let mut collect = Collect::default();
+    model.visit(&mut collect);
+    collect
+        .tensors
+        .retain(|(name, _, _)| name.starts_with(ENCODER_PREFIX));
+    let paired = stored_checksum(model_file);
+    Some(write(
+        model,
+        precision,
+        Some(paired),
+        collect.tensors,
+        serde_json::json!({}),
+    ))
+}
+
+/// The CRC-32 a weights file ends with (what an encoder file names its model file by).
+fn stored_checksum(file: &[u8]) -> u32 {
+    let tail = file.len().saturating_sub(4);
+    u32::from_le_bytes(file[tail..].try_into().unwrap_or([0; 4]))
+}
+
+/// Gives `model`, loaded from `model_file`, the encoder in `encoder_file`, after checking that
+/// the encoder file is intact and was written for exactly that model file.
+pub fn attach_encoder(
+    encoder_file: &[u8],
+    model: Model,
+    model_file: &[u8],
+) -> Result<Model, WeightsError> {
+    let (header, payload) = parse(encoder_file)?;
+    check_pair(&header, &model.config, model_file)?;
+    let tensors = read_tensors(&header, payload)?;
+    // Built on the CPU and moved, as `decode` callers do: no GPU kernel runs for initial values
+    // that are overwritten at once.
+    let cpu = Device::flex();
+    let encoder = Encoder::new(&model.config, &cpu).map(&mut Fill {
+        path: vec![ENCODER_PREFIX.trim_end_matches('.').to_string()],
+        tensors,
+        device: cpu,
+    });
+    let device = model.decoder.input.weight.device();
+    Ok(Model {
+        encoder: Some(encoder.to_device(&device)),
+        ..model
+    })
+}
+
+/// Checks, without building anything, that `encoder_file` is an intact encoder file written for
+/// the intact weights file `model_file`.
+pub fn encoder_fits(encoder_file: &[u8], model_file: &[u8]) -> Result<(), WeightsError> {
+    let (model, _) = parse(model_file)?;
+    let (header, _) = parse(encoder_file)?;
+    check_pair(&header, &model.model, model_file)
+}
+
+fn check_pair(
+    encoder: &Header,
+    config: &ModelConfig,
+    model_file: &[u8],
+) -> Result<(), WeightsError> {
+    if encoder.parts() != Parts::Encoder {
+        return Err(WeightsError::Header(
+            "this is a model file, not an encoder file".into(),
+        ));
+    }
+    if encoder.encoder_for != Some(stored_checksum(model_file)) || encoder.model != *config {
+        return Err(WeightsError::Mismatch(
+            "this encoder file belongs to another model file".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The file for `tensors` (each `(path, shape, values)`, in payload order) of `model`.
+fn write(
+    model: &Model,
+    precision: Precision,
+    encoder_for: Option<u32>,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    metadata: serde_json::Value,
+) -> Vec<u8> {
+    let collect = Collect {
+        path: Vec::new(),
+        tensors,
+    };
     let header = Header {
         model: model.config.clone(),
         precision,
         has_encoder: model.has_encoder(),
+        encoder_for,
         tensors: collect
             .tensors
             .iter()
@@ -176,6 +298,23 @@ pub fn read_config(bytes: &[u8]) -> Result<(ModelConfig, serde_json::Value), Wei
 /// Checks and loads a weights file onto `device`.
 pub fn decode(bytes: &[u8], device: &Device) -> Result<LoadedWeights, WeightsError> {
     let (header, payload) = parse(bytes)?;
+    if header.parts() == Parts::Encoder {
+        return Err(WeightsError::Header(
+            "this file holds only an encoder; load the model file it belongs to, and the encoder with it".into(),
+        ));
+    }
+    let tensors = read_tensors(&header, payload)?;
+    Ok(LoadedWeights {
+        model: fill(&header.model, header.has_encoder, tensors, device),
+        precision: header.precision,
+        metadata: header.metadata,
+    })
+}
+
+type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// The payload's tensors by name, refusing values that are not finite.
+fn read_tensors(header: &Header, payload: &[u8]) -> Result<Tensors, WeightsError> {
     let mut tensors = HashMap::new();
     let mut offset = 0usize;
     for entry in &header.tensors {
@@ -196,11 +335,7 @@ pub fn decode(bytes: &[u8], device: &Device) -> Result<LoadedWeights, WeightsErr
         }
         tensors.insert(entry.name.clone(), (entry.shape.clone(), values));
     }
-    Ok(LoadedWeights {
-        model: fill(&header.model, header.has_encoder, tensors, device),
-        precision: header.precision,
-        metadata: header.metadata,
-    })
+    Ok(tensors)
 }
 
 /// The model `config` describes, with its encoder, holding `tensors`: `(shape, values)` under
@@ -224,6 +359,7 @@ pub fn assemble(
         model: config.clone(),
         precision: Precision::F32,
         has_encoder: true,
+        encoder_for: None,
         tensors: entries,
         metadata: serde_json::Value::Null,
     })?;
@@ -337,7 +473,10 @@ fn declared_length(bytes: &[u8]) -> Option<u64> {
 /// The header's tensors must be exactly the model's, in any order, each with its shape, and the
 /// model within [`MAX_PARAMETERS`].
 fn check_tensors(header: &Header) -> Result<(), WeightsError> {
-    let expected = check_size(&header.model, header.has_encoder)?;
+    let mut expected = check_size(&header.model, header.parts() != Parts::Generative)?;
+    if header.parts() == Parts::Encoder {
+        expected.retain(|(name, _)| name.starts_with(ENCODER_PREFIX));
+    }
     let listed: HashMap<&str, &[usize]> = header
         .tensors
         .iter()
@@ -449,6 +588,40 @@ mod tests {
     use super::*;
     use crate::config::{Architecture, ImageShape, Method, Widths};
     use crate::context::Context;
+
+    /// A model shipped without its encoder gets it back from its encoder file, bit for bit in
+    /// f32; the encoder file fits no other model file and cannot be loaded as a model.
+    #[test]
+    fn an_encoder_file_restores_the_encoder_of_its_model_file_only() {
+        let device = Device::flex();
+        let model = Model::seeded(&config(), 5, &device);
+        let model_file = encode(
+            &model.clone().without_encoder(),
+            Precision::F32,
+            serde_json::json!({}),
+        );
+        let encoder_file = encode_encoder(&model, Precision::F32, &model_file).unwrap();
+        assert!(encoder_file.len() < model_file.len());
+        let decoder_only = decode(&model_file, &device).unwrap().model;
+        let whole = attach_encoder(&encoder_file, decoder_only.clone(), &model_file).unwrap();
+        let mut ours = Collect::default();
+        whole.visit(&mut ours);
+        let mut theirs = Collect::default();
+        model.visit(&mut theirs);
+        assert_eq!(ours.tensors, theirs.tensors);
+
+        let other = Model::seeded(&config(), 6, &device).without_encoder();
+        let other_file = encode(&other, Precision::F32, serde_json::json!({}));
+        assert!(encoder_fits(&encoder_file, &model_file).is_ok());
+        assert!(encoder_fits(&encoder_file, &other_file).is_err());
+        let err = attach_encoder(&encoder_file, other, &other_file).unwrap_err();
+        assert!(err.to_string().contains("another model file"), "{err}");
+        let err = decode(&encoder_file, &device).err().unwrap();
+        assert!(err.to_string().contains("only an encoder"), "{err}");
+        let mut damaged = encoder_file.clone();
+        damaged[40] ^= 1;
+        assert!(attach_encoder(&damaged, decoder_only, &model_file).is_err());
+    }
 
     fn config() -> ModelConfig {
         ModelConfig {

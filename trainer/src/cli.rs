@@ -49,6 +49,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Write a grid of generated samples in any context.
     Sample(SampleArgs),
+    /// Edit images: what each would look like had some concepts been intervened on, all else
+    /// equal (its counterfactual), beside its reconstruction.
+    Edit(EditArgs),
     /// Write one self-describing weights file (for the browser, or for sample/eval).
     Export(ExportArgs),
     /// Measure training images/s and generation latency.
@@ -128,6 +131,32 @@ pub enum DataCommand {
     Preview(PreviewArgs),
     /// Write a built-in dataset as image folders, the layout --data reads.
     Export(DataExportArgs),
+    /// Write true counterfactuals: images of one context and the same draws under an
+    /// intervention, paired by file name.
+    Counterfactuals(CounterfactualArgs),
+}
+
+#[derive(Args)]
+pub struct CounterfactualArgs {
+    #[arg(long, value_enum, default_value = "quad-dependent")]
+    pub dataset: DatasetKind,
+    /// Concepts to intervene on, comma- or plus-separated.
+    #[arg(long)]
+    pub intervene: String,
+    /// The factual images' context.
+    #[arg(long, default_value = "obs")]
+    pub from: String,
+    /// Pairs to write.
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true, value_parser = whole(EXPORT_IMAGES))]
+    pub n: usize,
+    /// Defaults to the dataset's native size (64 for quad, 28 for MNIST).
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(IMAGE_SIZE))]
+    pub image_size: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A new (or empty) folder.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]
@@ -237,6 +266,35 @@ pub struct SampleArgs {
 }
 
 #[derive(Args)]
+pub struct EditArgs {
+    /// Run folder or weights file (with its encoder).
+    pub model: PathBuf,
+    /// PNG or JPEG files; resized to the model's image size.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Concepts to intervene on, comma- or plus-separated (empty or `obs`: none).
+    #[arg(long, default_value = "obs")]
+    pub intervene: String,
+    /// The images' own context: what was already intervened on when they were taken.
+    #[arg(long, default_value = "obs")]
+    pub from: String,
+    /// Move a concept's noise by this many standard deviations (repeatable), e.g. size=1.5.
+    #[arg(long = "shift", value_name = "CONCEPT=VALUE")]
+    pub shifts: Vec<String>,
+    /// The encoder file of a decoder-only weights file (`export --encoder-out`).
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
+    /// Folder for `<name>.png` (counterfactual) and `<name>.recon.png` (reconstruction).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write rows of input | reconstruction | counterfactual to this PNG.
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+#[derive(Args)]
 pub struct ExportArgs {
     /// Run folder or weights file.
     pub model: PathBuf,
@@ -247,6 +305,10 @@ pub struct ExportArgs {
     /// Leave out the encoder (generation still works; Recon then cannot be computed).
     #[arg(long)]
     pub decoder_only: bool,
+    /// With --decoder-only: write the encoder to this file too, for editing images with the
+    /// decoder-only file (the page fetches it only when a visitor edits).
+    #[arg(long, requires = "decoder_only")]
+    pub encoder_out: Option<PathBuf>,
 }
 
 #[derive(Args)]

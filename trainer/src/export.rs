@@ -3,7 +3,7 @@
 use crate::evaluation::metrics::generate;
 use crate::files::atomic_write;
 use crate::progress::Progress;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use burn::tensor::Device;
 use intervene::context::Context;
 use intervene::rng::Rng;
@@ -16,19 +16,41 @@ pub struct Drift {
     pub mean: f32,
 }
 
+/// What to write.
+pub struct ExportRequest<'a> {
+    pub out: &'a Path,
+    pub precision: Precision,
+    pub decoder_only: bool,
+    /// With `decoder_only`: where the encoder goes, as an encoder file paired with `out`.
+    pub encoder_out: Option<&'a Path>,
+}
+
 pub fn export(
     loaded: LoadedWeights,
-    out: &Path,
-    precision: Precision,
-    decoder_only: bool,
+    request: &ExportRequest,
     device: &Device,
     progress: &Progress,
 ) -> Result<Drift> {
-    let mut model = loaded.model;
-    if decoder_only {
-        model = model.without_encoder();
-    }
+    let ExportRequest {
+        out,
+        precision,
+        decoder_only,
+        encoder_out,
+    } = *request;
+    let whole = loaded.model;
+    let model = match decoder_only {
+        true => whole.clone().without_encoder(),
+        false => whole.clone(),
+    };
     let bytes = weights::encode(&model, precision, loaded.metadata);
+    let encoder = match encoder_out {
+        Some(path) => Some((
+            path,
+            weights::encode_encoder(&whole, precision, &bytes)
+                .context("these weights carry no encoder to write")?,
+        )),
+        None => None,
+    };
     // Measure what the precision costs on 64 samples of a composed context before writing.
     let reloaded = weights::decode(&bytes, device)?.model;
     let context = Context::from_indices(0..model.config.num_concepts().min(2));
@@ -40,6 +62,15 @@ pub fn export(
         mean: diffs.iter().sum::<f32>() / diffs.len().max(1) as f32,
     };
     atomic_write(out, &bytes)?;
+    if let Some((path, encoder)) = &encoder {
+        atomic_write(path, encoder)?;
+        progress.line(format!(
+            "wrote {} ({:.2} MB, the encoder of {})",
+            path.display(),
+            encoder.len() as f64 / 1e6,
+            out.display()
+        ));
+    }
     progress.line(format!(
         "wrote {} ({:.2} MB, {precision:?}{}); sample drift vs the original: max {:.4}, mean {:.5}",
         out.display(),

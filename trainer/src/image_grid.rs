@@ -1,7 +1,9 @@
-//! Writing images as PNG grids (the layout itself is shared with the browser).
+//! Writing images as PNG files, one or a grid of them (the grid's layout is shared with the
+//! browser).
 
 use crate::files::atomic_write;
 use anyhow::{Context as _, Result};
+use image::ImageEncoder;
 use intervene::config::ImageShape;
 pub use intervene::image_grid::{grid_rgb, square_columns};
 use std::path::Path;
@@ -24,5 +26,24 @@ pub fn write_png(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result
     let mut writer = encoder.write_header()?;
     writer.write_image_data(rgb)?;
     writer.finish()?;
+    atomic_write(path, &png)
+}
+
+/// One channels-first image in `[0, 1]` as an 8-bit PNG, grey or RGB as it is.
+pub fn write_image(path: &Path, chw: &[f32], shape: ImageShape) -> Result<()> {
+    let pixels = shape.pixels();
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let interleaved: Vec<u8> = (0..shape.numel())
+        .map(|i| byte(chw[(i % shape.channels) * pixels + i / shape.channels]))
+        .collect();
+    let colour = match shape.channels {
+        1 => image::ExtendedColorType::L8,
+        _ => image::ExtendedColorType::Rgb8,
+    };
+    let mut png = Vec::new();
+    let side = shape.size as u32;
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&interleaved, side, side, colour)
+        .with_context(|| format!("cannot encode {}", path.display()))?;
     atomic_write(path, &png)
 }

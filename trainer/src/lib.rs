@@ -6,6 +6,7 @@ pub mod cli;
 pub mod data;
 pub mod demo;
 pub mod device;
+pub mod edit;
 pub mod evaluation;
 pub mod experiment;
 pub mod export;

@@ -1,7 +1,7 @@
 //! The `intervene` command line: parses flags and hands each command to the library.
 
 use intervene_trainer::{
-    bench, cli, data, demo, evaluation, experiment, export, files, image_grid, import_torch,
+    bench, cli, data, demo, edit, evaluation, experiment, export, files, image_grid, import_torch,
     memory, mnist_source, model_source, progress, sample, training,
 };
 
@@ -9,8 +9,8 @@ use anyhow::{Context as _, Result};
 use burn::module::Module;
 use clap::Parser;
 use cli::{
-    BenchArgs, Cli, Command, DataCommand, DataExportArgs, EvalArgs, ExperimentArgs, ExportArgs,
-    ImportTorchArgs, PreviewArgs, SampleArgs, TrainArgs,
+    BenchArgs, Cli, Command, CounterfactualArgs, DataCommand, DataExportArgs, EditArgs, EvalArgs,
+    ExperimentArgs, ExportArgs, ImportTorchArgs, PreviewArgs, SampleArgs, TrainArgs,
 };
 use evaluation::metrics::{EvalSettings, evaluate, table};
 use intervene::config::Method;
@@ -89,9 +89,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data {
             command: DataCommand::Export(args),
         } => export_data(args, &progress),
+        Command::Data {
+            command: DataCommand::Counterfactuals(args),
+        } => counterfactuals(args, &progress),
         Command::Train(args) => train(&args, &progress),
         Command::Eval(args) => eval(args, &progress),
         Command::Sample(args) => sample(args, &progress),
+        Command::Edit(args) => edit(args, &progress),
         Command::Export(args) => export(args, &progress),
         Command::Experiment(args) => experiment(*args, &progress),
         Command::Bench(args) => bench(args, &progress),
@@ -248,17 +252,82 @@ fn sample(args: SampleArgs, progress: &Progress) -> Result<()> {
     Ok(())
 }
 
+fn counterfactuals(args: CounterfactualArgs, progress: &Progress) -> Result<()> {
+    let dataset = args.dataset.dataset();
+    let concepts = dataset.concepts();
+    let request = data::export::CounterfactualRequest {
+        dataset,
+        from: Context::parse(&args.from, &concepts)?,
+        intervene: Context::parse(&args.intervene, &concepts)?,
+        n: args.n,
+        image_size: args.image_size.unwrap_or(dataset.native_shape().size),
+        seed: args.seed,
+    };
+    data::export::counterfactuals(&request, &args.out, progress)?;
+    let to = request.from.compose(request.intervene);
+    progress.line(format!(
+        "wrote {} images of {} and their counterfactuals under {} to {}",
+        args.n,
+        request.from.name(&concepts),
+        to.name(&concepts),
+        args.out.display()
+    ));
+    Ok(())
+}
+
+fn edit(args: EditArgs, progress: &Progress) -> Result<()> {
+    let source = model_source::Source::open(&args.model)?;
+    let concepts = &source.config.concepts;
+    let request = intervene::counterfactual::Edit {
+        from: Context::parse(&args.from, concepts)?,
+        intervene: Context::parse(&args.intervene, concepts)?,
+        shifts: edit::parse_shifts(&args.shifts, concepts)?,
+    };
+    let resolved = args.device.resolve();
+    let mut model = source.load(&resolved.device)?.model;
+    if let Some(file) = &args.encoder {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        model = intervene::weights::attach_encoder(&bytes, model, source.bytes())
+            .with_context(|| format!("cannot load {}", file.display()))?;
+    }
+    let model = model.valid();
+    if !model.config.method.has_context_module() {
+        progress.line(format!(
+            "note: a {} model has no context module, so an intervention leaves its reconstruction as it is",
+            model.config.method
+        ));
+    }
+    let written = edit::edit_files(
+        &model,
+        &args.images,
+        &request,
+        &args.out,
+        args.grid.as_deref(),
+        &resolved.device,
+    )?;
+    progress.line(format!(
+        "wrote the reconstructions of {} images and their counterfactuals in {} to {}{}",
+        written.images,
+        request.to().name(concepts),
+        args.out.display(),
+        args.grid
+            .as_ref()
+            .map_or(String::new(), |g| format!(" (grid: {})", g.display()))
+    ));
+    Ok(())
+}
+
 fn export(args: ExportArgs, progress: &Progress) -> Result<()> {
     let device = burn::tensor::Device::flex();
     let loaded = model_source::Source::open(&args.model)?.load(&device)?;
-    export::export(
-        loaded,
-        &args.out,
-        args.precision,
-        args.decoder_only,
-        &device,
-        progress,
-    )?;
+    let request = export::ExportRequest {
+        out: &args.out,
+        precision: args.precision,
+        decoder_only: args.decoder_only,
+        encoder_out: args.encoder_out.as_deref(),
+    };
+    export::export(loaded, &request, &device, progress)?;
     Ok(())
 }
 

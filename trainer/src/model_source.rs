@@ -49,6 +49,11 @@ impl Source {
         Ok(kind.into())
     }
 
+    /// The weights file as read.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     pub fn load(&self, device: &Device) -> Result<LoadedWeights> {
         weights::decode(&self.bytes, device)
             .with_context(|| format!("cannot load {}", self.file.display()))

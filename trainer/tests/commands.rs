@@ -117,6 +117,138 @@ fn eval_writes_every_metric() {
     );
     assert!(metrics["recon"]["in_distribution_bpd"].as_f64().unwrap() > 0.0);
     assert!(metrics["recon"]["ood_bpd"].as_f64().unwrap() > 0.0);
+    let cf = &metrics["counterfactual"];
+    assert_eq!(cf["per_context"].as_object().unwrap().len(), 6 + 9);
+    for context in ["quad1", "quad1+quad2"] {
+        for score in ["error", "do_nothing", "ignore_image", "reversibility"] {
+            let v = cf["per_context"][context][score].as_f64().unwrap();
+            assert!(v > 0.0 && v < 1.0, "{context} {score}: {v}");
+        }
+    }
+    assert!(cf["composition"].as_f64().unwrap() > 0.0);
+}
+
+/// True counterfactual pairs from the generator, then the model's edits of the factual images:
+/// one file per input and kind, a grid, and the CLI's refusals, each before anything is written.
+#[test]
+fn edit_writes_counterfactuals_and_refuses_bad_images_writing_nothing() {
+    let dir = scratch("edit");
+    let pairs = dir.join("pairs");
+    run_ok(&[
+        "data",
+        "counterfactuals",
+        "--intervene",
+        "quad1",
+        "--n",
+        "3",
+        "--image-size",
+        "64",
+        "--out",
+        pairs.to_str().unwrap(),
+    ]);
+    for context in ["obs", "quad1"] {
+        let files = intervene_e2e::files_under(&pairs.join(context));
+        assert_eq!(
+            files.len(),
+            3 + 1,
+            "{context}: three images and latents.csv"
+        );
+    }
+    // 64 px inputs for a 32 px model: resized.
+    let inputs: Vec<String> = (0..3)
+        .map(|i| pairs.join(format!("obs/0000{i}.png")).display().to_string())
+        .collect();
+    let out = dir.join("edits");
+    let grid = dir.join("grid.png");
+    let mut args = vec!["edit", trained().to_str().unwrap()];
+    args.extend(inputs.iter().map(String::as_str));
+    args.extend([
+        "--intervene",
+        "quad1",
+        "--shift",
+        "size=1",
+        "--out",
+        out.to_str().unwrap(),
+        "--grid",
+        grid.to_str().unwrap(),
+        "--device",
+        "flex",
+    ]);
+    run_ok(&args);
+    for i in 0..3 {
+        assert!(is_png(&out.join(format!("0000{i}.png"))));
+        assert!(is_png(&out.join(format!("0000{i}.recon.png"))));
+    }
+    assert!(is_png(&grid));
+
+    // A decoder-only file with its encoder file edits as the run does.
+    let (model, encoder) = (dir.join("model.bin"), dir.join("model.encoder.bin"));
+    export_trained(
+        &model,
+        &[
+            "--decoder-only",
+            "--precision",
+            "f32",
+            "--encoder-out",
+            encoder.to_str().unwrap(),
+        ],
+    );
+    let again = dir.join("again");
+    run_ok(&[
+        "edit",
+        model.to_str().unwrap(),
+        inputs[0].as_str(),
+        "--encoder",
+        encoder.to_str().unwrap(),
+        "--intervene",
+        "quad1",
+        "--shift",
+        "size=1",
+        "--out",
+        again.to_str().unwrap(),
+        "--device",
+        "flex",
+    ]);
+    assert_eq!(
+        std::fs::read(again.join("00000.png")).unwrap(),
+        std::fs::read(out.join("00000.png")).unwrap()
+    );
+
+    let grey = dir.join("grey.png");
+    image::GrayImage::new(32, 32).save(&grey).unwrap();
+    let truncated = dir.join("truncated.png");
+    let bytes = std::fs::read(&inputs[0]).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let text = dir.join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    let decoder_only = dir.join("decoder.bin");
+    export_trained(&decoder_only, &["--decoder-only"]);
+    let refused = dir.join("refused");
+    for (model, input, expect) in [
+        (
+            trained(),
+            &grey,
+            "a grey image, but this model was trained on colour images",
+        ),
+        (trained(), &truncated, "not a readable image"),
+        (trained(), &text, "not a readable image"),
+        (decoder_only.as_path(), &grey, "carry the decoder only"),
+    ] {
+        let result = run(&[
+            "edit",
+            model.to_str().unwrap(),
+            inputs[0].as_str(),
+            input.to_str().unwrap(),
+            "--intervene",
+            "quad1",
+            "--out",
+            refused.to_str().unwrap(),
+            "--device",
+            "flex",
+        ]);
+        assert_clean_error(&result, expect);
+        assert!(!refused.exists(), "{expect}: nothing is written");
+    }
 }
 
 #[test]

@@ -15,11 +15,18 @@ pub struct ShippedModel {
     pub file: String,
     pub title: String,
     pub about: String,
+    /// Its encoder file, fetched only when a visitor edits an image.
+    #[serde(default)]
+    pub encoder: Option<String>,
 }
 
 impl ShippedModel {
     pub fn url(&self) -> String {
         format!("{MODELS_DIR}/{}", self.file)
+    }
+
+    pub fn encoder_url(&self) -> Option<String> {
+        self.encoder.as_ref().map(|f| format!("{MODELS_DIR}/{f}"))
     }
 }
 
@@ -35,7 +42,7 @@ pub fn find(id: &str) -> Option<ShippedModel> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use intervene::weights::read_config;
+    use intervene::weights::{encoder_fits, read_config};
 
     #[test]
     fn every_shipped_model_is_a_valid_weights_file_and_the_default_exists() {
@@ -48,6 +55,11 @@ mod tests {
                 read_config(&bytes).unwrap_or_else(|e| panic!("{}: {e}", m.id));
             assert!(config.validate().is_ok());
             assert!(metadata["dataset"].is_string(), "{} names no dataset", m.id);
+            if let Some(url) = m.encoder_url() {
+                let encoder = std::fs::read(www.join(url)).unwrap();
+                let fits = encoder_fits(&encoder, &bytes);
+                assert!(fits.is_ok(), "{}: its encoder file does not fit it", m.id);
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The page's whole state and its share link: `?model=quad-cm&do=quad1,quad2&seed=7&shift=...&grid=4`.
+//! The page's whole state and its share link: `?model=quad-cm&do=quad1,quad2&seed=7&shift=...&grid=4`,
+//! plus `&edit=2` while one of the seed's real images is being edited.
 //!
 //! Reading a link happens in two steps. [`View::from_query`] checks the link's syntax (numbers,
 //! ranges, a safe model path) before anything is loaded; once the model is loaded,
@@ -11,8 +12,9 @@ use std::fmt::Write as _;
 /// Grid sides a link may ask for (the grid is `grid x grid` samples).
 pub const GRID_SIDES: std::ops::RangeInclusive<usize> = 1..=8;
 pub const DEFAULT_GRID: usize = 4;
-/// Sliders move a concept's noise by at most this many standard deviations.
-pub const SHIFT_LIMIT: f32 = 3.0;
+pub use intervene::sampling::SHIFT_LIMIT;
+/// Real `obs` images offered for editing (the seed draws them; `edit=` picks one).
+pub const EDIT_CHOICES: usize = 8;
 
 /// Where the model comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +37,11 @@ pub struct View {
     /// One per concept once fitted to a model; empty means no shift.
     pub shifts: Vec<f32>,
     pub grid: usize,
+    /// Which of the seed's real images is edited (index below [`EDIT_CHOICES`]): the
+    /// counterfactual under the view's interventions and shifts. A visitor's own image is not
+    /// part of the view: it never leaves their page.
+    #[serde(default)]
+    pub edit: Option<usize>,
 }
 
 impl View {
@@ -45,6 +52,7 @@ impl View {
             seed: 0,
             shifts: Vec::new(),
             grid: DEFAULT_GRID,
+            edit: None,
         }
     }
 
@@ -54,7 +62,7 @@ impl View {
     pub fn from_query(query: &str, default_model: &str) -> Result<Option<View>, Vec<String>> {
         let pairs = parse_query(query)?;
         let get = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v);
-        let keys = ["model", "do", "seed", "shift", "grid"];
+        let keys = ["model", "do", "seed", "shift", "grid", "edit"];
         if !pairs.iter().any(|(k, _)| keys.contains(&k.as_str())) {
             return Ok(None);
         }
@@ -108,6 +116,16 @@ impl View {
                 }
             },
         };
+        let edit = get("edit").and_then(|e| match e.parse::<usize>() {
+            Ok(i) if i < EDIT_CHOICES => Some(i),
+            _ => {
+                problems.push(format!(
+                    "edit \"{e}\" is not an image number from 0 to {}",
+                    EDIT_CHOICES - 1
+                ));
+                None
+            }
+        });
         if problems.is_empty() {
             Ok(Some(View {
                 model,
@@ -115,6 +133,7 @@ impl View {
                 seed,
                 shifts,
                 grid,
+                edit,
             }))
         } else {
             Err(problems)
@@ -180,6 +199,9 @@ impl View {
             // `{}` prints the shortest text that reads back as the same f32: bit-exact links.
             let shifts: Vec<String> = self.shifts.iter().map(|s| format!("{s}")).collect();
             let _ = write!(q, "&shift={}", encode(&shifts.join(",")));
+        }
+        if let Some(edit) = self.edit {
+            let _ = write!(q, "&edit={edit}");
         }
         q
     }
@@ -294,6 +316,7 @@ mod tests {
             seed: u64::MAX,
             shifts: vec![0.1, -2.95, 1.0 / 3.0],
             grid: 5,
+            edit: Some(EDIT_CHOICES - 1),
         };
         let back = View::from_query(&view.to_query(), "x").unwrap().unwrap();
         assert_eq!(back, view);
@@ -320,8 +343,9 @@ mod tests {
 
     #[test]
     fn broken_links_name_every_problem() {
-        let err = View::from_query("?seed=abc&grid=99&shift=0,nan,7", "m").unwrap_err();
-        assert_eq!(err.len(), 4, "{err:?}");
+        let err = View::from_query("?seed=abc&grid=99&shift=0,nan,7&edit=8", "m").unwrap_err();
+        assert_eq!(err.len(), 5, "{err:?}");
+        assert!(err[4].contains("edit \"8\""), "{err:?}");
         assert!(err[0].contains("seed \"abc\""));
         assert!(View::from_query("?do=%ZZ", "m").is_err());
         for evil in [

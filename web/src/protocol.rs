@@ -23,6 +23,14 @@ pub enum Request {
     Draw { view: View, real: bool },
     /// `?bench=1`: time generating the view's grid; answered by [`Reply::Benched`].
     Bench { view: View },
+    /// Give the loaded model the encoder file sent beside this message; answered by
+    /// [`Reply::EncoderLoaded`]. On error the model stays as it was.
+    LoadEncoder,
+    /// Edit an image into the view's context with its shifts: the view's chosen real image, or,
+    /// with `own`, the visitor's image sent beside as RGBA at the model's size. Answered by
+    /// [`Reply::Edited`], with the choices' RGBA beside it (when there are some), then the
+    /// result's.
+    Edit { view: View, own: bool },
 }
 
 /// The worker's answer to one [`Request`].
@@ -46,10 +54,28 @@ pub enum Reply {
         real: Option<Result<PictureSize, String>>,
     },
     Benched(BenchFigures),
+    EncoderLoaded,
+    Edited {
+        /// The real `obs` images that may be picked, or why there are none.
+        choices: Result<PictureSize, String>,
+        /// The edit, when an image was given or picked.
+        result: Option<EditedPicture>,
+    },
     /// The request could not be done; a sentence for the page.
     Failed(String),
     /// The worker stopped on an internal error and answers nothing more; sent unasked.
     Crashed(String),
+}
+
+/// One edit as a row of tiles: the image, its reconstruction, its counterfactual and, where
+/// the dataset knows it, the true counterfactual.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EditedPicture {
+    pub size: PictureSize,
+    /// What each tile shows, left to right.
+    pub tiles: Vec<String>,
+    /// See `Picture::fingerprint`.
+    pub fingerprint: String,
 }
 
 /// Width and height of an RGBA picture sent beside a reply.
@@ -120,6 +146,9 @@ pub struct ModelInfo {
     pub dataset_name: Option<String>,
     /// The learned concept graph `[parent][child]`, if the model has a context module.
     pub graph: Option<Vec<Vec<f32>>>,
+    /// Whether the weights came with their encoder (else editing fetches its encoder file).
+    #[serde(default)]
+    pub has_encoder: bool,
     /// Size of the weights file, in bytes.
     pub bytes: usize,
 }
@@ -176,7 +205,9 @@ mod tests {
                 view: view.clone(),
                 real: true,
             },
-            Request::Bench { view },
+            Request::Bench { view: view.clone() },
+            Request::LoadEncoder,
+            Request::Edit { view, own: true },
         ] {
             assert_eq!(decode::<Request>(&encode(&request)), Ok(request));
         }
@@ -190,6 +221,18 @@ mod tests {
             real: Some(Err("no real images".into())),
         };
         assert_eq!(decode::<Reply>(&encode(&drawn)), Ok(drawn));
+        let edited = Reply::Edited {
+            choices: Err("not shipped".into()),
+            result: Some(EditedPicture {
+                size: PictureSize {
+                    width: 100,
+                    height: 36,
+                },
+                tiles: vec!["image".into(), "counterfactual".into()],
+                fingerprint: "01".into(),
+            }),
+        };
+        assert_eq!(decode::<Reply>(&encode(&edited)), Ok(edited));
     }
 
     #[test]

@@ -69,6 +69,16 @@ impl Dataset for Mnist {
     fn draw(&self, context: Context, n: usize, split: Split, rng: &mut Rng) -> Examples {
         Examples::new(perturbed_digits(context, n, split, rng))
     }
+
+    fn counterfactuals(
+        &self,
+        factual: Context,
+        counterfactual: Context,
+        n: usize,
+        rng: &mut Rng,
+    ) -> Option<(Examples, Examples)> {
+        super::twin_draws(self, factual, counterfactual, n, rng)
+    }
 }
 
 /// Training draws of `obs` or one perturbation use that context's own digits; everything else
@@ -321,6 +331,25 @@ mod tests {
         let images = pair.render(..3, 28);
         assert_eq!(images.len(), 3 * 784);
         assert!(images.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    /// The counterfactual of a digit is the same digit, perturbed; in its own context, itself.
+    #[test]
+    fn a_true_counterfactual_perturbs_the_same_digit() {
+        install_built_in_digits();
+        let thick = Context::single(1);
+        let (obs, edited) = Mnist
+            .counterfactuals(Context::OBS, thick, 5, &mut Rng::new(2))
+            .unwrap();
+        assert!((0..5).all(|i| obs.describe(i) == edited.describe(i)));
+        let (plain, thickened) = (obs.render(.., SIDE), edited.render(.., SIDE));
+        assert_ne!(plain, thickened);
+        let ink = |image: &[f32]| image.iter().sum::<f32>();
+        assert!(ink(&thickened) > ink(&plain), "thickening adds ink");
+        let (a, b) = Mnist
+            .counterfactuals(thick, thick, 5, &mut Rng::new(2))
+            .unwrap();
+        assert_eq!(a.render(.., SIDE), b.render(.., SIDE));
     }
 
     fn fake_compact(count: usize) -> Vec<u8> {

@@ -101,6 +101,15 @@ impl Dataset for Quad {
     fn self_contained(&self) -> bool {
         true
     }
+    fn counterfactuals(
+        &self,
+        factual: Context,
+        counterfactual: Context,
+        n: usize,
+        rng: &mut Rng,
+    ) -> Option<(Examples, Examples)> {
+        super::twin_draws(self, factual, counterfactual, n, rng)
+    }
 }
 
 impl Recipes for Vec<Scene> {

@@ -85,6 +85,25 @@ pub fn read_file(path: &Path, size: usize) -> Result<usize> {
     Ok(count)
 }
 
+/// One image file (PNG or JPEG) as a model reads it: `shape`'s size (resized if it is not),
+/// channels-first values in `[0, 1]`. A grey image is refused for a colour model, whose noise it
+/// could not hold; a colour image for a grey model is turned grey.
+pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<f32>> {
+    let image = ImageReader::open(path)
+        .and_then(ImageReader::with_guessed_format)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .decode()
+        .with_context(|| format!("{}: not a readable image", path.display()))?;
+    if shape.channels == 3 && !image.color().has_color() {
+        bail!(
+            "{}: a grey image, but this model was trained on colour images",
+            path.display()
+        );
+    }
+    let bytes = channels_first(image, shape);
+    Ok(bytes.iter().map(|&b| f32::from(b) / 255.0).collect())
+}
+
 pub(crate) fn is_image(path: &Path) -> bool {
     path.extension().is_some_and(|e| {
         matches!(

@@ -1,5 +1,6 @@
 //! Concept, Compo and Recon (docs/method.md#metrics), all lower-is-better.
 
+use super::counterfactual::{self, CounterfactualScores};
 use super::elbo::{bits_per_dim, mean_negative_elbo};
 use super::swd::sliced_wasserstein;
 use crate::progress::Progress;
@@ -19,6 +20,14 @@ pub struct EvalSettings {
     pub seed: u64,
     pub batch_size: usize,
     pub beta: f64,
+}
+
+impl EvalSettings {
+    /// Factual images edited per context for the counterfactual scores: each is encoded twice and
+    /// decoded four times, so fewer than the distributions' samples.
+    pub fn counterfactual_samples(&self) -> usize {
+        self.samples.min(500)
+    }
 }
 
 impl Default for EvalSettings {
@@ -64,6 +73,10 @@ pub struct Metrics {
     pub learned_graph: Option<Vec<Vec<f32>>>,
     /// `None` where the dataset has no known graph (MNIST, data read from disk).
     pub true_graph: Option<Vec<Vec<f32>>>,
+    /// Absent without an encoder, or where the dataset knows no true counterfactuals (data read
+    /// from disk), and in metrics written before they were scored.
+    #[serde(default)]
+    pub counterfactual: Option<CounterfactualScores>,
 }
 
 /// Random streams of the evaluation, apart from training's.
@@ -116,7 +129,7 @@ pub fn evaluate(
     let dim = config.image.numel();
     let training = Context::training_contexts(concepts.len());
     let composed = dataset.composed_contexts();
-    let bar = progress.bar("eval", training.len() + composed.len() + 1);
+    let bar = progress.bar("eval", 2 * (training.len() + composed.len()));
     let swd_of = |context: Context| {
         bar.set_message(context.name(concepts));
         let key = context_key(context);
@@ -181,6 +194,22 @@ pub fn evaluate(
         }
     });
     bar.inc(1);
+    let counterfactual = model
+        .has_encoder()
+        .then(|| {
+            counterfactual::score(
+                model,
+                dataset,
+                settings.counterfactual_samples(),
+                (settings.seed, settings.batch_size),
+                device,
+                |context| {
+                    bar.set_message(format!("counterfactual {}", context.name(concepts)));
+                    bar.inc(1);
+                },
+            )
+        })
+        .flatten();
     bar.finish_and_clear();
     Metrics {
         concept: ConceptScores {
@@ -197,11 +226,12 @@ pub fn evaluate(
         settings: settings.clone(),
         learned_graph: model.learned_graph(),
         true_graph: dataset.true_graph(),
+        counterfactual,
     }
 }
 
 /// A stable number per context for deriving its random streams.
-fn context_key(context: Context) -> u64 {
+pub(crate) fn context_key(context: Context) -> u64 {
     context.indices().fold(0u64, |acc, k| acc | (1 << k))
 }
 
@@ -227,6 +257,31 @@ pub fn table(m: &Metrics) -> String {
             r.in_distribution_bpd, r.ood_bpd
         )),
         None => out.push_str("  Recon: not available (these weights carry no encoder)\n"),
+    }
+    if let Some(cf) = &m.counterfactual {
+        out.push_str(&format!(
+            "  Counterfactuals from obs ({} images per context; mean |difference| of pixel values)\n    composition (null edit vs image) {:.4}\n    {:<24} {:>7} {:>10} {:>12} {:>9} {:>8} {:>8}\n",
+            cf.samples, cf.composition, "context", "error", "do-nothing", "ignore-image", "untouched", "touched", "reverse"
+        ));
+        let rows = cf
+            .per_context
+            .iter()
+            .map(|(name, s)| (name.as_str(), s))
+            .chain([
+                ("mean: single", &cf.single),
+                ("mean: composed", &cf.composed),
+            ]);
+        for (name, s) in rows {
+            out.push_str(&format!(
+                "    {name:<24} {:>7.4} {:>10.4} {:>12.4} {:>9.4} {:>8.4} {:>8.4}\n",
+                s.error,
+                s.do_nothing,
+                s.ignore_image,
+                s.untouched_change,
+                s.touched_change,
+                s.reversibility
+            ));
+        }
     }
     out
 }

@@ -1,5 +1,7 @@
-//! Evaluation with the paper's metrics (docs/method.md#metrics).
+//! Evaluation with the paper's metrics (docs/method.md#metrics) and counterfactual scores
+//! (docs/method.md#counterfactual-scores).
 
+pub mod counterfactual;
 pub mod elbo;
 pub mod metrics;
 pub mod swd;

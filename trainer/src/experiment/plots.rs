@@ -28,7 +28,7 @@ use std::path::Path;
 const PER_SIDE: usize = 8;
 
 /// Every plot for the first seed of each method: `samples-<method>.png`/`.svg`,
-/// `reconstructions-<method>.png`/`.svg`, `curves-<method>.svg` and `graph-<method>.svg`.
+/// `reconstructions-<method>.png`/`.svg`, `counterfactuals-<method>.png`/`.svg`, `curves-<method>.svg` and `graph-<method>.svg`.
 pub fn write_all(plan: &Plan, all: &[(Method, u64, Metrics)], out: &Path) -> Result<()> {
     let device = Device::flex();
     let seed = plan.seeds[0];
@@ -48,6 +48,12 @@ pub fn write_all(plan: &Plan, all: &[(Method, u64, Metrics)], out: &Path) -> Res
                 plan,
                 &model,
                 &out.join(format!("reconstructions-{name}.png")),
+                &device,
+            )?;
+            counterfactuals(
+                plan,
+                &model,
+                &out.join(format!("counterfactuals-{name}.png")),
                 &device,
             )?;
         }
@@ -168,6 +174,58 @@ fn reconstructions(plan: &Plan, model: &Model, path: &Path, device: &Device) -> 
                 })
                 .collect(),
             column_groups: Vec::new(),
+        },
+    )
+}
+
+/// Images per group in a counterfactual row.
+const CF_PER_GROUP: usize = 4;
+
+/// Per single and composed context: held-out `obs` images, their true counterfactuals in that
+/// context, and the model's. Nothing where the dataset knows no true counterfactuals.
+fn counterfactuals(plan: &Plan, model: &Model, path: &Path, device: &Device) -> Result<()> {
+    let shape = model.config.image;
+    let n = CF_PER_GROUP;
+    let edited: Vec<Context> = contexts(plan).into_iter().filter(|c| !c.is_obs()).collect();
+    let mut tiles = Vec::new();
+    for &context in &edited {
+        let Some((factual, truth)) =
+            plan.dataset
+                .counterfactuals(Context::OBS, context, n, &mut Rng::new(4))
+        else {
+            return Ok(());
+        };
+        let image = factual.render(.., shape.size);
+        let edit = intervene::counterfactual::Edit::intervening(context);
+        let model_cf = intervene::counterfactual::edit(model, image.clone(), &edit, device)?
+            .counterfactual
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 images");
+        tiles.extend(image);
+        tiles.extend(truth.render(.., shape.size));
+        tiles.extend(model_cf);
+    }
+    let concepts = plan.dataset.concepts();
+    labelled_grid(
+        path,
+        &tiles,
+        (shape, 3 * n),
+        &GridLabels {
+            title: format!(
+                "{}: held-out obs images edited into each context",
+                model.config.method.label()
+            ),
+            tile: shape.size,
+            rows: edited
+                .iter()
+                .map(|c| format!("do({})", c.name(&concepts)))
+                .collect(),
+            column_groups: vec![
+                (0, n, "image (obs)".into()),
+                (n, n, "true counterfactual".into()),
+                (2 * n, n, "model's counterfactual".into()),
+            ],
         },
     )
 }

@@ -2,6 +2,7 @@
 //! per-context and per-pair breakdown and the graph-recovery score the paper does not report.
 
 use super::{Plan, budget_name};
+use crate::evaluation::counterfactual::CounterfactualScores;
 use crate::evaluation::metrics::Metrics;
 use intervene::config::Method;
 use intervene::data::Dataset;
@@ -40,8 +41,26 @@ impl Stat {
     }
 }
 
+/// The counterfactual scores the tables show, by column: means over the single-concept contexts
+/// and over the composed ones (docs/method.md#counterfactual-scores).
+type CfColumn = (&'static str, fn(&CounterfactualScores) -> f64);
+const CF_COLUMNS: [CfColumn; 10] = [
+    ("error (single)", |c| c.single.error),
+    ("do-nothing (single)", |c| c.single.do_nothing),
+    ("ignore-image (single)", |c| c.single.ignore_image),
+    ("error (composed)", |c| c.composed.error),
+    ("do-nothing (composed)", |c| c.composed.do_nothing),
+    ("ignore-image (composed)", |c| c.composed.ignore_image),
+    ("untouched change", |c| c.single.untouched_change),
+    ("touched change", |c| c.single.touched_change),
+    ("composition", |c| c.composition),
+    ("reversibility", |c| c.single.reversibility),
+];
+
 struct Row {
     method: Method,
+    /// One per [`CF_COLUMNS`], where the runs were scored on counterfactuals.
+    counterfactual: Option<Vec<Stat>>,
     concept: Stat,
     compo: Stat,
     recon: Option<Stat>,
@@ -82,8 +101,13 @@ impl Tables {
                         })
                         .collect()
                 };
+                let counterfactual = CF_COLUMNS
+                    .iter()
+                    .map(|(_, column)| stat(&|r| r.counterfactual.as_ref().map(column)))
+                    .collect();
                 Row {
                     method,
+                    counterfactual,
                     concept: stat(&|r| Some(r.concept.mean)).expect("at least one run"),
                     compo: stat(&|r| Some(r.compo.mean)).expect("at least one run"),
                     recon: stat(&|r| r.recon.as_ref().map(|x| x.in_distribution_bpd)),
@@ -154,20 +178,39 @@ impl Tables {
                 ));
             }
         }
-        out.push_str("\nPlots in `plots/`, each titled and labelled: `samples-<method>.svg` (each row a context: 8 real held-out images, then 8 generated), `reconstructions-<method>.svg` (per training context a row of real images, then a row of their reconstructions), both embedding the unlabelled `.png` of the same name; `curves-<method>.svg` (training loss and validation negative ELBO per epoch, in nats per image, the lowest validation epoch circled); `graph-<method>.svg` (learned concept graph beside the true one, row = parent, column = child, darker is stronger; the learned one's colours span 0 to its own largest entry).\n");
+        if self.rows.iter().any(|r| r.counterfactual.is_some()) {
+            out.push_str(&format!(
+                "\n## Counterfactuals\n\nEdits of held-out `obs` images into each context against the true counterfactuals the generator knows, as mean absolute differences of pixel values (lower is better): the model's edit (error), its reconstruction (do-nothing) and a random sample of the context (ignore-image); how much the edit moves pixels the intervention leaves alone (untouched change, single contexts) and those it changes (touched change); the reconstruction's distance from the image (composition) and the edit undone (reversibility). Definitions: docs/method.md#counterfactual-scores.\n\n| method | {} |\n|---|{}\n",
+                CF_COLUMNS.map(|(name, _)| name).join(" | "),
+                "---|".repeat(CF_COLUMNS.len())
+            ));
+            for r in &self.rows {
+                let cells: Vec<String> = match &r.counterfactual {
+                    Some(stats) => stats.iter().map(|s| s.text()).collect(),
+                    None => vec!["n/a".into(); CF_COLUMNS.len()],
+                };
+                out.push_str(&format!(
+                    "| {} | {} |\n",
+                    r.method.label(),
+                    cells.join(" | ")
+                ));
+            }
+        }
+        out.push_str("\nPlots in `plots/`, each titled and labelled: `samples-<method>.svg` (each row a context: 8 real held-out images, then 8 generated), `reconstructions-<method>.svg` (per training context a row of real images, then a row of their reconstructions), both embedding the unlabelled `.png` of the same name; `curves-<method>.svg` (training loss and validation negative ELBO per epoch, in nats per image, the lowest validation epoch circled); `graph-<method>.svg` (learned concept graph beside the true one, row = parent, column = child, darker is stronger; the learned one's colours span 0 to its own largest entry); `counterfactuals-<method>.svg` (per context, held-out `obs` images, their true counterfactuals and the model's).\n");
         out
     }
 
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "method,seeds,concept_mean,concept_std,compo_mean,compo_std,recon_mean,recon_std,graph_auroc_mean,graph_auroc_std\n",
+            "method,seeds,concept_mean,concept_std,compo_mean,compo_std,recon_mean,recon_std,graph_auroc_mean,graph_auroc_std,cf_single_mean,cf_single_std,cf_composed_mean,cf_composed_std\n",
         );
         for r in &self.rows {
             let opt = |s: Option<Stat>| {
                 s.map_or(",".to_string(), |s| format!("{:.5},{:.5}", s.mean, s.std))
             };
+            let cf = |column: usize| opt(r.counterfactual.as_ref().map(|c| c[column]));
             out.push_str(&format!(
-                "{},{},{:.5},{:.5},{:.5},{:.5},{},{}\n",
+                "{},{},{:.5},{:.5},{:.5},{:.5},{},{},{},{}\n",
                 r.method.name(),
                 r.concept.n,
                 r.concept.mean,
@@ -175,22 +218,33 @@ impl Tables {
                 r.compo.mean,
                 r.compo.std,
                 opt(r.recon),
-                opt(r.graph_auroc)
+                opt(r.graph_auroc),
+                cf(0),
+                cf(3)
             ));
         }
         out
     }
 
-    /// Long format: one line per method, seed and context or pair.
+    /// Long format: one line per method, seed and context or pair, with its SWD and, where
+    /// scored, its counterfactual error.
     pub fn breakdown_csv(&self) -> String {
-        let mut out = String::from("method,seed,kind,name,swd\n");
+        let mut out = String::from("method,seed,kind,name,swd,counterfactual_error\n");
         for (method, seed, m) in &self.runs {
             for (kind, map) in [
                 ("context", &m.concept.per_context),
                 ("pair", &m.compo.per_pair),
             ] {
                 for (name, v) in map {
-                    out.push_str(&format!("{},{seed},{kind},{name},{v:.5}\n", method.name()));
+                    let cf = m
+                        .counterfactual
+                        .as_ref()
+                        .and_then(|c| c.per_context.get(name))
+                        .map_or(String::new(), |c| format!("{:.5}", c.error));
+                    out.push_str(&format!(
+                        "{},{seed},{kind},{name},{v:.5},{cf}\n",
+                        method.name()
+                    ));
                 }
             }
         }

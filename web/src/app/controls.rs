@@ -1,17 +1,20 @@
-//! The controls: the static ones (model picker, file and drop, seed, grid, link, PNG), the
-//! per-concept ones a model brings (intervention chips, noise sliders), and keeping all of them in
-//! step with the view.
+//! The controls: the static ones (model picker, file and drop, seed, grid, link, PNG, the edit
+//! panel), the per-concept ones a model brings (intervention chips, noise sliders), and keeping
+//! all of them in step with the view.
 
-use super::page::Page;
-use super::{Shared, install, open_view, render, update};
+use super::page::{self, Page};
+use super::{Encoder, Shared, fetch_bytes, install, open_view, render, update};
 use crate::catalog;
-use crate::link::{self, GRID_SIDES, ModelRef, SHIFT_LIMIT, View};
-use crate::protocol::Preference;
+use crate::link::{self, EDIT_CHOICES, GRID_SIDES, ModelRef, SHIFT_LIMIT, View};
+use crate::picture::tile_at;
+use crate::protocol::{Preference, Reply, Request};
 use gloo::events::{EventListener, EventListenerOptions};
 use intervene::sampling::has_concept_noise;
+use js_sys::Uint8Array;
+use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{HtmlAnchorElement, HtmlInputElement, HtmlOptionElement};
+use web_sys::{HtmlAnchorElement, HtmlCanvasElement, HtmlInputElement, HtmlOptionElement};
 
 /// Options that do not depend on the model: the model picker and grid sizes.
 pub fn fill_static_controls(page: &Page) {
@@ -45,7 +48,8 @@ pub fn wire_static_controls(app: &Shared) {
             load_local_file(&a, file);
         }
     });
-    // Dropping a file anywhere on the page loads it; the browser must not open it instead.
+    // Dropping a file anywhere on the page loads it (an image: to edit); the browser must not
+    // open it instead.
     let body = page.document.body().expect("body");
     let options = EventListenerOptions::enable_prevent_default();
     EventListener::new_with_options(&body, "dragover", options, |e| e.prevent_default()).forget();
@@ -57,8 +61,10 @@ pub fn wire_static_controls(app: &Shared) {
             .and_then(|d| d.data_transfer())
             .and_then(|t| t.files())
             .and_then(|f| f.get(0));
-        if let Some(file) = file {
-            load_local_file(&a, file);
+        match file {
+            Some(file) if file.type_().starts_with("image/") => edit_own_image(&a, file),
+            Some(file) => load_local_file(&a, file),
+            None => {}
         }
     })
     .forget();
@@ -100,10 +106,156 @@ pub fn wire_static_controls(app: &Shared) {
             render::draw_graphs(&a, &model, model.context(&view));
         }
     });
+    wire_edit_controls(app);
     let a = app.clone();
     listen(&page.copy_link, "click", move |_| copy_link(&a));
     let a = app.clone();
     listen(&page.download, "click", move |_| download_png(&a));
+}
+
+/// The edit panel: opening it fetches the model's encoder, closing it ends the edit; a click on
+/// the choices picks an image, the file input takes the visitor's own.
+fn wire_edit_controls(app: &Shared) {
+    let page = &app.page;
+    let a = app.clone();
+    listen(&page.edit_panel, "toggle", move |_| {
+        if a.page.edit_panel.open() {
+            load_encoder(&a);
+            super::render::request_render(&a);
+        } else {
+            a.state.borrow_mut().own_image = None;
+            update(&a, |v| v.edit = None);
+        }
+    });
+    let a = app.clone();
+    listen(&page.edit_choices, "click", move |e| {
+        let Some(event) = e.dyn_ref::<web_sys::MouseEvent>() else {
+            return;
+        };
+        let Some(size) = a.state.borrow().model.as_ref().map(|m| m.shape().size) else {
+            return;
+        };
+        let canvas: &HtmlCanvasElement = &a.page.edit_choices;
+        let shown = f64::from(canvas.client_width().max(1));
+        let x = f64::from(event.offset_x()) * f64::from(canvas.width()) / shown;
+        if let Some(i) = tile_at(x, size, EDIT_CHOICES) {
+            a.state.borrow_mut().own_image = None;
+            update(&a, |v| v.edit = Some(i));
+        }
+    });
+    let a = app.clone();
+    listen(&page.edit_file, "change", move |_| {
+        if let Some(file) = a.page.edit_file.files().and_then(|f| f.get(0)) {
+            edit_own_image(&a, file);
+        }
+    });
+}
+
+/// Fetches and installs the encoder of the model on screen, unless it has one or is fetching
+/// it; redraws when done. A model loaded from disk without its encoder cannot edit.
+pub fn load_encoder(app: &Shared) {
+    let (model, view) = {
+        let mut state = app.state.borrow_mut();
+        if state.encoder != Encoder::Missing {
+            return;
+        }
+        let (Some(model), Some(view)) = (state.model.clone(), state.view.clone()) else {
+            return;
+        };
+        state.encoder = Encoder::Loading;
+        (model, view)
+    };
+    let url = match &view.model {
+        ModelRef::Shipped(id) => catalog::find(id).and_then(|m| m.encoder_url()),
+        ModelRef::SameOrigin(path) => Some(encoder_path(path)),
+        ModelRef::Local(_) => None,
+    };
+    let app = app.clone();
+    spawn_local(async move {
+        let outcome = match url {
+            None => Err("this weights file carries no encoder (export it without --decoder-only to edit with it)".to_string()),
+            Some(url) => match fetch_bytes(&url).await {
+                Err(e) => Err(format!("its encoder file could not be loaded: {e}")),
+                Ok(bytes) => {
+                    let data = Some(Uint8Array::from(bytes.as_slice()));
+                    match app.worker.call(&Request::LoadEncoder, data).await {
+                        Ok(answer) => match answer.reply {
+                            Reply::EncoderLoaded => Ok(()),
+                            Reply::Failed(e) => Err(format!("its encoder file was refused: {e}")),
+                            other => Err(format!("the model's worker answered {other:?}")),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+        };
+        {
+            let mut state = app.state.borrow_mut();
+            // A model loaded meanwhile has an encoder state of its own.
+            if !state.model.as_ref().is_some_and(|m| Rc::ptr_eq(m, &model)) {
+                return;
+            }
+            state.encoder = match outcome {
+                Ok(()) => Encoder::Ready,
+                Err(why) => Encoder::Unavailable(why),
+            };
+        }
+        super::render::request_render(&app);
+    });
+}
+
+/// Where a weights file on this site keeps its encoder: `x.bin` -> `x.encoder.bin`.
+fn encoder_path(path: &str) -> String {
+    format!("{}.encoder.bin", path.strip_suffix(".bin").unwrap_or(path))
+}
+
+/// Reads the visitor's image at the model's size and edits it (it never leaves the page).
+fn edit_own_image(app: &Shared, file: web_sys::File) {
+    let Some(size) = app.state.borrow().model.as_ref().map(|m| m.shape().size) else {
+        return;
+    };
+    let app = app.clone();
+    spawn_local(async move {
+        let name = file.name();
+        match image_rgba(&file, size).await {
+            Ok(rgba) => {
+                app.state.borrow_mut().own_image = Some((name, rgba));
+                if !app.page.edit_panel.open() {
+                    app.page.edit_panel.set_open(true);
+                }
+                load_encoder(&app);
+                update(&app, |v| v.edit = None);
+            }
+            Err(e) => app.page.set_note(&format!("Could not read {name}: {e}.")),
+        }
+    });
+}
+
+/// An image file decoded by the browser and drawn at `size` x `size` px: its RGBA.
+async fn image_rgba(file: &web_sys::File, size: usize) -> Result<Vec<u8>, String> {
+    let window = gloo::utils::window();
+    let decoding = window
+        .create_image_bitmap_with_blob(file)
+        .map_err(|_| "this browser cannot decode images here".to_string())?;
+    let bitmap: web_sys::ImageBitmap = JsFuture::from(decoding)
+        .await
+        .map_err(|_| "not an image this browser can read".to_string())?
+        .unchecked_into();
+    let canvas: HtmlCanvasElement = gloo::utils::document()
+        .create_element("canvas")
+        .map_err(|_| "no canvas".to_string())?
+        .unchecked_into();
+    canvas.set_width(size as u32);
+    canvas.set_height(size as u32);
+    let context = page::context_2d(&canvas);
+    let side = size as f64;
+    context
+        .draw_image_with_image_bitmap_and_dw_and_dh(&bitmap, 0.0, 0.0, side, side)
+        .map_err(|_| "the image could not be drawn".to_string())?;
+    let data = context
+        .get_image_data(0.0, 0.0, side, side)
+        .map_err(|_| "the image's pixels could not be read".to_string())?;
+    Ok(data.data().0)
 }
 
 /// Switching models keeps the seed and grid size; interventions and shifts belong to the old

@@ -55,6 +55,22 @@ struct State {
     concept_listeners: Vec<EventListener>,
     /// Milestones of the page's start, in ms since navigation began (shown by `?bench=1`).
     startup: Vec<(&'static str, f64)>,
+    /// Whether the loaded model can edit images yet.
+    encoder: Encoder,
+    /// The visitor's own image to edit: its name and RGBA at the model's size. Never in a link.
+    own_image: Option<(String, Vec<u8>)>,
+}
+
+/// The encoder of the model on screen, which editing needs: shipped models come without it and
+/// fetch it the first time the edit panel opens.
+#[derive(Clone, Debug, Default, PartialEq)]
+enum Encoder {
+    #[default]
+    Missing,
+    Loading,
+    Ready,
+    /// Why this model cannot edit.
+    Unavailable(String),
 }
 
 type Shared = Rc<App>;
@@ -273,6 +289,8 @@ async fn install(app: &Shared, view: View, bytes: &[u8]) -> Result<(), String> {
         }
     };
     let info = describe(&model, &view.model);
+    let model_has_encoder = model.has_encoder;
+    let editing = view.edit.is_some();
     app.page.model_info.set_text_content(Some(&info));
     if let ModelRef::Shipped(id) = &view.model {
         app.page.model_picker.set_value(id);
@@ -284,9 +302,20 @@ async fn install(app: &Shared, view: View, bytes: &[u8]) -> Result<(), String> {
         state.real_key = None;
         state.graph_key = None;
         state.graph_edges = None;
+        state.own_image = None;
+        state.encoder = match model_has_encoder {
+            true => Encoder::Ready,
+            false => Encoder::Missing,
+        };
     }
     build_concept_controls(app);
     sync_controls(app);
+    if editing && !app.page.edit_panel.open() {
+        // Opening the panel fetches the encoder (its toggle event), then redraws.
+        app.page.edit_panel.set_open(true);
+    } else if app.page.edit_panel.open() {
+        controls::load_encoder(app);
+    }
     request_render(app);
     Ok(())
 }

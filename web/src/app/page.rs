@@ -3,8 +3,8 @@
 use crate::picture::Picture;
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{
-    CanvasRenderingContext2d, Document, HtmlCanvasElement, HtmlElement, HtmlInputElement,
-    HtmlSelectElement, ImageData,
+    CanvasRenderingContext2d, Document, HtmlCanvasElement, HtmlDetailsElement, HtmlElement,
+    HtmlInputElement, HtmlSelectElement, ImageData,
 };
 
 pub struct Page {
@@ -33,6 +33,11 @@ pub struct Page {
     pub graph_edges_count: HtmlElement,
     pub true_graph: HtmlCanvasElement,
     pub true_graph_figure: HtmlElement,
+    pub edit_panel: HtmlDetailsElement,
+    pub edit_choices: HtmlCanvasElement,
+    pub edit_file: HtmlInputElement,
+    pub edit_result: HtmlCanvasElement,
+    pub edit_caption: HtmlElement,
     pub bench: HtmlElement,
 }
 
@@ -71,6 +76,11 @@ impl Page {
             graph_edges_count: get(&document, "graph-edges-count")?,
             true_graph: get(&document, "true-graph")?,
             true_graph_figure: get(&document, "true-graph-figure")?,
+            edit_panel: get(&document, "edit-panel")?,
+            edit_choices: get(&document, "edit-choices")?,
+            edit_file: get(&document, "edit-file")?,
+            edit_result: get(&document, "edit-result")?,
+            edit_caption: get(&document, "edit-caption")?,
             bench: get(&document, "bench")?,
             document,
         })

@@ -1,16 +1,17 @@
-//! Redrawing: samples, real images, the concept graph and the status line for the current view.
-//! The model worker makes the pixels; this thread only paints them.
+//! Redrawing: samples, real images, the concept graph, the edit and the status line for the
+//! current view. The model worker makes the pixels; this thread only paints them.
 //!
 //! Redraws never overlap: a change during a redraw marks the view dirty, and the running redraw
 //! goes round once more with the newest view, so dragging a slider never queues stale frames.
 
 use super::page::{self, Page};
-use super::{Shared, graph_view, now};
+use super::{Encoder, Shared, graph_view, now};
 use crate::graph;
 use crate::link::View;
 use crate::picture::Picture;
-use crate::protocol::{ModelInfo, PictureSize, Reply, Request};
+use crate::protocol::{EditedPicture, ModelInfo, PictureSize, Reply, Request};
 use intervene::context::Context;
+use js_sys::Uint8Array;
 use wasm_bindgen_futures::spawn_local;
 
 pub fn request_render(app: &Shared) {
@@ -122,6 +123,9 @@ async fn render(app: &Shared, model: &ModelInfo, view: &View) {
         app.state.borrow_mut().real_key = Some(key);
     }
     draw_graphs(app, model, context);
+    if page.edit_panel.open() {
+        render_edit(app, view).await;
+    }
 
     let renders = {
         let mut state = app.state.borrow_mut();
@@ -140,6 +144,88 @@ async fn render(app: &Shared, model: &ModelInfo, view: &View) {
         let _ = body.set_attribute("data-renders", &renders.to_string());
         let _ = body.set_attribute("data-ready", "1");
     }
+}
+
+/// The edit panel: the images to pick from, and the chosen (or the visitor's) image edited
+/// into the view's context.
+async fn render_edit(app: &Shared, view: &View) {
+    let page = &app.page;
+    let (encoder, own) = {
+        let state = app.state.borrow();
+        (state.encoder.clone(), state.own_image.clone())
+    };
+    let caption = |text: &str| page.edit_caption.set_text_content(Some(text));
+    match encoder {
+        Encoder::Ready => {}
+        Encoder::Missing | Encoder::Loading => return caption("Fetching the model's encoder…"),
+        Encoder::Unavailable(why) => {
+            page::clear(&page.edit_choices);
+            page::clear(&page.edit_result);
+            return caption(&format!("This model cannot edit images: {why}."));
+        }
+    }
+    let request = Request::Edit {
+        view: view.clone(),
+        own: own.is_some(),
+    };
+    let data = own
+        .as_ref()
+        .map(|(_, rgba)| Uint8Array::from(rgba.as_slice()));
+    let answer = match app.worker.call(&request, data).await {
+        Ok(answer) => answer,
+        Err(e) => return caption(&format!("Editing failed: {e}.")),
+    };
+    let (choices, result) = match answer.reply {
+        Reply::Edited { choices, result } => (choices, result),
+        Reply::Failed(e) => return caption(&format!("Editing failed: {e}.")),
+        other => {
+            return caption(&format!(
+                "The model's worker answered {other:?} to an edit."
+            ));
+        }
+    };
+    let mut pictures = answer.data.into_iter();
+    let mut picture =
+        |size: PictureSize| Picture::from_rgba(pictures.next().unwrap_or_default(), size);
+    let mut lines = Vec::new();
+    match choices.and_then(&mut picture) {
+        Ok(choices) => {
+            page::draw(&page.edit_choices, &choices, display_scale(choices.width));
+            lines.push(format!(
+                "Above: real images drawn with seed {}; click one to edit it.",
+                view.seed
+            ));
+        }
+        Err(why) => {
+            page::clear(&page.edit_choices);
+            lines.push(format!("No real images to pick ({why}); use your own."));
+        }
+    }
+    match result.map(|r| picture(r.size).map(|p| (p, r))) {
+        Some(Ok((
+            edited,
+            EditedPicture {
+                tiles, fingerprint, ..
+            },
+        ))) => {
+            page::draw(&page.edit_result, &edited, display_scale(edited.width));
+            let _ = page
+                .edit_result
+                .set_attribute("data-fingerprint", &fingerprint);
+            let source = match (&own, view.edit) {
+                (Some((name, _)), _) => format!("your image {name}"),
+                (None, Some(i)) => format!("real image {} of seed {}", i + 1, view.seed),
+                (None, None) => String::new(),
+            };
+            lines.push(format!("Below, {source}: {}.", tiles.join(" | ")));
+        }
+        Some(Err(e)) => lines.push(format!("Editing failed: {e}.")),
+        None => {
+            page::clear(&page.edit_result);
+            let _ = page.edit_result.remove_attribute("data-fingerprint");
+        }
+    }
+    caption(&lines.join(" "));
 }
 
 /// Screen pixels per image pixel: grids are shown about 520 px wide.

@@ -6,7 +6,7 @@ use super::backend::{self, Backend};
 use super::engine::Engine;
 use super::now;
 use crate::link::View;
-use crate::picture::Picture;
+use crate::picture::{Picture, chw_from_rgba};
 use crate::protocol::{self, BenchFigures, Reply, Request};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use std::cell::{Cell, RefCell};
@@ -127,7 +127,47 @@ async fn answer(worker: &Worker, request: Request, data: JsValue) -> (Reply, Vec
     match request {
         Request::Draw { view, real } => draw(&engine, &view, real).await,
         Request::Bench { view } => no_pictures(bench(&engine, &view).await),
+        Request::LoadEncoder => no_pictures(match data.dyn_ref::<Uint8Array>() {
+            None => Reply::Failed("no encoder file came with the request".into()),
+            Some(bytes) => match engine.with_encoder(&bytes.to_vec()) {
+                Ok(engine) => {
+                    *worker.engine.borrow_mut() = Some(Rc::new(engine));
+                    Reply::EncoderLoaded
+                }
+                Err(e) => Reply::Failed(e),
+            },
+        }),
+        Request::Edit { view, own } => edit(&engine, &view, own.then_some(data)).await,
         Request::Start { .. } | Request::Load => unreachable!("answered above"),
+    }
+}
+
+/// An edit: the choices' RGBA (when there are choices), then the result's.
+async fn edit(engine: &Engine, view: &View, own: Option<JsValue>) -> (Reply, Vec<Vec<u8>>) {
+    let shape = engine.info.shape();
+    let own = match own.map(|data| match data.dyn_ref::<Uint8Array>() {
+        Some(rgba) => chw_from_rgba(&rgba.to_vec(), shape),
+        None => Err("no image came with the request".into()),
+    }) {
+        Some(Err(e)) => return (Reply::Failed(e), Vec::new()),
+        Some(Ok(image)) => Some(image),
+        None => None,
+    };
+    match engine.edit(view, own).await {
+        Err(e) => (Reply::Failed(format!("editing failed: {e}")), Vec::new()),
+        Ok(edited) => {
+            let mut pictures = Vec::new();
+            let choices = edited.choices.map(|picture| {
+                let size = picture.size();
+                pictures.push(picture.rgba);
+                size
+            });
+            let result = edited.result.map(|(picture, described)| {
+                pictures.push(picture.rgba);
+                described
+            });
+            (Reply::Edited { choices, result }, pictures)
+        }
     }
 }
 
