@@ -15,5 +15,7 @@ wasm=$(ls www/dist/*.wasm)
 wasm_gz=$(gzip -9 -c "$wasm" | wc -c)
 model_gz=$(gzip -9 -c www/dist/models/quad-cm.bin | wc -c)
 js_gz=$(cat www/dist/*.js | gzip -9 | wc -c)
+# A first visit must stay under 4 MB gzipped (encoder files are fetched only when editing opens).
 awk -v w="$wasm_gz" -v j="$js_gz" -v m="$model_gz" 'BEGIN {
-  printf "page payload, gzipped: wasm %.2f MB + js %.0f kB + default model %.2f MB = %.2f MB\n", w / 1e6, j / 1e3, m / 1e6, (w + j + m) / 1e6 }'
+  printf "page payload, gzipped: wasm %.2f MB + js %.0f kB + default model %.2f MB = %.2f MB\n", w / 1e6, j / 1e3, m / 1e6, (w + j + m) / 1e6
+  if (w + j + m > 4e6) { print "error: the first visit is over 4 MB gzipped"; exit 1 } }'

@@ -58,8 +58,9 @@ fn missing_requirement() -> Option<String> {
 
 /// A copy of the built site plus `corrupt.bin`, the default model with one weight byte flipped,
 /// `imported.bin`, the reference checkpoint of `tests/data/torch-reference` as
-/// `intervene import-torch` converts it, and `folder.bin`, a tiny model trained with `--data` on
-/// the image-folder fixture (concepts `a` and `b`).
+/// `intervene import-torch` converts it, `folder.bin`, a tiny model trained with `--data` on
+/// the image-folder fixture (concepts `a` and `b`), and `edit.bin` with `edit.encoder.bin`, a
+/// tiny quad model exported as the shipped ones are (decoder only), with its encoder file.
 fn site_with_test_models(name: &str) -> PathBuf {
     let root = scratch(name).join("site");
     copy_dir(&built_site(), &root);
@@ -67,46 +68,74 @@ fn site_with_test_models(name: &str) -> PathBuf {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(root.join("corrupt.bin"), bytes).unwrap();
-    let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/torch-reference/vae.pth");
-    let status = std::process::Command::new(intervene_binary())
-        .arg("import-torch")
-        .arg(checkpoint)
-        .args(["--dataset", "mnist", "--out"])
-        .arg(root.join("imported.bin"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "import-torch failed");
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/datasets/plain");
-    let run = root.join("../folder-run");
-    let status = std::process::Command::new(intervene_binary())
-        .args(["train", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&run)
-        .args([
-            "--preset",
-            "quick",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "2",
-            "--device",
-            "flex",
-        ])
-        .args(["--widths", "2.8.4", "--hidden", "16", "--image-size", "32"])
-        .env("INTERVENE_CACHE", root.join("../cache"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "train --data failed");
-    let status = std::process::Command::new(intervene_binary())
-        .arg("export")
-        .arg(&run)
-        .arg("--out")
-        .arg(root.join("folder.bin"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "export failed");
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let at = |p: &Path| p.to_str().unwrap().to_string();
+    let file = |name: &str| at(&root.join(name));
+    let checkpoint = at(&tests.join("data/torch-reference/vae.pth"));
+    let imported = file("imported.bin");
+    let import = [
+        "import-torch",
+        &checkpoint,
+        "--dataset",
+        "mnist",
+        "--out",
+        &imported,
+    ];
+    intervene(&import, None);
+    // Tiny models, trained in seconds.
+    let tiny =
+        words("--preset quick --epochs 1 --device flex --widths 2.8.4 --hidden 16 --image-size 32");
+    let (data, cache) = (
+        at(&tests.join("data/datasets/plain")),
+        root.join("../cache"),
+    );
+    let run = file("../folder-run");
+    let train = ["train", "--data", &data, "--out", &run, "--batch-size", "2"];
+    intervene(
+        &[&train[..], &tiny].concat(),
+        Some(("INTERVENE_CACHE", &cache)),
+    );
+    intervene(&["export", &run, "--out", &file("folder.bin")], None);
+    let run = file("../edit-run");
+    let train = [
+        "train",
+        "--dataset",
+        "quad-dependent",
+        "--out",
+        &run,
+        "--per-context",
+        "40",
+    ];
+    intervene(&[&train[..], &tiny].concat(), None);
+    let (model, encoder) = (file("edit.bin"), file("edit.encoder.bin"));
+    let export = [
+        "export",
+        &run,
+        "--out",
+        &model,
+        "--decoder-only",
+        "--precision",
+        "q8",
+    ];
+    intervene(&[&export[..], &["--encoder-out", &encoder]].concat(), None);
     root
+}
+
+/// Runs `intervene args...` (with one more environment variable, if given), insisting on
+/// success.
+fn intervene(args: &[&str], env: Option<(&str, &Path)>) {
+    let mut command = std::process::Command::new(intervene_binary());
+    command.args(args);
+    if let Some((name, value)) = env {
+        command.env(name, value);
+    }
+    let status = command.status().unwrap();
+    assert!(status.success(), "intervene {args:?} failed");
+}
+
+/// The words of flags that hold no paths.
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -133,6 +162,26 @@ fn settled(browser: &Browser, after: u64) -> u64 {
 fn fingerprint(browser: &Browser) -> String {
     browser
         .script("return document.getElementById('samples').dataset.fingerprint;")
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The edit's fingerprint, once the page has drawn one and is idle.
+fn edit_fingerprint(browser: &Browser) -> String {
+    browser
+        .wait_for(
+            "document.body.dataset.busy === '0' && document.getElementById('edit-result').dataset.fingerprint",
+            LOAD,
+        )
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn edit_caption(browser: &Browser) -> String {
+    browser
+        .script("return document.getElementById('edit-caption').textContent;")
         .as_str()
         .unwrap()
         .to_string()
@@ -424,6 +473,59 @@ fn check_page(webgpu: bool) {
         "{captions}"
     );
 
+    // Editing a real image. The link opens the edit panel; the page fetches the decoder-only
+    // model's encoder file and shows real image 3 of the seed, its reconstruction, its
+    // counterfactual under quad1 and the true counterfactual. A slider edits live (no true
+    // counterfactual for moved noise), and the share link gives the same pixels.
+    let edit_link = server.url(&format!("/?model=edit.bin&do=quad1&seed=5&edit=2{backend}"));
+    fresh.open(&edit_link);
+    settled(&fresh, 0);
+    let edited = edit_fingerprint(&fresh);
+    assert_eq!(note(&fresh), "", "the edit link showed a note");
+    assert_drawn(&fresh, "edit-choices");
+    assert_drawn_wider_than(&fresh, "edit-result", 100);
+    let caption = edit_caption(&fresh);
+    assert!(
+        caption.contains("real image 3 of seed 5") && caption.contains("true counterfactual"),
+        "{caption}"
+    );
+    let renders = settled(&fresh, 0);
+    fresh.script(
+        "const s = document.getElementById('shift-size'); s.value = '1.5';
+         s.dispatchEvent(new Event('input'));",
+    );
+    settled(&fresh, renders);
+    let moved = edit_fingerprint(&fresh);
+    assert_ne!(
+        moved, edited,
+        "moving the size noise left the edit unchanged"
+    );
+    assert!(!edit_caption(&fresh).contains("true counterfactual"));
+    let link = fresh
+        .script("return document.getElementById('share-link').value;")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(link.contains("edit=2") && link.contains("shift="), "{link}");
+    let again = driver.browser(webgpu, &root.with_file_name("profile-edit"));
+    again.open(&link);
+    settled(&again, 0);
+    assert_eq!(
+        edit_fingerprint(&again),
+        moved,
+        "the edit's share link drew different pixels"
+    );
+    // The visitor's own image: edited in the page, and kept out of the link.
+    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/datasets/plain/a/0.png");
+    again.choose_file("#edit-file", &own);
+    again.wait_for(
+        "document.body.dataset.busy === '0' && document.getElementById('edit-caption').textContent.includes('your image 0.png')",
+        LOAD,
+    );
+    let link = again.script("return document.getElementById('share-link').value;");
+    assert!(!link.as_str().unwrap().contains("edit="), "{link}");
+    drop(again);
+
     // The 3D scenes model: a composed pair generated, and real scenes of it rendered in the page.
     // (On the CPU only: SwiftShader takes minutes over this.)
     if !webgpu {
@@ -443,6 +545,11 @@ fn check_page(webgpu: bool) {
         fresh.open(&link);
         settled(&fresh, 0);
         let online = fingerprint(&fresh);
+        fresh.open(&edit_link);
+        settled(&fresh, 0);
+        let edit_online = edit_fingerprint(&fresh);
+        fresh.open(&link);
+        settled(&fresh, 0);
 
         // A phone-sized window (390 px) stacks everything with nothing wider than the screen.
         // The README's screenshots come from here: INTERVENE_SCREENSHOTS=www writes them.
@@ -475,6 +582,14 @@ fn check_page(webgpu: bool) {
             "offline, the link drew other pixels"
         );
         assert_eq!(note(&fresh), "", "offline, the link showed a note");
+        fresh.open(&edit_link);
+        settled(&fresh, 0);
+        assert_eq!(
+            edit_fingerprint(&fresh),
+            edit_online,
+            "offline, the edit link drew other pixels"
+        );
+        assert_eq!(note(&fresh), "", "offline, the edit link showed a note");
         fresh.open(&server.url("/?model=scenes-cm&do=bg,sl&seed=3"));
         settled(&fresh, 0);
         assert_eq!(note(&fresh), "", "offline, the scenes model was missing");

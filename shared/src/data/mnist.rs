@@ -70,14 +70,8 @@ impl Dataset for Mnist {
         Examples::new(perturbed_digits(context, n, split, rng))
     }
 
-    fn counterfactuals(
-        &self,
-        factual: Context,
-        counterfactual: Context,
-        n: usize,
-        rng: &mut Rng,
-    ) -> Option<(Examples, Examples)> {
-        super::twin_draws(self, factual, counterfactual, n, rng)
+    fn draws_share_noise(&self) -> bool {
+        true
     }
 }
 

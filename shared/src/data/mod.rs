@@ -50,19 +50,34 @@ pub trait Dataset: Send + Sync {
     /// must have been [`prepared`](Dataset::prepare) at the size they are rendered at.
     fn draw(&self, context: Context, n: usize, split: Split, rng: &mut Rng) -> Examples;
 
-    /// True counterfactuals: `n` examples of `factual`, and what each would have been in
-    /// `counterfactual`, from the same exogenous draws. `None` where no generator is known (data
-    /// read from disk). The built-in generators draw the same noise in every context (one normal
-    /// per variable, MNIST's digit and perturbation seed), so drawing both contexts from one
-    /// state of `rng` pushes the same draws through the intervened equations ([`twin_draws`]).
+    /// Whether every draw consumes the same exogenous noise whatever the context (one normal per
+    /// latent variable in a fixed order; MNIST's digit and perturbation seed): then one
+    /// generator state drawn in two contexts pushes the same noise through the observational and
+    /// the intervened equations, which is a true counterfactual. True for the built-in
+    /// generators; data read from disk have none.
+    fn draws_share_noise(&self) -> bool {
+        false
+    }
+
+    /// True counterfactuals: `n` held-out examples of `factual`, and what each would have been
+    /// in `counterfactual`, from the same exogenous draws; `None` unless
+    /// [`draws_share_noise`](Dataset::draws_share_noise).
     fn counterfactuals(
         &self,
-        _factual: Context,
-        _counterfactual: Context,
-        _n: usize,
-        _rng: &mut Rng,
+        factual: Context,
+        counterfactual: Context,
+        n: usize,
+        rng: &mut Rng,
     ) -> Option<(Examples, Examples)> {
-        None
+        if !self.draws_share_noise() {
+            return None;
+        }
+        let mut twin = rng.clone();
+        let factual = self.draw(factual, n, Split::HeldOut, rng);
+        Some((
+            factual,
+            self.draw(counterfactual, n, Split::HeldOut, &mut twin),
+        ))
     }
 
     /// Makes images of `size` px ready to draw (a dataset on disk decodes its files once); the
@@ -225,23 +240,6 @@ pub(crate) fn pairs(pairs: &[(usize, usize)]) -> Vec<Context> {
         .iter()
         .map(|&(a, b)| Context::from_indices([a, b]))
         .collect()
-}
-
-/// `n` held-out draws of `factual` and the same draws in `counterfactual`, for datasets whose
-/// draws consume `rng` the same way in every context (see [`Dataset::counterfactuals`]).
-pub(crate) fn twin_draws(
-    dataset: &dyn Dataset,
-    factual: Context,
-    counterfactual: Context,
-    n: usize,
-    rng: &mut Rng,
-) -> Option<(Examples, Examples)> {
-    let mut twin = rng.clone();
-    let factual = dataset.draw(factual, n, Split::HeldOut, rng);
-    Some((
-        factual,
-        dataset.draw(counterfactual, n, Split::HeldOut, &mut twin),
-    ))
 }
 
 /// The image shape of a dataset whose images are 3-channel and drawn at 32 or 64 px.

@@ -101,14 +101,9 @@ impl Dataset for Quad {
     fn self_contained(&self) -> bool {
         true
     }
-    fn counterfactuals(
-        &self,
-        factual: Context,
-        counterfactual: Context,
-        n: usize,
-        rng: &mut Rng,
-    ) -> Option<(Examples, Examples)> {
-        super::twin_draws(self, factual, counterfactual, n, rng)
+
+    fn draws_share_noise(&self) -> bool {
+        true
     }
 }
 

@@ -173,7 +173,13 @@ pub fn load_encoder(app: &Shared) {
     let app = app.clone();
     spawn_local(async move {
         let outcome = match url {
-            None => Err("this weights file carries no encoder (export it without --decoder-only to edit with it)".to_string()),
+            None if matches!(view.model, ModelRef::Shipped(_)) => {
+                Err("it is shipped without an encoder file".to_string())
+            }
+            None => Err(
+                "this weights file carries no encoder (export it without --decoder-only to edit with it)"
+                    .to_string(),
+            ),
             Some(url) => match fetch_bytes(&url).await {
                 Err(e) => Err(format!("its encoder file could not be loaded: {e}")),
                 Ok(bytes) => {

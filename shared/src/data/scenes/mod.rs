@@ -58,14 +58,8 @@ impl Dataset for Scenes {
         true
     }
 
-    fn counterfactuals(
-        &self,
-        factual: Context,
-        counterfactual: Context,
-        n: usize,
-        rng: &mut Rng,
-    ) -> Option<(Examples, Examples)> {
-        super::twin_draws(self, factual, counterfactual, n, rng)
+    fn draws_share_noise(&self) -> bool {
+        true
     }
 
     /// 64 px, so the teapot keeps its shape; four contexts instead of quad's seven.
