@@ -105,6 +105,8 @@ fn site_with_test_models(name: &str) -> PathBuf {
         &run,
         "--per-context",
         "40",
+        "--batch-size",
+        "8",
     ];
     intervene(&[&train[..], &tiny].concat(), None);
     let (model, encoder) = (file("edit.bin"), file("edit.encoder.bin"));

@@ -62,6 +62,14 @@ pub fn export(
         mean: diffs.iter().sum::<f32>() / diffs.len().max(1) as f32,
     };
     atomic_write(out, &bytes)?;
+    progress.line(format!(
+        "wrote {} ({:.2} MB, {precision:?}{}); sample drift vs the original: max {:.4}, mean {:.5}",
+        out.display(),
+        bytes.len() as f64 / 1e6,
+        if decoder_only { ", decoder only" } else { "" },
+        drift.max,
+        drift.mean
+    ));
     if let Some((path, encoder)) = &encoder {
         atomic_write(path, encoder)?;
         progress.line(format!(
@@ -71,13 +79,5 @@ pub fn export(
             out.display()
         ));
     }
-    progress.line(format!(
-        "wrote {} ({:.2} MB, {precision:?}{}); sample drift vs the original: max {:.4}, mean {:.5}",
-        out.display(),
-        bytes.len() as f64 / 1e6,
-        if decoder_only { ", decoder only" } else { "" },
-        drift.max,
-        drift.mean
-    ));
     Ok(drift)
 }
