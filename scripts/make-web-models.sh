@@ -2,10 +2,10 @@
 # Trains, scores and exports the models shipped in www/models (what the page's picker offers):
 # decoder only, 8-bit matrices (`--precision q8`), each with its encoder file (`<id>.encoder.bin`),
 # which the page fetches only when a visitor edits an image.
-# The shipped quad models were trained on the 2-core CPU VM (`DEVICE=flex`, 2026-12-03): cm's
-# 40 epochs took 1 h 46 min of epoch time (it shared the cores with other work), base's 16 min;
-# early stopping kept cm's epoch 34. The scenes model is the quick preset's, trained on the
-# same VM (about 4 minutes).
+# The shipped models were trained on the 2-core CPU VM (`DEVICE=flex`, 2026-12-07; training is
+# not bit-reproducible across builds, and an encoder file fits only its own model file): cm's 40
+# epochs took 94 min (sharing the cores with other work), base's about 9; the best epochs were
+# 39 for both. MNIST and scenes are the quick preset's (minutes each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-auto}
