@@ -39,15 +39,6 @@ impl Edit {
     pub fn to(&self) -> Context {
         self.from.compose(self.intervene)
     }
-
-    /// The edit back: from the counterfactual's context to the images' own, shifts undone.
-    pub fn reversed(&self) -> Self {
-        Self {
-            from: self.to(),
-            intervene: Context::OBS,
-            shifts: self.shifts.iter().map(|s| -s).collect(),
-        }
-    }
 }
 
 /// Why a model cannot edit images.
@@ -147,16 +138,13 @@ mod tests {
     }
 
     #[test]
-    fn an_edit_reverses_to_its_own_context_and_keeps_the_images_interventions() {
+    fn an_edit_keeps_the_images_interventions() {
         let edit = Edit {
             from: Context::single(0),
             intervene: Context::single(2),
             shifts: vec![0.0, 1.5, 0.0],
         };
         assert_eq!(edit.to(), Context::from_indices([0, 2]));
-        let back = edit.reversed();
-        assert_eq!((back.from, back.to()), (edit.to(), edit.to()));
-        assert_eq!(back.shifts, vec![0.0, -1.5, 0.0]);
     }
 
     #[test]

@@ -136,8 +136,8 @@ impl Header {
     }
 }
 
-/// The path every encoder parameter's name starts with.
-const ENCODER_PREFIX: &str = "encoder.";
+/// The encoder's name in a model's parameter paths (`encoder.stages.0.conv.weight`).
+const ENCODER_NAME: &str = "encoder";
 
 /// Why a weights file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -175,12 +175,12 @@ pub fn encode(model: &Model, precision: Precision, metadata: serde_json::Value) 
 /// The encoder of `model` as an encoder file for `model_file`, the same model exported without
 /// its encoder. `None` if `model` has no encoder.
 pub fn encode_encoder(model: &Model, precision: Precision, model_file: &[u8]) -> Option<Vec<u8>> {
-    model.encoder.as_ref()?;
-    let mut collect = Collect::default();
-    model.visit(&mut collect);
-    collect
-        .tensors
-        .retain(|(name, _, _)| name.starts_with(ENCODER_PREFIX));
+    let encoder = model.encoder.as_ref()?;
+    let mut collect = Collect {
+        path: vec![ENCODER_NAME.to_string()],
+        tensors: Vec::new(),
+    };
+    encoder.visit(&mut collect);
     let paired = stored_checksum(model_file);
     Some(write(
         model,
@@ -211,7 +211,7 @@ pub fn attach_encoder(
     // that are overwritten at once.
     let cpu = Device::flex();
     let encoder = Encoder::new(&model.config, &cpu).map(&mut Fill {
-        path: vec![ENCODER_PREFIX.trim_end_matches('.').to_string()],
+        path: vec![ENCODER_NAME.to_string()],
         tensors,
         device: cpu,
     });
@@ -256,17 +256,12 @@ fn write(
     tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
     metadata: serde_json::Value,
 ) -> Vec<u8> {
-    let collect = Collect {
-        path: Vec::new(),
-        tensors,
-    };
     let header = Header {
         model: model.config.clone(),
         precision,
         has_encoder: model.has_encoder(),
         encoder_for,
-        tensors: collect
-            .tensors
+        tensors: tensors
             .iter()
             .map(|(name, shape, _)| TensorEntry {
                 name: name.clone(),
@@ -281,7 +276,7 @@ fn write(
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(header.len() as u64).to_le_bytes());
     out.extend_from_slice(&header);
-    for (_, shape, values) in &collect.tensors {
+    for (_, shape, values) in &tensors {
         precision.write(shape, values, &mut out);
     }
     let crc = crc32(&out);
@@ -475,7 +470,7 @@ fn declared_length(bytes: &[u8]) -> Option<u64> {
 fn check_tensors(header: &Header) -> Result<(), WeightsError> {
     let mut expected = check_size(&header.model, header.parts() != Parts::Generative)?;
     if header.parts() == Parts::Encoder {
-        expected.retain(|(name, _)| name.starts_with(ENCODER_PREFIX));
+        expected.retain(|(name, _)| name.split('.').next() == Some(ENCODER_NAME));
     }
     let listed: HashMap<&str, &[usize]> = header
         .tensors

@@ -126,17 +126,18 @@ impl Engine {
                 )
                 .ok_or_else(|| format!("{} has no generator to draw images from", dataset.name()))
         });
-        let picked = match (&own, view.edit, &choices) {
-            (Some(image), _, _) => Some((image.clone(), None)),
+        // Each choice is rendered once: for the strip, and the picked one for its edit.
+        let numel = shape.numel();
+        let choices = choices.map(|(factual, truth)| (factual.render(.., shape.size), truth));
+        let picked = match (own, view.edit, &choices) {
+            (Some(image), _, _) => Some((image, None)),
             (None, Some(i), Ok((factual, truth))) => Some((
-                factual.render(i..=i, shape.size),
+                factual[i * numel..(i + 1) * numel].to_vec(),
                 Some(truth.render(i..=i, shape.size)),
             )),
             _ => None,
         };
-        let choices = choices.map(|(factual, _)| {
-            Picture::grid(&factual.render(.., shape.size), shape, EDIT_CHOICES)
-        });
+        let choices = choices.map(|(factual, _)| Picture::grid(&factual, shape, EDIT_CHOICES));
         let Some((image, truth)) = picked else {
             return Ok(Edited {
                 choices,
