@@ -164,12 +164,35 @@ impl ImageShape {
     }
 }
 
-/// Context-module widths, written `depth.w_in.w_out` as in the paper (e.g. `2.32.8`).
+/// Context-module widths, written `depth.w_in.w_out` as in the paper (e.g. `2.32.8`). Read from
+/// that text or from the `{depth, w_in, w_out}` record that files written before store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "WidthsRecord")]
 pub struct Widths {
     pub depth: usize,
     pub w_in: usize,
     pub w_out: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WidthsRecord {
+    Text(String),
+    Parts {
+        depth: usize,
+        w_in: usize,
+        w_out: usize,
+    },
+}
+
+impl TryFrom<WidthsRecord> for Widths {
+    type Error = String;
+    fn try_from(record: WidthsRecord) -> Result<Self, String> {
+        match record {
+            WidthsRecord::Text(text) => text.parse(),
+            WidthsRecord::Parts { depth, w_in, w_out } => Ok(Widths { depth, w_in, w_out }),
+        }
+    }
 }
 
 /// Widest a context module may be: depth (width points), and noise or concept width per concept.

@@ -1,14 +1,18 @@
 //! The command line: argument types only; `main.rs` dispatches them.
 
 use crate::bench::Layers;
+use crate::data::DataSource;
 use crate::device::DeviceChoice;
 use crate::flags::whole;
-use crate::training::config::{IMAGE_SIZE, Overrides, Preset};
-use clap::{Args, Parser, Subcommand};
+use crate::settings::{FileFlags, FromFile, rebase};
+use crate::training::config::{IMAGE_SIZE, Overrides, Preset, TrainConfig};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use intervene::config::{Architecture, Method};
 use intervene::data::DatasetKind;
 use intervene::weights::Precision;
+use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
+use std::path::Path;
 use std::path::PathBuf;
 
 /// Images in one written grid (`sample`, `data preview`): up to 32 x 32.
@@ -86,29 +90,9 @@ pub struct ImportTorchArgs {
 
 #[derive(Args)]
 pub struct ExperimentArgs {
-    #[arg(long, value_enum, default_value = "quad-dependent")]
-    pub dataset: DatasetKind,
-    /// Read the dataset from this folder instead (image folders, or the paper's files; see
-    /// docs/method.md#your-own-data).
-    #[arg(long, conflicts_with = "dataset")]
-    pub data: Option<PathBuf>,
-    /// quick (2 CPU cores) or paper (the paper's settings).
-    #[arg(long, value_enum, default_value = "quick")]
-    pub budget: Preset,
-    #[arg(long, value_delimiter = ',', default_value = "0")]
-    pub seeds: Vec<u64>,
-    /// A subset of methods (default: all seven).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub methods: Vec<Method>,
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// Root of the run folders.
-    #[arg(long, default_value = "runs/experiments")]
-    pub runs: PathBuf,
-    /// Where tables and plots go (`<results>/<dataset>/`).
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
-    /// Write a Slurm job array (one task per method x seed) and its collect job here, run nothing.
+    #[command(flatten)]
+    pub file: FileFlags,
+    /// Write Slurm job arrays and their collect job here (see the slurm settings), run nothing.
     #[arg(long)]
     pub emit_slurm: Option<PathBuf>,
     /// Train and evaluate only; write no tables.
@@ -117,12 +101,147 @@ pub struct ExperimentArgs {
     /// Write tables and plots from finished runs only.
     #[arg(long)]
     pub report_only: bool,
-    /// Evaluation samples per context (default: 1,000 for quick, 10,000 for paper).
+    /// Train and evaluate only the N-th run of the plan (counted from 0, in the order
+    /// `--print-config` lists them): what each Slurm task runs.
+    #[arg(long, value_name = "N", conflicts_with = "report_only")]
+    pub run: Option<usize>,
+    #[command(flatten)]
+    pub settings: ExperimentSettings,
+}
+
+/// An experiment's settings: flags, or keys of a `--config` file (same names, `[train]` and
+/// `[slurm]` tables for those groups).
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSettings {
+    /// [default: quad-dependent]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetKind>,
+    /// Read the dataset from this folder instead (image folders, or the paper's files; see
+    /// docs/method.md#your-own-data).
+    #[arg(long, conflicts_with = "dataset")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    /// quick (2 CPU cores) or paper (the paper's settings) [default: quick].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Preset>,
+    /// [default: 0]
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
+    /// A subset of methods [default: all seven; cm for an --ablation].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<Method>>,
+    /// [default: auto]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceChoice>,
+    /// Root of the run folders [default: runs/experiments].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<PathBuf>,
+    /// Where tables and plots go, `<results>/<dataset>/` [default: results].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<PathBuf>,
+    /// Evaluation samples per context [default: 1,000 for quick, 10,000 for paper].
     #[arg(long, allow_negative_numbers = true, value_parser = whole(EVAL_SAMPLES))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_samples: Option<usize>,
+    /// Train every method at each of these values of a training setting, e.g. beta=0.5,1,2
+    /// (repeat for a grid over several settings); one table and plot for the sweep.
+    #[arg(long = "sweep", value_name = "SETTING=V1,V2,...")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<String>,
+    /// One of the paper's ablations: its sweep with the paper's values (cm unless --methods).
+    #[arg(long, value_enum, conflicts_with = "sweep")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ablation: Option<Ablation>,
     /// Settings that replace the budget's in every run.
     #[command(flatten)]
-    pub overrides: Overrides,
+    #[serde(default, rename = "train")]
+    pub train: Overrides,
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "SlurmSettings::is_unset")]
+    pub slurm: SlurmSettings,
+}
+
+/// The paper's ablations (its Snakefile's `expressivity_2`/`_4`, `beta`, `l2norm`, `groupnorm`
+/// tables): each a sweep of one setting of cm (docs/method.md#ablations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ablation {
+    /// Context-module widths: depth 2 and 4, w_in 16 and 32, w_out 8, 16 and 32.
+    Expressivity,
+    /// The KL weight: 0.5, 1, 2, 4.
+    Beta,
+    /// The causal layer's L2 penalty at the paper's 0, 1, 10, 100 (per 512-image batch).
+    L2,
+    /// The causal layer's group sparsity at the paper's 0, 1, 10, 100 (per 512-image batch;
+    /// the paper's "groupnorm" table).
+    GroupSparsity,
+}
+
+/// Where and how `--emit-slurm` jobs run: each is an `#SBATCH` line, left to the cluster's
+/// defaults when not given.
+#[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSettings {
+    /// GPUs per task; 0 trains on the CPU (device flex) [default: 1].
+    #[arg(long = "slurm-gpus", value_name = "N", value_parser = whole(0..=64))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<usize>,
+    /// CPU cores per task.
+    #[arg(long = "slurm-cpus", value_name = "N", value_parser = whole(1..=4_096))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<usize>,
+    /// Memory per task, as sbatch reads it (e.g. 16G).
+    #[arg(long = "slurm-mem", value_name = "SIZE", value_parser = sbatch_value)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    /// Time limit per task, as sbatch reads it (e.g. 24:00:00).
+    #[arg(long = "slurm-time", value_name = "TIME", value_parser = sbatch_value)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[arg(long = "slurm-partition", value_name = "NAME", value_parser = sbatch_value)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[arg(long = "slurm-account", value_name = "NAME", value_parser = sbatch_value)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Any other sbatch option, written as an `#SBATCH` line (repeatable), e.g. --qos=long.
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true, value_parser = sbatch_option)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sbatch_args: Vec<String>,
+}
+
+impl SlurmSettings {
+    fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A value for an `#SBATCH` line: one word (no spaces or quotes, nothing a shell would read).
+pub fn sbatch_value(text: &str) -> Result<String, String> {
+    let fine = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_:.,=+/%@".contains(c));
+    match fine {
+        true => Ok(text.to_string()),
+        false => Err("must be one word of letters, digits and -_:.,=+/%@".into()),
+    }
+}
+
+/// An sbatch option: `--name` or `--name=value`, one word.
+fn sbatch_option(text: &str) -> Result<String, String> {
+    match text.starts_with("--") {
+        true => sbatch_value(text),
+        false => Err("must be an sbatch option such as --qos=long".into()),
+    }
 }
 
 #[derive(Subcommand)]
@@ -201,35 +320,56 @@ pub struct PreviewArgs {
 #[derive(Args)]
 pub struct TrainArgs {
     /// Continue the run in this folder from its last checkpoint (other flags are ignored).
-    #[arg(long, conflicts_with = "out")]
+    #[arg(long, conflicts_with_all = ["out", "config", "print_config"])]
     pub resume: Option<PathBuf>,
     /// With --resume: start that run over from the first epoch with its config, discarding its
     /// checkpoints, metrics and best weights.
     #[arg(long, requires = "resume")]
     pub restart: bool,
     /// Run folder to create.
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "quad-dependent")]
-    pub dataset: DatasetKind,
+    #[command(flatten)]
+    pub file: FileFlags,
+    #[command(flatten)]
+    pub settings: TrainSettings,
+}
+
+/// A training run's settings: flags, or keys of a `--config` file (same names, the training
+/// settings in a `[train]` table).
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// [default: quad-dependent]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetKind>,
     /// Read the dataset from this folder instead (image folders, or the paper's files; see
     /// docs/method.md#your-own-data).
     #[arg(long, conflicts_with = "dataset")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "cm")]
-    pub method: Method,
-    /// Starting settings; the flags below override single ones.
-    #[arg(long, value_enum, default_value = "paper")]
-    pub preset: Preset,
+    /// [default: cm]
     #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// Starting settings; the training settings override single ones [default: paper].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceChoice>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// The trained base-pooled run (or weights file) that cm-frozen and cm-finetune start from.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
     #[command(flatten)]
-    pub overrides: Overrides,
+    #[serde(default, rename = "train")]
+    pub train: Overrides,
 }
 
 #[derive(Args)]
@@ -336,4 +476,39 @@ pub struct DemoArgs {
     pub device: DeviceChoice,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+impl FromFile for TrainSettings {
+    fn rebase(&mut self, dir: &Path) {
+        rebase(&mut self.data, dir);
+        rebase(&mut self.init_from, dir);
+    }
+}
+
+impl FromFile for ExperimentSettings {
+    fn rebase(&mut self, dir: &Path) {
+        rebase(&mut self.data, dir);
+        rebase(&mut self.runs, dir);
+        rebase(&mut self.results, dir);
+    }
+}
+
+impl TrainSettings {
+    /// Every setting of `config`, as a file that reproduces it.
+    pub fn of(config: &TrainConfig, preset: Preset) -> Self {
+        let (dataset, data) = match &config.dataset {
+            DataSource::BuiltIn(kind) => (Some(*kind), None),
+            DataSource::Folder { folder } => (None, Some(folder.clone())),
+        };
+        TrainSettings {
+            dataset,
+            data,
+            method: Some(config.method),
+            preset: Some(preset),
+            device: Some(config.device),
+            seed: Some(config.seed),
+            init_from: config.init_from.clone(),
+            train: Overrides::all_of(config),
+        }
+    }
 }

@@ -19,4 +19,5 @@ pub mod mnist_source;
 pub mod model_source;
 pub mod progress;
 pub mod sample;
+pub mod settings;
 pub mod training;

@@ -8,6 +8,7 @@ use intervene_trainer::{
 use anyhow::{Context as _, Result};
 use burn::module::Module;
 use clap::Parser;
+use cli::TrainSettings;
 use cli::{
     BenchArgs, Cli, Command, CounterfactualArgs, DataCommand, DataExportArgs, EditArgs, EvalArgs,
     ExperimentArgs, ExportArgs, ImportTorchArgs, PreviewArgs, SampleArgs, TrainArgs,
@@ -18,8 +19,9 @@ use intervene::context::Context;
 use intervene::data::Split;
 use intervene::rng::Rng;
 use intervene_trainer::data::DataSource;
+use intervene_trainer::settings;
 use progress::Progress;
-use training::config::TrainConfig;
+use training::config::{Preset, TrainConfig};
 
 /// burn allocates and frees many large tensors per step; glibc returns them to the kernel and
 /// faults them back in every time (page faults were 15% of a training profile), mimalloc keeps
@@ -183,8 +185,16 @@ fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
             },
         )?,
         None => {
-            let out = args.out.clone().context("--out is required")?;
-            training::start(&out, train_config(args)?)?
+            let (config, preset) = train_config(args)?;
+            if args.file.print_config {
+                print!("{}", settings::to_toml(&TrainSettings::of(&config, preset)));
+                return Ok(());
+            }
+            let out = args
+                .out
+                .clone()
+                .context("--out is required (or --resume, or --print-config)")?;
+            training::start(&out, config)?
         }
     };
     progress.line(format!(
@@ -332,38 +342,74 @@ fn export(args: ExportArgs, progress: &Progress) -> Result<()> {
 }
 
 fn experiment(args: ExperimentArgs, progress: &Progress) -> Result<()> {
-    let source = DataSource::choose(args.data.as_deref(), args.dataset)?;
-    let plan = experiment::Plan {
-        dataset: source.open()?,
-        source,
-        budget: args.budget,
-        seeds: args.seeds,
-        methods: if args.methods.is_empty() {
-            Method::ALL.to_vec()
-        } else {
-            args.methods
-        },
-        device: args.device,
-        runs: args.runs,
-        results: args.results,
-        eval_samples: args.eval_samples,
-        overrides: args.overrides,
-    };
+    let mut settings = settings::resolve(args.file.config.as_deref(), &args.settings)?;
+    choose_source(
+        (&mut settings.dataset, &mut settings.data),
+        (args.settings.dataset, args.settings.data.as_ref()),
+    );
+    let plan = experiment::Plan::new(&settings)?;
+    if args.file.print_config {
+        print!("{}", experiment_settings_text(&plan)?);
+        return Ok(());
+    }
     if let Some(dir) = &args.emit_slurm {
         experiment::slurm::emit(&plan, dir)?;
         progress.line(format!(
-            "wrote {0}/experiment.sbatch, {0}/collect.sbatch and {0}/submit.sh",
-            dir.display()
+            "wrote {0}/experiment.toml, task.sbatch, collect.sbatch and submit.sh ({1} runs); submit with {0}/submit.sh",
+            dir.display(),
+            plan.all_runs().len()
         ));
         return Ok(());
     }
     if !args.report_only {
-        experiment::run(&plan, progress)?;
+        experiment::run(&plan, args.run, progress)?;
     }
-    if !args.no_report {
+    if !args.no_report && args.run.is_none() {
         experiment::report(&plan, progress)?;
     }
     Ok(())
+}
+
+/// The resolved settings (every training setting spelled out) and, as comments, the runs.
+fn experiment_settings_text(plan: &experiment::Plan) -> Result<String> {
+    let mut settings = plan.settings.clone();
+    // Absolute, so that the text means the same wherever it is saved and read back.
+    for path in [
+        &mut settings.runs,
+        &mut settings.results,
+        &mut settings.data,
+    ] {
+        if let Some(p) = path {
+            *p = std::path::absolute(&*p)?;
+        }
+    }
+    let preset = TrainConfig::preset(plan.budget, plan.source.clone(), Method::Cm)?;
+    settings.train = training::config::Overrides::all_of(&preset).and(&settings.train);
+    let mut text = settings::to_toml(&settings);
+    text.push_str("\n# The runs, numbered as --run counts them:\n");
+    for (i, run) in plan.all_runs().into_iter().enumerate() {
+        text.push_str(&format!("# {i}: {}\n", plan.run_dir(run).display()));
+    }
+    Ok(text)
+}
+
+/// A dataset given on the command line replaces a folder given in the file, and the other way
+/// round.
+fn choose_source(
+    resolved: (
+        &mut Option<intervene::data::DatasetKind>,
+        &mut Option<std::path::PathBuf>,
+    ),
+    flags: (
+        Option<intervene::data::DatasetKind>,
+        Option<&std::path::PathBuf>,
+    ),
+) {
+    match flags {
+        (Some(kind), _) => (*resolved.0, *resolved.1) = (Some(kind), None),
+        (_, Some(dir)) => (*resolved.0, *resolved.1) = (None, Some(dir.clone())),
+        _ => {}
+    }
 }
 
 fn bench(args: BenchArgs, progress: &Progress) -> Result<()> {
@@ -390,12 +436,24 @@ fn quiet_wayland_probe() {
     }
 }
 
-/// The preset with every given flag applied on top.
-fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
-    let data = DataSource::choose(args.data.as_deref(), args.dataset)?;
-    let mut config = TrainConfig::preset(args.preset, data, args.method)?.with(&args.overrides);
-    config.device = args.device.unwrap_or(config.device);
-    config.seed = args.seed.unwrap_or(config.seed);
-    config.init_from = args.init_from.clone();
-    Ok(config)
+/// The preset with the settings file's and the flags' settings on top, and the preset.
+fn train_config(args: &TrainArgs) -> Result<(TrainConfig, Preset)> {
+    let mut settings = settings::resolve(args.file.config.as_deref(), &args.settings)?;
+    choose_source(
+        (&mut settings.dataset, &mut settings.data),
+        (args.settings.dataset, args.settings.data.as_ref()),
+    );
+    let data = DataSource::choose(
+        settings.data.as_deref(),
+        settings
+            .dataset
+            .unwrap_or(intervene::data::DatasetKind::QuadDependent),
+    )?;
+    let preset = settings.preset.unwrap_or(Preset::Paper);
+    let method = settings.method.unwrap_or(Method::Cm);
+    let mut config = TrainConfig::preset(preset, data, method)?.with(&settings.train);
+    config.device = settings.device.unwrap_or(config.device);
+    config.seed = settings.seed.unwrap_or(config.seed);
+    config.init_from = settings.init_from;
+    Ok((config, preset))
 }

@@ -12,7 +12,7 @@ use intervene::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalSettings {
     /// Generated and real images per context.
     pub samples: usize,

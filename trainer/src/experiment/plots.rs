@@ -34,7 +34,11 @@ pub fn write_all(plan: &Plan, all: &[(Method, u64, Metrics)], out: &Path) -> Res
     let seed = plan.seeds[0];
     let concepts = plan.dataset.concepts();
     for (method, _, metrics) in all.iter().filter(|(_, s, _)| *s == seed) {
-        let dir = plan.run_dir(seed, *method);
+        let dir = plan.run_dir(super::Run {
+            point: 0,
+            seed,
+            method: *method,
+        });
         let model = Source::open(&dir)?.load(&device)?.model.valid();
         let name = method.name();
         samples(

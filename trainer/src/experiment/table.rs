@@ -32,7 +32,7 @@ impl Stat {
         }
     }
 
-    fn text(self) -> String {
+    pub fn text(self) -> String {
         if self.n > 1 {
             format!("{:.3} ± {:.3}", self.mean, self.std)
         } else {

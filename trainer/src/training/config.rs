@@ -4,9 +4,9 @@
 
 use crate::data::DataSource;
 use crate::device::DeviceChoice;
-use crate::flags::{interval, number, whole};
+use crate::flags::{number, whole};
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::{Args, FromArgMatches as _, ValueEnum};
 use intervene::config::{MAX_HIDDEN, Method, ModelConfig, NoiseLayer, Widths};
 use intervene::context::Context;
 use intervene::data::{Dataset, Split};
@@ -33,6 +33,8 @@ const STEPS: RangeInclusive<usize> = 0..=100_000_000;
 const LOSS_WEIGHT: RangeInclusive<f64> = 0.0..=1e6;
 const FRACTION: RangeInclusive<f64> = 0.0..=1.0;
 const VALIDATION_FRACTION: RangeInclusive<f64> = 0.01..=0.99;
+/// Consecutive non-finite batches before a run stops.
+const BAD_BATCHES: RangeInclusive<usize> = 1..=1_000_000;
 /// Adam's epsilon: positive, and small next to any gradient that matters.
 const ADAM_EPSILON: RangeInclusive<f64> = 1e-20..=1.0;
 
@@ -116,13 +118,15 @@ fn default_tc_beta() -> f64 {
 /// Flags that change single settings of a preset. Each field is named after the
 /// [`TrainConfig`] field it sets (`TrainConfig::with` joins them by name), and its doc comment
 /// is the flag's help.
-#[derive(Args, Clone, Debug, Default, Serialize)]
+#[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Overrides {
     /// Image side in pixels (quad: 32 or 64; MNIST: 28).
     #[arg(long, allow_negative_numbers = true, value_parser = whole(IMAGE_SIZE))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_size: Option<usize>,
     /// Context-module widths depth.w_in.w_out (e.g. 2.32.8).
+    #[serde(serialize_with = "widths_as_text")]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub widths: Option<Widths>,
@@ -148,6 +152,10 @@ pub struct Overrides {
     #[arg(long, allow_negative_numbers = true, value_parser = whole(STEPS))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_steps: Option<usize>,
+    /// The cosine decay ends at this fraction of the peak learning rate.
+    #[arg(long, allow_negative_numbers = true, value_parser = number(FRACTION))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_lr_fraction: Option<f64>,
     /// Weight of the KL term.
     #[arg(long, allow_negative_numbers = true, value_parser = number(LOSS_WEIGHT))]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +176,10 @@ pub struct Overrides {
     #[arg(long, allow_negative_numbers = true, value_parser = whole(STEPS))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
+    /// Stop after this many consecutive batches with a non-finite loss.
+    #[arg(long, allow_negative_numbers = true, value_parser = whole(BAD_BATCHES))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bad_batches: Option<usize>,
     /// cm-finetune unfreezes everything after this fraction of the epochs.
     #[arg(long, allow_negative_numbers = true, value_parser = number(FRACTION))]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,6 +205,123 @@ pub struct Overrides {
     #[arg(long, allow_negative_numbers = true, value_parser = number(ADAM_EPSILON))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adam_epsilon: Option<f64>,
+}
+
+/// Widths as `depth.w_in.w_out`, how people write them (a run's `config.json` keeps the record).
+fn widths_as_text<S: serde::Serializer>(
+    widths: &Option<Widths>,
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    match widths {
+        Some(w) => out.serialize_some(&w.to_string()),
+        None => out.serialize_none(),
+    }
+}
+
+impl Overrides {
+    /// The flags' definitions, as clap holds them: the one place each setting's name, flag and
+    /// range are written down.
+    fn command() -> clap::Command {
+        Self::augment_args(clap::Command::new("settings").no_binary_name(true))
+    }
+
+    /// The setting a name refers to: its field name (`max_epochs`) or its flag (`epochs`,
+    /// `--epochs`, `per-context`).
+    fn find(command: &clap::Command, name: &str) -> Option<clap::Arg> {
+        let name = name.trim().trim_start_matches("--");
+        command
+            .get_arguments()
+            .find(|arg| {
+                arg.get_id() == name
+                    || arg.get_long() == Some(name)
+                    || arg.get_long() == Some(name.replace('_', "-").as_str())
+            })
+            .cloned()
+    }
+
+    /// Settings from `name=value` pairs, each value read by its flag's own parser (so with its
+    /// range checked), e.g. `beta=2` or `widths=4.32.8`.
+    pub fn parse_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        let command = Self::command();
+        let mut words = Vec::new();
+        for (name, value) in pairs {
+            let arg = Self::find(&command, name).ok_or_else(|| {
+                let names: Vec<&str> = command
+                    .get_arguments()
+                    .map(|a| a.get_id().as_str())
+                    .collect();
+                format!(
+                    "no training setting is named '{name}' (settings: {})",
+                    names.join(", ")
+                )
+            })?;
+            words.push(format!(
+                "--{}",
+                arg.get_long().expect("every setting is a flag")
+            ));
+            words.push(value.trim().to_string());
+        }
+        let matches = command
+            .try_get_matches_from(words)
+            .map_err(|e| clap_message(&e))?;
+        Self::from_arg_matches(&matches).map_err(|e| clap_message(&e))
+    }
+
+    /// The canonical name of the setting `name` refers to (see [`Self::parse_pairs`]).
+    pub fn field_name(name: &str) -> Option<String> {
+        Self::find(&Self::command(), name).map(|a| a.get_id().to_string())
+    }
+
+    /// Every setting of `config` that has a flag, set to its value there.
+    pub fn all_of(config: &TrainConfig) -> Self {
+        let serde_json::Value::Object(mut settings) =
+            serde_json::to_value(config).expect("settings serialise")
+        else {
+            unreachable!("a struct serialises to an object")
+        };
+        let command = Self::command();
+        settings.retain(|name, _| command.get_arguments().any(|a| a.get_id() == name.as_str()));
+        serde_json::from_value(serde_json::Value::Object(settings))
+            .expect("a setting's flag has the setting's type")
+    }
+
+    /// These settings with `other`'s given ones on top.
+    pub fn and(&self, other: &Overrides) -> Self {
+        crate::settings::layered(self, other)
+    }
+
+    /// Checks each of `config`'s settings that has a flag with that flag's parser: the ranges
+    /// are the flags' (widths, which are not a plain value, are checked by the model's config).
+    fn check(config: &TrainConfig) -> Result<(), String> {
+        let serde_json::Value::Object(settings) =
+            serde_json::to_value(config).expect("settings serialise")
+        else {
+            unreachable!("a struct serialises to an object")
+        };
+        let command = Self::command();
+        let mut pairs = Vec::new();
+        for arg in command.get_arguments() {
+            let name = arg.get_id().as_str();
+            match settings.get(name) {
+                Some(serde_json::Value::Number(n)) => pairs.push((name, n.to_string())),
+                Some(serde_json::Value::String(s)) => pairs.push((name, s.clone())),
+                // How JSON writes a NaN or an infinity, which no setting takes.
+                Some(serde_json::Value::Null) => pairs.push((name, "NaN".into())),
+                _ => {}
+            }
+        }
+        Self::parse_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str())))?;
+        Ok(())
+    }
+}
+
+/// clap's message on one line, without its `error:` prefix and help hint.
+fn clap_message(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.trim_start_matches("error: ").to_string()
 }
 
 impl TrainConfig {
@@ -289,6 +418,21 @@ impl TrainConfig {
             .expect("an override has its setting's type")
     }
 
+    /// The settings that decide what a run learns, by name: all but the device, where
+    /// cm-frozen and cm-finetune start from (a path, the same run wherever it is), and the
+    /// checkpoint and bad-batch bookkeeping.
+    pub fn identity(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let serde_json::Value::Object(mut settings) =
+            serde_json::to_value(self).expect("settings serialise")
+        else {
+            unreachable!("a struct serialises to an object")
+        };
+        for bookkeeping in ["device", "init_from", "checkpoint_every", "max_bad_batches"] {
+            settings.remove(bookkeeping);
+        }
+        settings.into_iter().collect()
+    }
+
     pub fn model_config(&self) -> ModelConfig {
         let dataset = self.data();
         ModelConfig {
@@ -320,44 +464,7 @@ impl TrainConfig {
             ));
         }
         self.model_config().validate()?;
-        let within =
-            |value: usize, flag: &str, range: RangeInclusive<usize>| match range.contains(&value) {
-                true => Ok(()),
-                false => Err(format!(
-                    "{flag} must be in {}..={}, got {value}",
-                    range.start(),
-                    range.end()
-                )),
-            };
-        within(self.per_context, "--per-context", PER_CONTEXT)?;
-        within(self.batch_size, "--batch-size", BATCH_SIZE)?;
-        within(self.max_epochs, "--epochs", EPOCHS)?;
-        within(self.max_bad_batches, "max_bad_batches", 1..=usize::MAX)?;
-        within(self.patience, "--patience", EPOCHS)?;
-        within(self.warmup_steps, "--warmup-steps", STEPS)?;
-        within(self.checkpoint_every, "--checkpoint-every", STEPS)?;
-        let real = |value: f64, flag: &str, range: RangeInclusive<f64>| match range.contains(&value)
-        {
-            true => Ok(()),
-            false => Err(format!(
-                "{flag} must be in {}, got {value}",
-                interval(&range)
-            )),
-        };
-        real(
-            self.validation_fraction,
-            "--validation-fraction",
-            VALIDATION_FRACTION,
-        )?;
-        real(self.learning_rate, "--lr", LEARNING_RATE)?;
-        real(self.final_lr_fraction, "final_lr_fraction", FRACTION)?;
-        real(self.beta, "--beta", LOSS_WEIGHT)?;
-        real(self.min_improvement, "--min-improvement", LOSS_WEIGHT)?;
-        real(self.finetune_after, "--finetune-after", FRACTION)?;
-        real(self.tc_beta, "--tc-beta", LOSS_WEIGHT)?;
-        real(self.group_sparsity, "--group-sparsity", LOSS_WEIGHT)?;
-        real(self.causal_l2, "--causal-l2", LOSS_WEIGHT)?;
-        real(self.adam_epsilon, "--adam-epsilon", ADAM_EPSILON)?;
+        Overrides::check(self)?;
         let train_per_context = self.train_per_context();
         if train_per_context < self.batch_size {
             return Err(format!(
