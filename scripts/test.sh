@@ -20,6 +20,13 @@ export INTERVENE_REQUIRE_ALL_TESTS=1
 log=$(mktemp)
 status=0
 cargo test --release --locked --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+# The experiment under a real scheduler (about a minute; needs root, as the installs above do).
+if bash scripts/slurm-test.sh "${CARGO_TARGET_DIR:-target}/release/intervene" 2>&1 | tee -a "$log"; then
+  echo "test result: ok. 1 passed; 0 failed (scripts/slurm-test.sh)" >>"$log"
+else
+  echo "test result: FAILED. 0 passed; 1 failed (scripts/slurm-test.sh)" >>"$log"
+  status=1
+fi
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -62,8 +62,20 @@ pub enum Command {
     Bench(BenchArgs),
     /// Every method of the paper's table over seeds: train, evaluate, tabulate, plot.
     Experiment(Box<ExperimentArgs>),
+    /// Draw the training curves of several runs on shared axes (one SVG).
+    Plot(PlotArgs),
     /// Convert a model trained with the paper's PyTorch reference into a weights file.
     ImportTorch(ImportTorchArgs),
+}
+
+#[derive(Args)]
+pub struct PlotArgs {
+    /// Run folders (their `metrics.csv`).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The SVG to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

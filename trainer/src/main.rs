@@ -102,7 +102,44 @@ fn run(cli: Cli) -> Result<()> {
         Command::Experiment(args) => experiment(*args, &progress),
         Command::Bench(args) => bench(args, &progress),
         Command::ImportTorch(args) => import_torch(args, &progress),
+        Command::Plot(args) => plot(args, &progress),
     }
+}
+
+/// Each run named by the part of its path that tells it from the others.
+fn plot(args: cli::PlotArgs, progress: &Progress) -> Result<()> {
+    let parts: Vec<Vec<String>> = args
+        .runs
+        .iter()
+        .map(|p| {
+            p.components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect()
+        })
+        .collect();
+    let shared = (0..parts.iter().map(Vec::len).min().unwrap_or(0))
+        .take_while(|&i| parts.iter().all(|p| p[i] == parts[0][i]))
+        .count();
+    let mut runs = Vec::new();
+    for (path, parts) in args.runs.iter().zip(&parts) {
+        let folder = training::run_folder::RunFolder::new(path);
+        folder.read_config()?;
+        let rows = folder
+            .read_metrics()
+            .with_context(|| format!("cannot read {}", folder.metrics_path().display()))?;
+        let label = match parts.len() > shared {
+            true => parts[shared..].join("/"),
+            false => path.display().to_string(),
+        };
+        runs.push((label, rows));
+    }
+    experiment::plots::compare_runs(&runs, &args.out)?;
+    progress.line(format!(
+        "wrote {} ({} runs)",
+        args.out.display(),
+        runs.len()
+    ));
+    Ok(())
 }
 
 fn import_torch(args: ImportTorchArgs, progress: &Progress) -> Result<()> {

@@ -393,3 +393,98 @@ fn scenes_go_through_every_command() {
     ]);
     assert!(exported.exists());
 }
+
+#[test]
+fn plot_draws_several_runs_and_metrics_csv_has_the_terms_per_context() {
+    let header = std::fs::read_to_string(trained().join("metrics.csv")).unwrap();
+    let header = header.lines().next().unwrap();
+    for column in [
+        "valid_reconstruction",
+        "valid_kl",
+        "valid_obs",
+        "valid_quad1",
+        "valid_orientation",
+    ] {
+        assert!(
+            header.split(',').any(|c| c == column),
+            "{column} missing: {header}"
+        );
+    }
+    let out = scratch("plot").join("curves.svg");
+    run_ok(&[
+        "plot",
+        trained().to_str().unwrap(),
+        trained().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let svg = std::fs::read_to_string(&out).unwrap();
+    for text in ["training curves of 2 runs", "validation KL", "epoch"] {
+        assert!(svg.contains(text), "{text} missing from the plot");
+    }
+    let missing = run(&["plot", "/nonexistent/run", "--out", out.to_str().unwrap()]);
+    assert_clean_error(&missing, "no run folder");
+}
+
+/// `train --print-config` writes a settings file that `train --config` reads back to the same
+/// settings, with flags still on top.
+#[test]
+fn train_settings_round_trip_through_a_file() {
+    let dir = scratch("train-config");
+    let printed = run_ok(&[
+        "train",
+        "--preset",
+        "quick",
+        "--dataset",
+        "mnist",
+        "--beta",
+        "2",
+        "--widths",
+        "3.16.4",
+        "--print-config",
+    ]);
+    let text = String::from_utf8(printed.stdout).unwrap();
+    for line in [
+        "dataset = \"mnist\"",
+        "preset = \"quick\"",
+        "beta = 2.0",
+        "widths = \"3.16.4\"",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    let file = dir.join("run.toml");
+    std::fs::write(&file, &text).unwrap();
+    let again = run_ok(&[
+        "train",
+        "--config",
+        file.to_str().unwrap(),
+        "--print-config",
+    ]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
+    let flag_wins = run_ok(&[
+        "train",
+        "--config",
+        file.to_str().unwrap(),
+        "--beta",
+        "0.5",
+        "--print-config",
+    ]);
+    assert!(
+        String::from_utf8(flag_wins.stdout)
+            .unwrap()
+            .contains("beta = 0.5")
+    );
+    std::fs::write(&file, text.replace("beta = 2.0", "beta = -1.0")).unwrap();
+    let out = run(&[
+        "train",
+        "--config",
+        file.to_str().unwrap(),
+        "--out",
+        dir.join("r").to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, "--beta");
+    assert!(
+        !dir.join("r").exists(),
+        "a refused config created its run folder"
+    );
+}

@@ -492,6 +492,102 @@ fn draw_curves(rows: &[EpochRow], text: &CurveText, path: &Path) -> Result<()> {
     write_text(path, &svg)
 }
 
+/// Training curves of several runs on shared axes, one colour per run: training loss,
+/// validation negative ELBO and its two terms (reconstruction, KL), each against the epoch.
+/// Runs whose `metrics.csv` predates the terms leave those panels without their line.
+pub fn compare_runs(runs: &[(String, Vec<EpochRow>)], path: &Path) -> Result<()> {
+    type Value = fn(&EpochRow) -> Option<f64>;
+    let panels: [(&str, Value); 4] = [
+        ("training loss (nats per image)", |r| Some(r.train_loss)),
+        ("validation negative ELBO (nats per image)", |r| {
+            Some(r.valid_negative_elbo)
+        }),
+        ("validation reconstruction (nats per image)", |r| {
+            r.valid_reconstruction
+        }),
+        ("validation KL (nats per image)", |r| r.valid_kl),
+    ];
+    let last_epoch = runs
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.epoch as i32 + 1))
+        .max()
+        .unwrap_or(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1200, 900)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(
+            &format!("training curves of {} runs", runs.len()),
+            ("sans-serif", 20),
+        )?;
+        for (area, (title, value)) in root.split_evenly((2, 2)).iter().zip(panels) {
+            let series: Vec<Vec<(i32, f64)>> = runs
+                .iter()
+                .map(|(_, rows)| {
+                    rows.iter()
+                        .filter_map(|r| {
+                            value(r)
+                                .filter(|v| v.is_finite())
+                                .map(|v| (r.epoch as i32 + 1, v))
+                        })
+                        .collect()
+                })
+                .collect();
+            let values: Vec<f64> = series.iter().flatten().map(|p| p.1).collect();
+            let (lo, hi) = padded_range(&values);
+            let decimals = tick_decimals(hi - lo);
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 15))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(
+                    (0..last_epoch + 1).with_key_points(epoch_ticks(last_epoch)),
+                    lo..hi,
+                )?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_label_formatter(&|v| format!("{v:.decimals$}"))
+                .label_style(("sans-serif", 12))
+                .axis_desc_style(("sans-serif", 13))
+                .draw()?;
+            for (i, ((label, _), points)) in runs.iter().zip(&series).enumerate() {
+                let colour = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(
+                        points.iter().copied(),
+                        colour.stroke_width(2),
+                    ))?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
+                    });
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, colour.filled())))?;
+            }
+            if values.is_empty() {
+                chart.draw_series(std::iter::once(Text::new(
+                    "not recorded by these runs",
+                    ((last_epoch + 1) / 2, (lo + hi) / 2.0),
+                    ("sans-serif", 15)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Center)),
+                )))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(("sans-serif", 12))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK.mix(0.4))
+                .draw()?;
+        }
+        root.present()?;
+    }
+    write_text(path, &svg)
+}
+
 /// The values' range, with room above for the legend; `0..1` when there are none.
 fn padded_range(values: &[f64]) -> (f64, f64) {
     let Some(lo) = values.iter().copied().reduce(f64::min) else {
@@ -756,6 +852,9 @@ mod tests {
             skipped_batches: 0,
             images_per_second: 100.0,
             seconds: 1.0,
+            valid_reconstruction: None,
+            valid_kl: None,
+            valid_per_context: Vec::new(),
         }
     }
 

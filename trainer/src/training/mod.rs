@@ -9,7 +9,7 @@ pub mod run_folder;
 pub mod schedule;
 
 use crate::data::loader::{self, Batch, TrainingData};
-use crate::evaluation::elbo::mean_negative_elbo;
+use crate::evaluation::elbo::{elbo_per_context, pooled_negative_elbo};
 use crate::files::atomic_write;
 use crate::progress::Progress;
 use anyhow::{Context as _, Result, bail};
@@ -570,14 +570,8 @@ impl Session {
             .zip(data.valid.iter())
             .collect();
         let device = self.learner.device.clone().inner();
-        let valid = mean_negative_elbo(
-            &eval_model,
-            &sets,
-            config.beta,
-            256,
-            VALIDATION_SEED,
-            &device,
-        );
+        let terms = elbo_per_context(&eval_model, &sets, 256, VALIDATION_SEED, &device);
+        let valid = pooled_negative_elbo(&terms, config.beta);
         let state = &mut self.state;
         let improved = valid.is_finite()
             && state
@@ -615,6 +609,17 @@ impl Session {
             skipped_batches: state.skipped_batches,
             images_per_second,
             seconds,
+            valid_reconstruction: Some(pooled_negative_elbo(&terms, 0.0)),
+            valid_kl: Some(pooled_negative_elbo(&terms, 1.0) - pooled_negative_elbo(&terms, 0.0)),
+            valid_per_context: terms
+                .iter()
+                .map(|t| {
+                    (
+                        t.context.name(&config.data().concepts()),
+                        t.negative_elbo(config.beta),
+                    )
+                })
+                .collect(),
         })?;
         let data_wait = 100.0 * pass.data_wait_seconds / pass.train_seconds.max(1e-9);
         self.progress.line(format!(
@@ -774,7 +779,14 @@ mod tests {
         learner.model = restored.model;
         let valid = |learner: &Learner| {
             let model = learner.model.valid();
-            mean_negative_elbo(&model, &sets, config.beta, 256, VALIDATION_SEED, &device)
+            crate::evaluation::elbo::mean_negative_elbo(
+                &model,
+                &sets,
+                config.beta,
+                256,
+                VALIDATION_SEED,
+                &device,
+            )
         };
         let stored = valid(&learner);
         let maker =

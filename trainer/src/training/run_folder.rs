@@ -24,10 +24,27 @@ pub struct EpochRow {
     pub skipped_batches: usize,
     pub images_per_second: f64,
     pub seconds: f64,
+    /// The validation negative ELBO's terms, nats per image (absent in rows written before
+    /// they were recorded).
+    pub valid_reconstruction: Option<f64>,
+    pub valid_kl: Option<f64>,
+    /// Validation negative ELBO per training context, by its name (`obs`, `quad1`, ...).
+    pub valid_per_context: Vec<(String, f64)>,
 }
 
-const CSV_HEADER: &str =
-    "epoch,train_loss,valid_negative_elbo,learning_rate,skipped_batches,images_per_second,seconds";
+/// The columns every row has, in order; then `valid_reconstruction`, `valid_kl` and a
+/// `valid_<context>` column per training context.
+const COLUMNS: [&str; 7] = [
+    "epoch",
+    "train_loss",
+    "valid_negative_elbo",
+    "learning_rate",
+    "skipped_batches",
+    "images_per_second",
+    "seconds",
+];
+const TERMS: [&str; 2] = ["valid_reconstruction", "valid_kl"];
+const PER_CONTEXT_PREFIX: &str = "valid_";
 
 impl RunFolder {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -120,7 +137,7 @@ impl RunFolder {
     /// Writes a new run's files; `config.json` last, so that a folder with a config always has
     /// its first checkpoint (written before this) and metrics file.
     pub fn create(&self, config: &TrainConfig) -> Result<()> {
-        atomic_write(&self.metrics_path(), format!("{CSV_HEADER}\n").as_bytes())?;
+        atomic_write(&self.metrics_path(), header(&[]).as_bytes())?;
         atomic_write(
             &self.config_path(),
             serde_json::to_string_pretty(config)?.as_bytes(),
@@ -142,13 +159,21 @@ impl RunFolder {
             .with_context(|| format!("{} is not a valid run config", path.display()))
     }
 
+    /// The rows of `metrics.csv`, by its header's column names (so files written before a
+    /// column existed still read).
     pub fn read_metrics(&self) -> Result<Vec<EpochRow>> {
         let text = std::fs::read_to_string(self.metrics_path()).unwrap_or_default();
-        text.lines()
-            .skip(1)
-            .filter(|l| !l.trim().is_empty())
-            .map(parse_row)
-            .collect()
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let Some(head) = lines.next() else {
+            return Ok(Vec::new());
+        };
+        let names: Vec<&str> = head.split(',').map(str::trim).collect();
+        for required in COLUMNS {
+            if !names.contains(&required) {
+                bail!("metrics.csv has no {required} column");
+            }
+        }
+        lines.map(|line| parse_row(&names, line)).collect()
     }
 
     /// Appends one epoch's row (rewriting the file atomically, it is small), replacing any rows
@@ -172,21 +197,47 @@ impl RunFolder {
     }
 
     fn write_metrics(&self, rows: &[EpochRow]) -> Result<()> {
-        let mut text = format!("{CSV_HEADER}\n");
+        // Every context any row names, in the order first seen.
+        let mut contexts: Vec<&str> = Vec::new();
+        for (name, _) in rows.iter().flat_map(|r| &r.valid_per_context) {
+            if !contexts.contains(&name.as_str()) {
+                contexts.push(name);
+            }
+        }
+        let mut text = header(&contexts);
+        let optional = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
         for r in rows {
             text.push_str(&format!(
-                "{},{:.4},{:.4},{:.3e},{},{:.1},{:.1}\n",
+                "{},{:.4},{:.4},{:.3e},{},{:.1},{:.1},{},{}",
                 r.epoch,
                 r.train_loss,
                 r.valid_negative_elbo,
                 r.learning_rate,
                 r.skipped_batches,
                 r.images_per_second,
-                r.seconds
+                r.seconds,
+                optional(r.valid_reconstruction),
+                optional(r.valid_kl),
             ));
+            for context in &contexts {
+                let value = r.valid_per_context.iter().find(|(n, _)| n == context);
+                text.push(',');
+                text.push_str(&optional(value.map(|(_, v)| *v)));
+            }
+            text.push('\n');
         }
         atomic_write(&self.metrics_path(), text.as_bytes())
     }
+}
+
+fn header(contexts: &[&str]) -> String {
+    let mut names: Vec<String> = COLUMNS
+        .iter()
+        .chain(&TERMS)
+        .map(|s| s.to_string())
+        .collect();
+    names.extend(contexts.iter().map(|c| format!("{PER_CONTEXT_PREFIX}{c}")));
+    format!("{}\n", names.join(","))
 }
 
 /// Held while a process writes a run folder; see [`RunFolder::lock`].
@@ -194,23 +245,45 @@ pub struct RunLock {
     _file: File,
 }
 
-fn parse_row(line: &str) -> Result<EpochRow> {
-    let f: Vec<&str> = line.split(',').collect();
-    if f.len() != 7 {
+fn parse_row(names: &[&str], line: &str) -> Result<EpochRow> {
+    let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+    if cells.len() != names.len() {
         bail!("bad metrics.csv row: {line}");
     }
-    let num = |i: usize| {
-        f[i].parse::<f64>()
-            .with_context(|| format!("bad metrics.csv row: {line}"))
+    let bad = || format!("bad metrics.csv row: {line}");
+    let cell = |name: &str| names.iter().position(|n| *n == name).map(|i| cells[i]);
+    let num = |name: &str| -> Result<f64> {
+        let text = cell(name).with_context(bad)?;
+        text.parse::<f64>().with_context(bad)
     };
+    let optional = |text: &str| -> Result<Option<f64>> {
+        match text.is_empty() {
+            true => Ok(None),
+            false => text.parse::<f64>().map(Some).with_context(bad),
+        }
+    };
+    let mut valid_per_context = Vec::new();
+    for (name, text) in names.iter().zip(&cells) {
+        let context = name.strip_prefix(PER_CONTEXT_PREFIX);
+        if let Some(context) = context
+            && !COLUMNS.contains(name)
+            && !TERMS.contains(name)
+            && let Some(value) = optional(text)?
+        {
+            valid_per_context.push((context.to_string(), value));
+        }
+    }
     Ok(EpochRow {
-        epoch: num(0)? as usize,
-        train_loss: num(1)?,
-        valid_negative_elbo: num(2)?,
-        learning_rate: num(3)?,
-        skipped_batches: num(4)? as usize,
-        images_per_second: num(5)?,
-        seconds: num(6)?,
+        epoch: num("epoch")? as usize,
+        train_loss: num("train_loss")?,
+        valid_negative_elbo: num("valid_negative_elbo")?,
+        learning_rate: num("learning_rate")?,
+        skipped_batches: num("skipped_batches")? as usize,
+        images_per_second: num("images_per_second")?,
+        seconds: num("seconds")?,
+        valid_reconstruction: cell(TERMS[0]).map(optional).transpose()?.flatten(),
+        valid_kl: cell(TERMS[1]).map(optional).transpose()?.flatten(),
+        valid_per_context,
     })
 }
 
@@ -229,5 +302,76 @@ pub fn weights_path(path: &Path) -> Result<PathBuf> {
         Ok(path.to_path_buf())
     } else {
         bail!("no run folder or weights file at {}", path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize, per_context: &[(&str, f64)]) -> EpochRow {
+        EpochRow {
+            epoch,
+            train_loss: 10.0,
+            valid_negative_elbo: 9.0,
+            learning_rate: 1e-3,
+            skipped_batches: 0,
+            images_per_second: 100.0,
+            seconds: 1.0,
+            valid_reconstruction: Some(8.5),
+            valid_kl: Some(0.5),
+            valid_per_context: per_context
+                .iter()
+                .map(|(n, v)| (n.to_string(), *v))
+                .collect(),
+        }
+    }
+
+    /// A run resumed by this version appends rows with the terms and per-context losses to a
+    /// `metrics.csv` written before they existed; both kinds read back.
+    #[test]
+    fn metrics_written_before_the_terms_still_read_and_extend() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunFolder::new(dir.path());
+        std::fs::write(
+            run.metrics_path(),
+            "epoch,train_loss,valid_negative_elbo,learning_rate,skipped_batches,images_per_second,seconds\n0,12.5,11.25,1.000e-3,0,90.0,2.0\n",
+        )
+        .unwrap();
+        let old = run.read_metrics().unwrap();
+        assert_eq!((old[0].valid_kl, old[0].valid_per_context.len()), (None, 0));
+        let new = row(1, &[("obs", 9.5), ("quad1+x", 8.5)]);
+        run.append_metrics(&new).unwrap();
+        let both = run.read_metrics().unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0].valid_negative_elbo, 11.25);
+        assert_eq!(both[0].valid_reconstruction, None);
+        assert_eq!(both[1], new);
+        let text = std::fs::read_to_string(run.metrics_path()).unwrap();
+        assert!(
+            text.starts_with("epoch,")
+                && text
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .ends_with(",valid_kl,valid_obs,valid_quad1+x"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_row_of_the_wrong_width_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunFolder::new(dir.path());
+        run.write_metrics(&[row(0, &[("obs", 1.0)])]).unwrap();
+        let mut text = std::fs::read_to_string(run.metrics_path()).unwrap();
+        text.push_str("1,2,3\n");
+        std::fs::write(run.metrics_path(), text).unwrap();
+        assert!(
+            run.read_metrics()
+                .unwrap_err()
+                .to_string()
+                .contains("bad metrics.csv row")
+        );
     }
 }
