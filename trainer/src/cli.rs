@@ -497,6 +497,23 @@ impl FromFile for TrainSettings {
     }
 }
 
+impl ExperimentSettings {
+    /// These settings with the folders they name made absolute (from the working folder).
+    pub fn with_absolute_paths(&self) -> std::io::Result<Self> {
+        let mut settings = self.clone();
+        for path in [
+            &mut settings.runs,
+            &mut settings.results,
+            &mut settings.data,
+        ] {
+            if let Some(p) = path {
+                *p = std::path::absolute(&*p)?;
+            }
+        }
+        Ok(settings)
+    }
+}
+
 impl FromFile for ExperimentSettings {
     fn rebase(&mut self, dir: &Path) {
         rebase(&mut self.data, dir);

@@ -99,7 +99,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample(args) => sample(args, &progress),
         Command::Edit(args) => edit(args, &progress),
         Command::Export(args) => export(args, &progress),
-        Command::Experiment(args) => experiment(*args, &progress),
+        Command::Experiment(args) => experiment(*args, cli.mnist_dir.as_deref(), &progress),
         Command::Bench(args) => bench(args, &progress),
         Command::ImportTorch(args) => import_torch(args, &progress),
         Command::Plot(args) => plot(args, &progress),
@@ -378,7 +378,11 @@ fn export(args: ExportArgs, progress: &Progress) -> Result<()> {
     Ok(())
 }
 
-fn experiment(args: ExperimentArgs, progress: &Progress) -> Result<()> {
+fn experiment(
+    args: ExperimentArgs,
+    mnist_dir: Option<&std::path::Path>,
+    progress: &Progress,
+) -> Result<()> {
     let mut settings = settings::resolve(args.file.config.as_deref(), &args.settings)?;
     choose_source(
         (&mut settings.dataset, &mut settings.data),
@@ -390,7 +394,7 @@ fn experiment(args: ExperimentArgs, progress: &Progress) -> Result<()> {
         return Ok(());
     }
     if let Some(dir) = &args.emit_slurm {
-        experiment::slurm::emit(&plan, dir)?;
+        experiment::slurm::emit(&plan, mnist_dir, dir)?;
         progress.line(format!(
             "wrote {0}/experiment.toml, task.sbatch, collect.sbatch and submit.sh ({1} runs); submit with {0}/submit.sh",
             dir.display(),
@@ -409,17 +413,8 @@ fn experiment(args: ExperimentArgs, progress: &Progress) -> Result<()> {
 
 /// The resolved settings (every training setting spelled out) and, as comments, the runs.
 fn experiment_settings_text(plan: &experiment::Plan) -> Result<String> {
-    let mut settings = plan.settings.clone();
     // Absolute, so that the text means the same wherever it is saved and read back.
-    for path in [
-        &mut settings.runs,
-        &mut settings.results,
-        &mut settings.data,
-    ] {
-        if let Some(p) = path {
-            *p = std::path::absolute(&*p)?;
-        }
-    }
+    let mut settings = plan.settings.with_absolute_paths()?;
     let preset = TrainConfig::preset(plan.budget, plan.source.clone(), Method::Cm)?;
     settings.train = training::config::Overrides::all_of(&preset).and(&settings.train);
     let mut text = settings::to_toml(&settings);

@@ -20,7 +20,7 @@ use intervene::data::Split;
 use intervene::image_grid::GAP;
 use intervene::model::Model;
 use intervene::rng::Rng;
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
@@ -470,23 +470,9 @@ fn draw_curves(rows: &[EpochRow], text: &CurveText, path: &Path) -> Result<()> {
             } else {
                 "no finite values recorded"
             };
-            chart.draw_series(std::iter::once(Text::new(
-                note,
-                ((last_epoch + 1) / 2, (lo + hi) / 2.0),
-                ("sans-serif", 16)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Center, VPos::Center)),
-            )))?;
+            centred_note(&mut chart, note, ((last_epoch + 1) / 2, (lo + hi) / 2.0), 16)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .margin(12)
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+        legend(&mut chart, 14)?;
         root.present()?;
     }
     write_text(path, &svg)
@@ -566,26 +552,48 @@ pub fn compare_runs(runs: &[(String, Vec<EpochRow>)], path: &Path) -> Result<()>
                 chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, colour.filled())))?;
             }
             if values.is_empty() {
-                chart.draw_series(std::iter::once(Text::new(
-                    "not recorded by these runs",
-                    ((last_epoch + 1) / 2, (lo + hi) / 2.0),
-                    ("sans-serif", 15)
-                        .into_font()
-                        .color(&BLACK)
-                        .pos(Pos::new(HPos::Center, VPos::Center)),
-                )))?;
+                let middle = ((last_epoch + 1) / 2, (lo + hi) / 2.0);
+                centred_note(&mut chart, "not recorded by these runs", middle, 15)?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font(("sans-serif", 12))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK.mix(0.4))
-                .draw()?;
+            legend(&mut chart, 12)?;
         }
         root.present()?;
     }
     write_text(path, &svg)
+}
+
+/// `text` centred on `at`, for a chart with nothing to draw.
+fn centred_note<'a, CT: CoordTranslate<From = (i32, f64)>>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    text: &str,
+    at: (i32, f64),
+    size: u32,
+) -> Result<()> {
+    chart.draw_series(std::iter::once(Text::new(
+        text.to_string(),
+        at,
+        ("sans-serif", size)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    )))?;
+    Ok(())
+}
+
+/// The series' legend in a box at the upper right, as every chart here has it.
+pub(super) fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    size: u32,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .margin(12)
+        .label_font(("sans-serif", size))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .draw()?;
+    Ok(())
 }
 
 /// The values' range, with room above for the legend; `0..1` when there are none.

@@ -16,7 +16,7 @@ use std::path::Path;
 
 /// Writes `experiment.toml`, `task.sbatch`, `collect.sbatch` and `submit.sh` into `dir`. The
 /// logs go to `dir` too (`submit.sh` submits from there).
-pub fn emit(plan: &Plan, dir: &Path) -> Result<()> {
+pub fn emit(plan: &Plan, mnist_dir: Option<&Path>, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = std::path::absolute(dir)?;
     let binary = std::env::current_exe().context("cannot find the intervene binary's path")?;
@@ -24,16 +24,7 @@ pub fn emit(plan: &Plan, dir: &Path) -> Result<()> {
     let gpus = slurm.gpus.unwrap_or(1);
 
     // The settings as the tasks read them: every path absolute, the device the nodes have.
-    let mut settings = plan.settings.clone();
-    for path in [
-        &mut settings.runs,
-        &mut settings.results,
-        &mut settings.data,
-    ] {
-        if let Some(p) = path {
-            *p = std::path::absolute(&*p)?;
-        }
-    }
+    let mut settings = plan.settings.with_absolute_paths()?;
     if gpus == 0 || settings.device == Some(DeviceChoice::Auto) {
         settings.device = Some(match gpus {
             0 => DeviceChoice::Flex,
@@ -48,7 +39,16 @@ pub fn emit(plan: &Plan, dir: &Path) -> Result<()> {
         format!("{header}{}", to_toml(&settings)).as_bytes(),
     )?;
 
-    let command = format!("{} experiment --config {}", quote(&binary), quote(&config));
+    // A global flag, not a setting of the experiment's: forwarded as given.
+    let mnist = match mnist_dir {
+        Some(d) => format!(" --mnist-dir {}", quote(&std::path::absolute(d)?)),
+        None => String::new(),
+    };
+    let command = format!(
+        "{}{mnist} experiment --config {}",
+        quote(&binary),
+        quote(&config)
+    );
     let task = format!(
         "#!/bin/bash\n# One run of the experiment per array task: the run numbers are this script's arguments.\n#SBATCH --job-name=intervene-{name}\n{lines}#SBATCH --output={log}\nset -euo pipefail\nruns=(\"$@\")\n{command} --run \"${{runs[$SLURM_ARRAY_TASK_ID]}}\" --no-report\n",
         name = plan.dataset.name(),

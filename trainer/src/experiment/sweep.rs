@@ -372,13 +372,7 @@ fn plot(plan: &Plan, rows: &[Row]) -> Result<String> {
                     )
                 }))?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font(("sans-serif", 13))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK.mix(0.4))
-                .draw()?;
+            super::plots::legend(&mut chart, 13)?;
         }
         root.present()?;
     }
