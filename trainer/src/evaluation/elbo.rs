@@ -101,7 +101,8 @@ pub fn elbo_per_context(
     out
 }
 
-/// Negative ELBO per image in bits per dimension, counted over pixels (not channels).
-pub fn bits_per_dim(negative_elbo: f64, image_size: usize) -> f64 {
+/// Negative ELBO per image in bits per pixel (a pixel's channels count once): the paper's "bits
+/// per dim".
+pub fn bits_per_pixel(negative_elbo: f64, image_size: usize) -> f64 {
     negative_elbo / ((image_size * image_size) as f64 * std::f64::consts::LN_2)
 }

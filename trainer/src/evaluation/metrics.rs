@@ -1,7 +1,7 @@
 //! Concept, Compo and Recon (docs/method.md#metrics), all lower-is-better.
 
 use super::counterfactual::{self, CounterfactualScores};
-use super::elbo::{bits_per_dim, mean_negative_elbo};
+use super::elbo::{bits_per_pixel, mean_negative_elbo};
 use super::swd::sliced_wasserstein;
 use crate::progress::Progress;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -176,7 +176,7 @@ pub fn evaluate(
         let score = |sets: &[(Context, intervene::data::Examples)]| {
             let refs: Vec<(Context, &intervene::data::Examples)> =
                 sets.iter().map(|(c, e)| (*c, e)).collect();
-            bits_per_dim(
+            bits_per_pixel(
                 mean_negative_elbo(
                     model,
                     &refs,
@@ -253,7 +253,7 @@ pub fn table(m: &Metrics) -> String {
     }
     match &m.recon {
         Some(r) => out.push_str(&format!(
-            "  Recon (bits/dim) in-distribution {:.4}, out-of-distribution {:.4}\n",
+            "  Recon (bits per pixel) in-distribution {:.4}, out-of-distribution {:.4}\n",
             r.in_distribution_bpd, r.ood_bpd
         )),
         None => out.push_str("  Recon: not available (these weights carry no encoder)\n"),

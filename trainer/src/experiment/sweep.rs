@@ -205,7 +205,7 @@ pub fn write_report(plan: &Plan, all: &[(Run, Metrics)], dir: &Path) -> Result<S
     let sweep = &plan.sweep;
     let seeds: Vec<String> = plan.seeds.iter().map(u64::to_string).collect();
     let mut md = format!(
-        "# {}: {} ({} budget, seeds {})\n\nLower is better: Concept and Compo are sliced Wasserstein distances, Recon is held-out negative ELBO in bits/dim, cf error the mean absolute pixel error of counterfactual edits (docs/method.md#counterfactual-scores). Every other setting is the budget's{}.\n\n| {} | method | Concept | Compo | Recon | cf error (single) | cf error (composed) |\n|{}---|---|---|---|---|---|\n",
+        "# {}: {} ({} budget, seeds {})\n\nLower is better: Concept and Compo are sliced Wasserstein distances, Recon is held-out negative ELBO in bits per pixel, cf error the mean absolute pixel error of counterfactual edits (docs/method.md#counterfactual-scores). Every other setting is the budget's{}.\n\n| {} | method | Concept | Compo | Recon | cf error (single) | cf error (composed) |\n|{}---|---|---|---|---|---|\n",
         plan.dataset.name(),
         sweep.name.as_deref().unwrap_or_default(),
         budget_name(plan.budget),

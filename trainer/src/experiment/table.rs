@@ -130,7 +130,7 @@ impl Tables {
     pub fn markdown(&self, plan: &Plan) -> String {
         let seeds: Vec<String> = plan.seeds.iter().map(u64::to_string).collect();
         let mut out = format!(
-            "# {} ({} budget, seeds {})\n\nLower is better: Concept and Compo are sliced Wasserstein distances, Recon is held-out negative ELBO in bits/dim. Graph AUROC (higher is better) scores the learned concept graph against the true edges.\n\n",
+            "# {} ({} budget, seeds {})\n\nLower is better: Concept and Compo are sliced Wasserstein distances, Recon is held-out negative ELBO in bits per pixel. Graph AUROC (higher is better) scores the learned concept graph against the true edges.\n\n",
             plan.dataset.name(),
             budget_name(plan.budget),
             seeds.join(",")
