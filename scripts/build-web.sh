@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
-# Builds the page into www/dist (release wasm, stripped by Cargo.toml's web-release profile;
-# wasm-opt is off: data-wasm-opt in www/index.html) and prints its gzipped payload.
+# Builds the page into www/dist (release wasm, stripped by Cargo.toml's web-release profile; no
+# wasm-opt, see there) and prints its gzipped payload. `scripts/serve-web.sh` serves the same build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-web.sh
 (cd www && trunk build --release --locked)
-# The service worker's cache is named after this build (its wasm's hash) and starts with the page,
-# its code and the default model; other models are cached when a visitor loads them.
-build=$(sha256sum www/dist/*.wasm | cut -c1-16)
-files=$(cd www/dist && ls *.js *.wasm *.css | grep -vx sw.js | sed 's/.*/"&"/' | paste -sd, -)
-sed -i -e "s/^const BUILD = .*/const BUILD = \"$build\";/" \
-  -e "s|^const PRECACHE = .*|const PRECACHE = [\"./\", $files, \"models/quad-cm.bin\"];|" www/dist/sw.js
+grep -q "^const BUILD = \"[0-9a-f]\{16\}\";" www/dist/sw.js ||
+  { echo "error: trunk's post_build hook (scripts/precache.sh) did not name the build in sw.js"; exit 1; }
 wasm=$(ls www/dist/*.wasm)
 wasm_gz=$(gzip -9 -c "$wasm" | wc -c)
 model_gz=$(gzip -9 -c www/dist/models/quad-cm.bin | wc -c)

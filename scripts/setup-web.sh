@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the web page needs to build and be tested, skipping what is already there:
-# the wasm32 target, trunk 0.21 and the wasm-bindgen CLI matching Cargo.lock (from crates.io),
-# Debian's binaryen (wasm-opt), Chromium and chromedriver.
+# Installs what the web page needs to build, skipping what is already there: the wasm32 target,
+# trunk 0.21 and the wasm-bindgen CLI matching Cargo.lock (from crates.io). With --browser, also
+# what the browser tests drive: Debian's Chromium and chromedriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=()
-command -v wasm-opt >/dev/null || packages+=(binaryen)
-[ -x /usr/bin/chromium ] || packages+=(chromium)
-[ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
+if [[ ${1:-} == --browser ]]; then
+  [ -x /usr/bin/chromium ] || packages+=(chromium)
+  [ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
+fi
 if ((${#packages[@]})); then
   echo "installing ${packages[*]}"
   apt-get update -qq

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh Debian machine (Mesa's lavapipe, so
-# the wgpu device has a Vulkan adapter without a GPU; the web toolchain and Chromium), builds the
-# web page, runs every test. A plain `cargo test --workspace` skips the tests whose requirements
+# the wgpu device has a Vulkan adapter without a GPU; the web toolchain and Chromium; Slurm and
+# munge, by scripts/slurm-test.sh), builds the web page, runs every test. A plain `cargo test --workspace` skips the tests whose requirements
 # are missing and says so; here a skipped test fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,7 @@ if ((${#packages[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
+bash scripts/setup-web.sh --browser
 bash scripts/build-web.sh
 export INTERVENE_REQUIRE_ALL_TESTS=1
 log=$(mktemp)

@@ -39,16 +39,6 @@ impl Rng {
         Self::new(splitmix64(&mut x))
     }
 
-    /// The raw state, for checkpoints.
-    pub fn state(&self) -> [u64; 4] {
-        self.state
-    }
-
-    /// Restores a generator from [`Rng::state`].
-    pub fn from_state(state: [u64; 4]) -> Self {
-        Self { state }
-    }
-
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.state;
         let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);

@@ -29,7 +29,8 @@ use training::config::{Preset, TrainConfig};
 #[global_allocator]
 static ALLOCATOR: memory::CountingMimalloc = memory::CountingMimalloc;
 
-/// `mi_option_purge_delay` in mimalloc.h (v3): how long freed memory stays mapped.
+/// `mi_option_purge_delay` in mimalloc.h (v3): how long freed memory stays mapped. By number
+/// because libmimalloc-sys (0.1.49) exports constants only for the older options.
 const MIMALLOC_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() {

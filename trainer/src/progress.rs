@@ -25,7 +25,7 @@ impl Progress {
     /// A bar with a label, a count and a free-text message.
     pub fn bar(&self, label: &str, total: usize) -> ProgressBar {
         let style = ProgressStyle::with_template(
-            "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed_precise})",
+            "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed_precise}, about {eta} left)",
         )
         .expect("valid template")
         .progress_chars("=> ");

@@ -470,7 +470,12 @@ fn draw_curves(rows: &[EpochRow], text: &CurveText, path: &Path) -> Result<()> {
             } else {
                 "no finite values recorded"
             };
-            centred_note(&mut chart, note, ((last_epoch + 1) / 2, (lo + hi) / 2.0), 16)?;
+            centred_note(
+                &mut chart,
+                note,
+                ((last_epoch + 1) / 2, (lo + hi) / 2.0),
+                16,
+            )?;
         }
         legend(&mut chart, 14)?;
         root.present()?;

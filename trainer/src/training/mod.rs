@@ -27,7 +27,7 @@ use intervene::weights::{self, Precision};
 use run_folder::{EpochRow, RunFolder};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Seed of the fixed validation noise, so validation scores differ only when weights do.
 const VALIDATION_SEED: u64 = 0x05EE_D0F7_A11D;
@@ -296,7 +296,16 @@ struct Session {
     progress: Progress,
     device_name: String,
     consecutive_bad: usize,
+    /// Whether the time the run will take has been estimated (once per process).
+    estimated: bool,
 }
+
+/// A run expected to take longer than this says how long, once its speed is known.
+const LONG_RUN: Duration = Duration::from_secs(30 * 60);
+/// Training time left out of the speed estimate (allocations, kernel selection), then the time
+/// it is measured over.
+const WARM_UP: Duration = Duration::from_secs(5);
+const SPEED_SAMPLE: Duration = Duration::from_secs(15);
 
 /// What one epoch's training pass measured.
 struct EpochPass {
@@ -392,6 +401,7 @@ impl Session {
             progress,
             device_name: resolved.name,
             consecutive_bad: 0,
+            estimated: false,
         })
     }
 
@@ -407,6 +417,29 @@ impl Session {
             c.batch_size,
             c.max_epochs,
             c.batches_per_epoch()
+        ));
+    }
+
+    /// Says how long the rest of the run takes at `images_per_second` when that is long, and
+    /// on the CPU suggests the quick preset.
+    fn estimate(&self, images_per_second: f64) {
+        let c = &self.config;
+        let steps_left = c.planned_steps().saturating_sub(self.state.step);
+        let seconds = (steps_left * c.batch_size) as f64 / images_per_second.max(1e-9);
+        if seconds < LONG_RUN.as_secs_f64() {
+            return;
+        }
+        let minutes = (seconds / 60.0).round() as u64;
+        let on_cpu = self.device_name.starts_with("flex");
+        self.progress.line(format!(
+            "at {images_per_second:.0} images/s the {} epochs left take about {} h {} min (early stopping may end them sooner){}",
+            c.max_epochs - self.state.epoch,
+            minutes / 60,
+            minutes % 60,
+            match on_cpu {
+                true => "; on a CPU, --preset quick trains a smaller model in minutes",
+                false => "",
+            }
         ));
     }
 
@@ -449,6 +482,7 @@ impl Session {
             learning_rate: config.learning_rate,
         };
         let mut window = Window::new(&self.learner, &self.state);
+        let mut speed_mark: Option<(Instant, usize)> = None;
         loop {
             let waiting = Instant::now();
             let Ok(batch) = batches.recv() else { break };
@@ -468,12 +502,25 @@ impl Session {
                 self.settle(window, &maker, &plan)?;
                 window = Window::new(&self.learner, &self.state);
                 bar.set_position(self.state.batch as u64);
+                let images_per_second =
+                    pass.images as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 bar.set_message(format!(
-                    "loss {:.1} | {:.0} img/s{}",
+                    "loss {:.1} | {images_per_second:.0} img/s{}",
                     self.state.mean_loss(),
-                    pass.images as f64 / started.elapsed().as_secs_f64().max(1e-9),
                     best_text(&self.state)
                 ));
+                // The speed past the first seconds (allocations, kernel selection).
+                match speed_mark {
+                    None if started.elapsed() >= WARM_UP => {
+                        speed_mark = Some((Instant::now(), pass.images));
+                    }
+                    Some((at, images)) if !self.estimated && at.elapsed() >= SPEED_SAMPLE => {
+                        self.estimated = true;
+                        let speed = (pass.images - images) as f64 / at.elapsed().as_secs_f64();
+                        self.estimate(speed);
+                    }
+                    _ => {}
+                }
             }
             if checkpoint {
                 self.learner.save_checkpoint(&self.run, &self.state)?;
