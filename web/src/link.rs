@@ -6,6 +6,7 @@
 //! [`View::fit_to`] checks what depends on it (concept names, one shift per concept). A link that
 //! fails either step is replaced by the default view, and the page shows the reasons.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -263,41 +264,39 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, Vec<String>> {
     Ok(pairs)
 }
 
-/// Percent-encodes everything but unreserved characters and the separators we use.
+/// What a link leaves as it is: unreserved characters and the separators we use.
+const KEPT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b',')
+    .remove(b':')
+    .remove(b'/');
+
 fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~,:/".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(text, KEPT).to_string()
 }
 
+/// A query value as text (`+` is a space); `None` for a `%` without two hex digits after it, or
+/// bytes that are not UTF-8.
 fn decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    let spaced = text.replace('+', " ");
+    well_formed
+        .then(|| {
+            percent_decode_str(&spaced)
+                .decode_utf8()
+                .ok()
+                .map(String::from)
+        })
+        .flatten()
 }
 
 #[cfg(test)]
