@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{assert_clean_error, run, run_ok, scratch, train_tiny};
+use common::{
+    assert_clean_error, assert_has_lines, printed_config, run, run_ok, scratch, train_tiny,
+};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -431,7 +433,7 @@ fn plot_draws_several_runs_and_metrics_csv_has_the_terms_per_context() {
 #[test]
 fn train_settings_round_trip_through_a_file() {
     let dir = scratch("train-config");
-    let printed = run_ok(&[
+    let text = printed_config(&[
         "train",
         "--preset",
         "quick",
@@ -441,17 +443,16 @@ fn train_settings_round_trip_through_a_file() {
         "2",
         "--widths",
         "3.16.4",
-        "--print-config",
     ]);
-    let text = String::from_utf8(printed.stdout).unwrap();
-    for line in [
-        "dataset = \"mnist\"",
-        "preset = \"quick\"",
-        "beta = 2.0",
-        "widths = \"3.16.4\"",
-    ] {
-        assert!(text.contains(line), "{line} missing:\n{text}");
-    }
+    assert_has_lines(
+        &text,
+        &[
+            "dataset = \"mnist\"",
+            "preset = \"quick\"",
+            "beta = 2.0",
+            "widths = \"3.16.4\"",
+        ],
+    );
     let file = dir.join("run.toml");
     std::fs::write(&file, &text).unwrap();
     let again = run_ok(&[

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_clean_error, run, run_ok, scratch};
+use common::{assert_clean_error, assert_has_lines, printed_config, run, run_ok, scratch};
 use std::path::{Path, PathBuf};
 
 fn tiny_experiment(root: &Path, methods: &str) -> String {
@@ -12,9 +12,20 @@ fn tiny_experiment(root: &Path, methods: &str) -> String {
 
 /// The tiny experiment with `extra` flags; its stderr.
 fn tiny_experiment_with(root: &Path, methods: &str, extra: &[&str]) -> String {
+    let out = run_ok(
+        &tiny_args(root, methods, extra)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `intervene experiment` arguments of the tiny experiment, `extra` flags last.
+fn tiny_args(root: &Path, methods: &str, extra: &[&str]) -> Vec<String> {
     let runs = root.join("runs");
     let results = root.join("results");
-    let mut args = vec![
+    let args = [
         "experiment",
         "--budget",
         "quick",
@@ -35,9 +46,7 @@ fn tiny_experiment_with(root: &Path, methods: &str, extra: &[&str]) -> String {
         "--results",
         results.to_str().unwrap(),
     ];
-    args.extend(extra);
-    let out = run_ok(&args);
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    args.iter().chain(extra).map(|a| a.to_string()).collect()
 }
 
 /// The settings-keyed folders under `<runs>/quad-dependent`.
@@ -155,29 +164,8 @@ fn runs_are_keyed_by_their_settings() {
 
     let text = std::fs::read_to_string(&beta_two).unwrap();
     std::fs::write(&beta_two, text.replace("\"beta\": 2.0", "\"beta\": 3.0")).unwrap();
-    let runs = root.join("runs");
-    let out = run(&[
-        "experiment",
-        "--budget",
-        "quick",
-        "--seeds",
-        "0",
-        "--methods",
-        "cm",
-        "--device",
-        "flex",
-        "--epochs",
-        "1",
-        "--per-context",
-        "100",
-        "--eval-samples",
-        "24",
-        "--beta",
-        "2",
-        "--runs",
-        runs.to_str().unwrap(),
-        "--no-report",
-    ]);
+    let args = tiny_args(&root, "cm", &["--beta", "2", "--no-report"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && !stderr.contains("panicked"),
@@ -220,23 +208,22 @@ fn flags_override_a_settings_file_and_print_config_reads_back() {
         "budget = \"quick\"\nseeds = [3, 4]\nmethods = [\"cm\"]\nruns = \"r\"\n[train]\nbeta = 2.0\nmax_epochs = 4\n",
     )
     .unwrap();
-    let printed = run_ok(&[
+    let text = printed_config(&[
         "experiment",
         "--config",
         file.to_str().unwrap(),
         "--beta",
         "0.5",
-        "--print-config",
     ]);
-    let text = String::from_utf8(printed.stdout).unwrap();
-    for line in [
-        "seeds = [3, 4]",
-        "beta = 0.5",
-        "max_epochs = 4",
-        "image_size = 32",
-    ] {
-        assert!(text.contains(line), "{line} missing:\n{text}");
-    }
+    assert_has_lines(
+        &text,
+        &[
+            "seeds = [3, 4]",
+            "beta = 0.5",
+            "max_epochs = 4",
+            "image_size = 32",
+        ],
+    );
     // Relative paths in a file are the file's folder's.
     assert!(
         text.contains(&format!("runs = \"{}", dir.join("r").display())),
@@ -337,19 +324,18 @@ fn emitted_slurm_jobs_forward_every_setting_and_wait_through_slurm() {
     assert!(submit.contains("--dependency=afterok:") && submit.contains("collect.sbatch"));
 
     // The settings travel in the file, read back as the same plan on the CPU.
-    let printed = run_ok(&[
+    let text = printed_config(&[
         "experiment",
         "--config",
         dir.join("experiment.toml").to_str().unwrap(),
-        "--print-config",
     ]);
-    let text = String::from_utf8(printed.stdout).unwrap();
-    for line in [
-        "beta = 2.0",
-        "device = \"flex\"",
-        "seeds = [0, 1, 2]",
-        "# 20: ",
-    ] {
-        assert!(text.contains(line), "{line} missing:\n{text}");
-    }
+    assert_has_lines(
+        &text,
+        &[
+            "beta = 2.0",
+            "device = \"flex\"",
+            "seeds = [0, 1, 2]",
+            "# 20: ",
+        ],
+    );
 }

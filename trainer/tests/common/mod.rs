@@ -113,3 +113,17 @@ pub fn assert_clean_error(out: &Output, expect: &str) {
         "unexpected message: {stderr}"
     );
 }
+
+/// What `intervene args... --print-config` prints.
+pub fn printed_config(args: &[&str]) -> String {
+    let mut args = args.to_vec();
+    args.push("--print-config");
+    String::from_utf8(run_ok(&args).stdout).expect("UTF-8 settings")
+}
+
+/// Asserts that `text` holds every one of `lines`.
+pub fn assert_has_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+}
