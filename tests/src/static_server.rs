@@ -1,55 +1,44 @@
-//! The built site on 127.0.0.1 for the browser tests (tiny_http), with the MIME types a browser
-//! insists on (`application/wasm` for streaming compilation), and a switch that takes the site
-//! off the network to test the page offline.
+//! A tiny static file server on 127.0.0.1 for the browser tests: serves the built site with the
+//! MIME types a browser insists on (`application/wasm` for streaming compilation).
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use tiny_http::{Header, Response, Server};
 
 pub struct StaticServer {
     pub port: u16,
-    /// Taken by [`StaticServer::go_offline`]; the server closes its socket when the serving
-    /// thread lets go of it too.
-    server: Mutex<Option<Arc<Server>>>,
+    /// Set by [`StaticServer::go_offline`]: connections are then closed unanswered.
+    offline: Arc<AtomicBool>,
 }
 
 impl StaticServer {
-    /// Serves `root` on a free port from a background thread.
+    /// Serves `root` on a free port, from background threads that live as long as the process.
     pub fn start(root: &Path) -> StaticServer {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind 127.0.0.1"));
-        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
         let root = root.to_path_buf();
-        let serving = server.clone();
+        let offline = Arc::new(AtomicBool::new(false));
+        let unreachable = offline.clone();
         thread::spawn(move || {
-            for request in serving.incoming_requests() {
-                let path = request.url().split('?').next().unwrap_or("/").to_string();
-                let found = resolve(&root, &path).and_then(|p| Some((std::fs::read(&p).ok()?, p)));
-                let response = match found {
-                    Some((body, file)) => {
-                        Response::from_data(body).with_header(header("Content-Type", mime(&file)))
-                    }
-                    None => Response::from_string("not found").with_status_code(404),
-                };
-                // No kept-alive connections: going offline then leaves nothing to answer on.
-                let response = response
-                    .with_header(header("Cache-Control", "no-store"))
-                    .with_header(header("Connection", "close"));
-                let _ = request.respond(response);
+            for stream in listener.incoming().flatten() {
+                if unreachable.load(Ordering::Relaxed) {
+                    continue; // dropped: the browser sees a network error
+                }
+                let root = root.clone();
+                thread::spawn(move || {
+                    let _ = serve(stream, &root);
+                });
             }
         });
-        StaticServer {
-            port,
-            server: Mutex::new(Some(server)),
-        }
+        StaticServer { port, offline }
     }
 
-    /// Closes the listening socket: from now on every request fails as if the network were
-    /// down (the connection is refused).
+    /// From now on every request fails as if the network were down.
     pub fn go_offline(&self) {
-        if let Some(server) = self.server.lock().expect("not poisoned").take() {
-            server.unblock();
-        }
+        self.offline.store(true, Ordering::Relaxed);
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -57,8 +46,30 @@ impl StaticServer {
     }
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("an ASCII header")
+fn serve(stream: TcpStream, root: &Path) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers; nothing in them changes the answer.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let path = path.split('?').next().unwrap_or("/");
+    let (status, mime, body) =
+        match resolve(root, path).and_then(|p| Some((std::fs::read(&p).ok()?, p))) {
+            Some((body, file)) => ("200 OK", mime(&file), body),
+            None => ("404 Not Found", "text/plain", b"not found".to_vec()),
+        };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(&body)?;
+    stream.flush()
 }
 
 /// The file a URL path names under `root`; never anything outside it.
