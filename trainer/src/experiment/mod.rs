@@ -43,6 +43,8 @@ pub struct Plan {
     pub eval_samples: Option<usize>,
     /// The settings every run's training takes from the budget's, then the sweep's point on top.
     pub sweep: Sweep,
+    /// Each point's run-folder key (see [`Plan::run_dir`]).
+    keys: Vec<String>,
     /// The resolved settings, as `--print-config` and the Slurm jobs write them.
     pub settings: ExperimentSettings,
 }
@@ -88,6 +90,7 @@ impl Plan {
             Some(ablation) => Sweep::ablation(ablation, &settings.train)?,
             None => Sweep::parse(&settings.sweep, &settings.train)?,
         };
+        let keys = Self::settings_keys(budget, &source, &sweep)?;
         let plan = Plan {
             dataset: source.open()?,
             source,
@@ -99,6 +102,7 @@ impl Plan {
             results,
             eval_samples: settings.eval_samples,
             sweep,
+            keys,
             settings,
         };
         for run in plan.all_runs() {
@@ -162,37 +166,35 @@ impl Plan {
     pub fn run_dir(&self, run: Run) -> PathBuf {
         self.runs
             .join(self.dataset.name())
-            .join(self.settings_key(run.point))
+            .join(&self.keys[run.point])
             .join(format!("seed{}", run.seed))
             .join(run.method.name())
     }
 
-    fn settings_key(&self, point: usize) -> String {
-        let changed = self.changed_settings(point);
-        match changed.is_empty() {
-            true => budget_name(self.budget).to_string(),
-            false => {
-                let text = serde_json::to_string(&changed).expect("settings serialise");
-                format!(
-                    "{}-{:08x}",
-                    budget_name(self.budget),
-                    crc32fast::hash(text.as_bytes())
-                )
+    /// Each point's folder key: the budget's name, with a CRC-32 of the settings that differ
+    /// from the budget's when any do (the same for every method, seed and device).
+    fn settings_keys(budget: Preset, source: &DataSource, sweep: &Sweep) -> Result<Vec<String>> {
+        let preset = TrainConfig::preset(budget, source.clone(), Method::Cm)?;
+        let before = preset.identity();
+        let keys = sweep.points.iter().map(|point| {
+            let after = preset.clone().with(&point.train).identity();
+            let changed: BTreeMap<&String, &serde_json::Value> = after
+                .iter()
+                .filter(|(name, value)| before.get(*name) != Some(*value))
+                .collect();
+            match changed.is_empty() {
+                true => budget_name(budget).to_string(),
+                false => {
+                    let text = serde_json::to_string(&changed).expect("settings serialise");
+                    format!(
+                        "{}-{:08x}",
+                        budget_name(budget),
+                        crc32fast::hash(text.as_bytes())
+                    )
+                }
             }
-        }
-    }
-
-    /// The training settings of a point that differ from the budget's (the same for every
-    /// method, seed and device).
-    fn changed_settings(&self, point: usize) -> BTreeMap<String, serde_json::Value> {
-        let preset = TrainConfig::preset(self.budget, self.source.clone(), Method::Cm)
-            .expect("the dataset opened when the plan was made");
-        let ours = preset.clone().with(&self.sweep.points[point].train);
-        let (before, after) = (preset.identity(), ours.identity());
-        after
-            .into_iter()
-            .filter(|(name, value)| before.get(name) != Some(value))
-            .collect()
+        });
+        Ok(keys.collect())
     }
 
     pub fn results_dir(&self) -> PathBuf {
