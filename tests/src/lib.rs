@@ -1,6 +1,6 @@
 //! What the end-to-end tests share: scratch folders, and skipping a test whose requirement
 //! (a browser, a GPU adapter, a built page) this machine lacks. The browser tests in `tests/`
-//! also use a small WebDriver client and a static file server.
+//! also use a blocking WebDriver client and a static file server, both on one tokio runtime.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +9,19 @@ pub mod webdriver;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The runtime the WebDriver client and the file server run on, started on first use.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
 
 /// Set by the test command (`scripts/test.sh`): every test must run, none may be skipped.
 pub const REQUIRE_ALL: &str = "INTERVENE_REQUIRE_ALL_TESTS";
@@ -25,17 +38,21 @@ pub fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "skipped {test}: {reason}");
 }
 
-/// A fresh empty folder under the system temp dir, in this test process's own
-/// `intervene-e2e-<pid>` folder. Tests keep their folders (a failure can be inspected), so the
-/// first call also removes the folders of earlier test processes that have exited.
-pub fn scratch(name: &str) -> PathBuf {
-    static SWEEP: std::sync::Once = std::sync::Once::new();
-    SWEEP.call_once(remove_folders_of_exited_runs);
-    let dir = std::env::temp_dir()
-        .join(format!("intervene-e2e-{}", std::process::id()))
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// Set to keep every scratch folder (to look into a failure); otherwise each is removed when
+/// the test that made it ends, passing or failing.
+pub const KEEP_SCRATCH: &str = "INTERVENE_KEEP_SCRATCH";
+
+/// A fresh empty folder under the system temp dir, named after `name`; removed on drop unless
+/// [`KEEP_SCRATCH`] is set. Hold it for as long as its files are used.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    let mut dir = tempfile::Builder::new()
+        .prefix(&format!("intervene-e2e-{name}-"))
+        .tempdir()
+        .expect("a scratch folder in the temp dir");
+    if std::env::var_os(KEEP_SCRATCH).is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("scratch folder kept: {}", dir.path().display());
+    }
     dir
 }
 
@@ -52,28 +69,4 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     files.sort();
     files
-}
-
-/// Removes `intervene-e2e-...-<pid>` folders whose process is gone (Linux: no `/proc/<pid>`).
-fn remove_folders_of_exited_runs() {
-    let proc = Path::new("/proc");
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    if !proc.join("self").exists() {
-        return;
-    }
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("intervene-e2e-")
-            .and_then(|rest| rest.rsplit('-').next())
-            .filter(|pid| pid.parse::<u32>().is_ok())
-        else {
-            continue;
-        };
-        if !proc.join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }

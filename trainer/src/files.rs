@@ -85,45 +85,41 @@ mod tests {
 
     #[test]
     fn replaces_content_and_leaves_no_temp_file() {
-        let dir = std::env::temp_dir().join(format!("intervene-atomic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("state.bin");
         atomic_write(&path, b"one").unwrap();
         atomic_write(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert!(!dir.join("state.bin.tmp").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn failure_names_the_file_and_keeps_the_old_one() {
-        let dir =
-            std::env::temp_dir().join(format!("intervene-atomic-fail-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("missing-folder").join("state.bin");
         let err = atomic_write(&path, b"x").unwrap_err();
         assert!(format!("{err:#}").contains("state.bin"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_replaced_file_can_be_kept() {
-        let dir = std::env::temp_dir().join(format!("intervene-keep-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let (path, previous) = (dir.join("latest.bin"), dir.join("previous.bin"));
         atomic_write_keeping_previous(&path, &previous, b"one").unwrap();
         assert!(!previous.exists(), "nothing to keep the first time");
         atomic_write_keeping_previous(&path, &previous, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read(&previous).unwrap(), b"one");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[cfg(unix)]
     #[test]
     fn links_are_followed_and_devices_refused() {
-        let dir = std::env::temp_dir().join(format!("intervene-links-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let (real, link) = (dir.join("real.bin"), dir.join("link.bin"));
         std::fs::write(&real, b"old").unwrap();
         std::os::unix::fs::symlink(&real, &link).unwrap();
@@ -142,6 +138,5 @@ mod tests {
             .to_string();
         assert!(err.contains("not a plain file"), "{err}");
         assert!(!Path::new("/dev/null").metadata().unwrap().is_file());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 fn trained() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
-        let dir = scratch("commands").join("run");
+        let scratch_dir = scratch("commands");
+        let dir = scratch_dir.path().join("run");
         train_tiny(&dir, "quad-dependent", "flex", "1");
         dir
     })
@@ -66,7 +67,8 @@ fn is_png(path: &Path) -> bool {
 
 #[test]
 fn data_preview_writes_real_images_of_composed_contexts() {
-    let out = scratch("preview").join("grid.png");
+    let scratch_dir = scratch("preview");
+    let out = scratch_dir.path().join("grid.png");
     run_ok(&[
         "data",
         "preview",
@@ -82,7 +84,8 @@ fn data_preview_writes_real_images_of_composed_contexts() {
 
 #[test]
 fn sample_writes_a_grid_for_composed_interventions() {
-    let out = scratch("sample").join("grid.png");
+    let scratch_dir = scratch("sample");
+    let out = scratch_dir.path().join("grid.png");
     run_ok(&[
         "sample",
         trained().to_str().unwrap(),
@@ -102,7 +105,8 @@ fn sample_writes_a_grid_for_composed_interventions() {
 
 #[test]
 fn eval_writes_every_metric() {
-    let dir = scratch("eval");
+    let scratch_dir = scratch("eval");
+    let dir = scratch_dir.path();
     let file = dir.join("model.bin");
     export_trained(&file, &[]);
     let metrics = evaluate(&file, "40", &dir.join("model.metrics.json"));
@@ -134,7 +138,8 @@ fn eval_writes_every_metric() {
 /// one file per input and kind, a grid, and the CLI's refusals, each before anything is written.
 #[test]
 fn edit_writes_counterfactuals_and_refuses_bad_images_writing_nothing() {
-    let dir = scratch("edit");
+    let scratch_dir = scratch("edit");
+    let dir = scratch_dir.path();
     let pairs = dir.join("pairs");
     run_ok(&[
         "data",
@@ -255,7 +260,8 @@ fn edit_writes_counterfactuals_and_refuses_bad_images_writing_nothing() {
 
 #[test]
 fn f32_export_samples_identically_to_its_run() {
-    let dir = scratch("export");
+    let scratch_dir = scratch("export");
+    let dir = scratch_dir.path();
     let file = dir.join("model.bin");
     export_trained(&file, &["--precision", "f32"]);
     let (a, b) = (dir.join("a.png"), dir.join("b.png"));
@@ -292,7 +298,8 @@ fn f32_export_samples_identically_to_its_run() {
 
 #[test]
 fn corrupt_export_is_refused_with_one_line() {
-    let dir = scratch("corrupt");
+    let scratch_dir = scratch("corrupt");
+    let dir = scratch_dir.path();
     let file = dir.join("model.bin");
     export_trained(&file, &[]);
     let mut bytes = std::fs::read(&file).unwrap();
@@ -342,7 +349,8 @@ fn missing_run_folder_is_a_clean_error() {
 
 #[test]
 fn mnist_trains_evaluates_and_samples_perturbed_digits() {
-    let dir = scratch("mnist");
+    let scratch_dir = scratch("mnist");
+    let dir = scratch_dir.path();
     let run_dir = dir.join("run");
     train_tiny(&run_dir, "mnist", "flex", "1");
     let metrics = evaluate(&run_dir, "30", &run_dir.join("metrics.json"));
@@ -363,7 +371,8 @@ fn mnist_trains_evaluates_and_samples_perturbed_digits() {
 /// composed pairs, sample a composed pair, export.
 #[test]
 fn scenes_go_through_every_command() {
-    let dir = scratch("scenes");
+    let scratch_dir = scratch("scenes");
+    let dir = scratch_dir.path();
     let preview = dir.join("real.png");
     run_ok(&[
         "data",
@@ -412,7 +421,8 @@ fn plot_draws_several_runs_and_metrics_csv_has_the_terms_per_context() {
             "{column} missing: {header}"
         );
     }
-    let out = scratch("plot").join("curves.svg");
+    let scratch_dir = scratch("plot");
+    let out = scratch_dir.path().join("curves.svg");
     run_ok(&[
         "plot",
         trained().to_str().unwrap(),
@@ -432,7 +442,8 @@ fn plot_draws_several_runs_and_metrics_csv_has_the_terms_per_context() {
 /// settings, with flags still on top.
 #[test]
 fn train_settings_round_trip_through_a_file() {
-    let dir = scratch("train-config");
+    let scratch_dir = scratch("train-config");
+    let dir = scratch_dir.path();
     let text = printed_config(&[
         "train",
         "--preset",

@@ -30,7 +30,8 @@ fn run_ok_with_cache(cache: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn an_exported_dataset_trains_and_evaluates_with_data() {
-    let dir = scratch("data-round-trip");
+    let scratch_dir = scratch("data-round-trip");
+    let dir = scratch_dir.path();
     let (data, run, cache) = (dir.join("quad"), dir.join("run"), dir.join("cache"));
     let path = |p: &Path| p.to_str().unwrap().to_string();
     run_ok_with_cache(
@@ -120,7 +121,8 @@ fn an_exported_dataset_trains_and_evaluates_with_data() {
 
 #[test]
 fn a_bad_image_stops_training_before_the_run_folder_exists() {
-    let dir = scratch("data-bad-image");
+    let scratch_dir = scratch("data-bad-image");
+    let dir = scratch_dir.path();
     let data = dir.join("data");
     for context in ["obs", "a"] {
         std::fs::create_dir_all(data.join(context)).unwrap();

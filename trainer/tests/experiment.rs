@@ -61,7 +61,8 @@ fn settings_folders(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn experiment_writes_tables_and_plots_and_skips_finished_runs() {
-    let root = scratch("experiment");
+    let scratch_dir = scratch("experiment");
+    let root = scratch_dir.path();
     let first = tiny_experiment(&root, "base-pooled,cm-frozen,cm");
     assert!(first.contains("training cm-frozen"), "{first}");
     let results = root.join("results/quad-dependent");
@@ -125,7 +126,8 @@ fn experiment_writes_tables_and_plots_and_skips_finished_runs() {
 /// changed behind the experiment's back is refused, naming the setting.
 #[test]
 fn runs_are_keyed_by_their_settings() {
-    let root = scratch("experiment-keyed");
+    let scratch_dir = scratch("experiment-keyed");
+    let root = scratch_dir.path();
     tiny_experiment(&root, "cm");
     let table = |root: &Path| {
         std::fs::read_to_string(root.join("results/quad-dependent/table.csv")).unwrap()
@@ -176,7 +178,8 @@ fn runs_are_keyed_by_their_settings() {
 
 #[test]
 fn a_sweep_writes_its_table_and_plot() {
-    let root = scratch("experiment-sweep");
+    let scratch_dir = scratch("experiment-sweep");
+    let root = scratch_dir.path();
     let log = tiny_experiment_with(&root, "cm", &["--sweep", "beta=0.5,2"]);
     assert!(
         log.contains("at beta=0.5") && log.contains("at beta=2"),
@@ -201,7 +204,8 @@ fn a_sweep_writes_its_table_and_plot() {
 
 #[test]
 fn flags_override_a_settings_file_and_print_config_reads_back() {
-    let dir = scratch("experiment-config");
+    let scratch_dir = scratch("experiment-config");
+    let dir = scratch_dir.path();
     let file = dir.join("e.toml");
     std::fs::write(
         &file,
@@ -252,7 +256,8 @@ fn flags_override_a_settings_file_and_print_config_reads_back() {
 
 #[test]
 fn emitted_slurm_jobs_forward_every_setting_and_wait_through_slurm() {
-    let dir = scratch("slurm");
+    let scratch_dir = scratch("slurm");
+    let dir = scratch_dir.path();
     run_ok(&[
         "experiment",
         "--budget",

@@ -80,7 +80,8 @@ fn imported(dir: &Path) -> PathBuf {
 #[test]
 fn an_imported_checkpoint_computes_the_references_images() {
     let device = Device::flex();
-    let file = imported(&scratch("import-same"));
+    let scratch_dir = scratch("import-same");
+    let file = imported(scratch_dir.path());
     let model = weights::decode(&std::fs::read(file).unwrap(), &device)
         .unwrap()
         .model;
@@ -135,7 +136,8 @@ fn an_imported_checkpoint_computes_the_references_images() {
 /// The imported file is an ordinary weights file: `sample` and `eval` take it.
 #[test]
 fn sample_and_eval_take_an_imported_checkpoint() {
-    let dir = scratch("import-cli");
+    let scratch_dir = scratch("import-cli");
+    let dir = scratch_dir.path();
     let out = dir.join("reference.bin");
     let checkpoint = fixture().join("vae.pth");
     run_ok(&[
@@ -187,7 +189,8 @@ fn import_cli(checkpoint: &Path, dataset: &str, out: &Path) -> std::process::Out
 /// and writes nothing.
 #[test]
 fn broken_and_foreign_checkpoints_are_one_line_errors() {
-    let dir = scratch("import-broken");
+    let scratch_dir = scratch("import-broken");
+    let dir = scratch_dir.path();
     let out = dir.join("never.bin");
     let bytes = std::fs::read(fixture().join("vae.pth")).unwrap();
     let broken = dir.join("broken.pth");

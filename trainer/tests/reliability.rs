@@ -45,7 +45,8 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn bad_flags_and_files_get_one_line_and_a_failing_status() {
-    let dir = scratch("bad-flags");
+    let scratch_dir = scratch("bad-flags");
+    let dir = scratch_dir.path();
     let out = dir.join("x").to_str().unwrap().to_string();
     // Nine digits in IDX files: too few to partition.
     let mnist = dir.join("mnist");
@@ -108,7 +109,8 @@ fn bad_flags_and_files_get_one_line_and_a_failing_status() {
 
 #[test]
 fn a_second_writer_is_refused_and_no_epoch_is_listed_twice() {
-    let dir = scratch("lock").join("run");
+    let scratch_dir = scratch("lock");
+    let dir = scratch_dir.path().join("run");
     let mut first = spawn(&train_args(&dir, "6"));
     wait_for("the run to start", || dir.join("config.json").exists());
     let again = run(&train_args(&dir, "6")
@@ -127,7 +129,8 @@ fn a_second_writer_is_refused_and_no_epoch_is_listed_twice() {
 
 #[test]
 fn damaged_and_deleted_checkpoints() {
-    let dir = scratch("damaged-checkpoint").join("run");
+    let scratch_dir = scratch("damaged-checkpoint");
+    let dir = scratch_dir.path().join("run");
     run_ok(
         &train_args(&dir, "2")
             .iter()
@@ -169,7 +172,8 @@ fn damaged_and_deleted_checkpoints() {
 
 #[test]
 fn kill_nine_at_random_moments_always_resumes() {
-    let dir = scratch("kill-nine").join("run");
+    let scratch_dir = scratch("kill-nine");
+    let dir = scratch_dir.path().join("run");
     let args = train_args(&dir, "4");
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut started = false;
@@ -198,7 +202,8 @@ fn kill_nine_at_random_moments_always_resumes() {
 
 #[test]
 fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_it() {
-    let dir = scratch("full-disk").join("run");
+    let scratch_dir = scratch("full-disk");
+    let dir = scratch_dir.path().join("run");
     // Files larger than the limit cannot be written: the checkpoints (not config.json or
     // metrics.csv) hit it, as on a disk that fills up mid-run.
     let limited = |args: &[String]| {

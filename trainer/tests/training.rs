@@ -6,7 +6,8 @@ use common::{command, run_ok, scratch, skip, tiny_train_args, train_losses, trai
 use std::time::{Duration, Instant};
 
 fn loss_goes_down_on(device: &str) {
-    let dir = scratch(&format!("train-{device}")).join("run");
+    let scratch_dir = scratch(&format!("train-{device}"));
+    let dir = scratch_dir.path().join("run");
     train_tiny(&dir, "quad-dependent", device, "3");
     let losses = train_losses(&dir);
     assert_eq!(losses.len(), 3, "one metrics row per epoch");
@@ -70,7 +71,8 @@ fn a_seed_gives_the_same_initial_weights_on_wgpu_and_flex() {
 
 #[test]
 fn kill_nine_then_resume_continues_from_the_checkpoint() {
-    let dir = scratch("resume").join("run");
+    let scratch_dir = scratch("resume");
+    let dir = scratch_dir.path().join("run");
     let args = tiny_train_args(&dir, "quad-dependent", "flex", "8");
     let mut child = command(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .stderr(std::process::Stdio::null())

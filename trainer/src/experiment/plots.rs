@@ -827,13 +827,6 @@ fn heatmap(area: &DrawingArea<SVGBackend<'_>, Shift>, map: &Heatmap) -> Result<(
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("intervene-plots-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
     /// The contents of every `<text>` element, XML entities decoded.
     fn texts(svg: &str) -> Vec<String> {
         svg.split("<text")
@@ -880,7 +873,8 @@ mod tests {
     }
 
     fn curves_texts(rows: &[EpochRow], name: &str) -> (String, Vec<String>) {
-        let path = scratch(name).join("curves-cm.svg");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(name).join("curves-cm.svg");
         draw_curves(rows, &text(), &path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         let texts = texts(&svg);
@@ -982,7 +976,8 @@ mod tests {
             vec![0.05, 0.1, 0.0],
         ];
         let truth = vec![vec![0.0; 3], vec![1.0, 0.0, 0.0], vec![0.0; 3]];
-        let path = scratch("graph").join("graph-cm.svg");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("graph-cm.svg");
         graph(&learned, &truth, &names, "CM (end-to-end)", &path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         let texts = texts(&svg);

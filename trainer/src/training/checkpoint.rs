@@ -288,9 +288,8 @@ mod tests {
 
     #[test]
     fn a_damaged_or_missing_latest_falls_back_to_the_previous() {
-        let dir = std::env::temp_dir().join(format!("intervene-ckpt-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let learner = tiny();
         let checkpoints = Checkpoints::in_folder(&dir);
         let (model, optimizer) = (&learner.model, &learner.optimizer);
@@ -316,6 +315,5 @@ mod tests {
         std::fs::write(&checkpoints.previous, b"INTVCKP2").unwrap();
         let err = format!("{:#}", load().err().expect("nothing usable is left"));
         assert!(err.contains("no usable checkpoint"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
