@@ -19,25 +19,23 @@ pub fn atomic_write_keeping_previous(path: &Path, previous: &Path, bytes: &[u8])
 
 fn replace(path: &Path, previous: Option<&Path>, bytes: &[u8]) -> Result<()> {
     let path = &writable_target(path)?;
-    let tmp = temp_path(path);
     let written = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        let mut staged = stage(path)?;
+        staged.write_all(bytes)?;
+        staged.as_file().sync_all()?;
         if let Some(previous) = previous.filter(|_| path.exists()) {
             std::fs::rename(path, previous)?;
         }
-        std::fs::rename(&tmp, path)
+        staged.persist(path).map_err(|e| e.error)?;
+        Ok(())
     })();
-    if let Err(err) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err).with_context(|| {
-            format!(
-                "cannot write {} (the previous version, if any, is intact)",
-                path.display()
-            )
-        });
-    }
+    // On failure the staged file is already gone (dropped).
+    written.with_context(|| {
+        format!(
+            "cannot write {} (the previous version, if any, is intact)",
+            path.display()
+        )
+    })?;
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         // Make the renames durable; failure here loses nothing, so it is not an error.
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
@@ -45,12 +43,32 @@ fn replace(path: &Path, previous: Option<&Path>, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Where a write to `path` stages its bytes (`x.bin` -> `x.bin.tmp`): a crash can leave it behind.
-pub fn temp_path(path: &Path) -> PathBuf {
-    path.with_extension(match path.extension() {
-        Some(ext) => format!("{}.tmp", ext.to_string_lossy()),
-        None => "tmp".to_string(),
-    })
+/// A new file beside `path` for a write to stage its bytes in, under a name of its own
+/// (`.x.bin.<random>.tmp`), so that writers of one path at once never share it; removed unless
+/// persisted. A crash can leave it behind: [`remove_staged`] clears a folder of them.
+pub fn stage(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(STAGED)
+        .tempfile_in(dir)
+}
+
+const STAGED: &str = ".tmp";
+
+/// Removes the files that writes staged in `dir` and never finished (a killed writer's). Only for
+/// a folder nobody else is writing to.
+pub fn remove_staged(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(STAGED) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The file a write to `path` should replace: `path` itself, or the file a symlink points to
@@ -91,7 +109,47 @@ mod tests {
         atomic_write(&path, b"one").unwrap();
         atomic_write(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        assert!(!dir.join("state.bin.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["state.bin"], "only the file is left");
+    }
+
+    #[test]
+    fn writers_of_one_path_at_once_all_succeed_and_one_whole_file_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("same.bin");
+        let contents: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 64 * 1024]).collect();
+        std::thread::scope(|scope| {
+            for bytes in &contents {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        atomic_write(path, bytes).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(contents.contains(&std::fs::read(&path).unwrap()));
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "a staged file was left behind");
+    }
+
+    #[test]
+    fn staged_files_of_a_killed_writer_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("best.bin");
+        std::fs::write(&path, b"kept").unwrap();
+        stage(&path).unwrap().keep().unwrap();
+        remove_staged(tmp.path());
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["best.bin"]);
     }
 
     #[test]

@@ -46,7 +46,35 @@ impl Source {
             .as_str()
             .context("these weights do not record their dataset (give --data DIR)")?;
         let kind = name.parse::<DatasetKind>().map_err(anyhow::Error::msg)?;
+        self.fits(kind)?;
         Ok(kind.into())
+    }
+
+    /// Refuses a built-in dataset whose concepts or images are not the model's (metadata edited
+    /// or mixed up): scoring or drawing it would index past the model's blocks.
+    fn fits(&self, kind: DatasetKind) -> Result<()> {
+        let dataset = kind.dataset();
+        let (concepts, image) = (dataset.concepts(), &self.config.image);
+        anyhow::ensure!(
+            concepts == self.config.concepts,
+            "{} records dataset {}, whose concepts ({}) are not the model's ({})",
+            self.file.display(),
+            kind.name(),
+            concepts.join(", "),
+            self.config.concepts.join(", ")
+        );
+        let shape = dataset
+            .image_shape(image.size)
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            shape.channels == image.channels,
+            "{} records dataset {}, whose images have {} channels, not the model's {}",
+            self.file.display(),
+            kind.name(),
+            shape.channels,
+            image.channels
+        );
+        Ok(())
     }
 
     /// The weights file as read.

@@ -250,3 +250,100 @@ fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_it() {
     run_ok(&["train", "--resume", dir.to_str().unwrap()]);
     assert_eq!(epochs(&dir), [0, 1, 2]);
 }
+
+/// A run refused before it exists (here: `--init-from` names a cm run, not a base-pooled one)
+/// leaves no folder behind; exports to one file at once each succeed and say so truthfully, and
+/// the file is one of theirs, whole.
+#[test]
+fn refused_runs_leave_nothing_and_concurrent_exports_all_succeed() {
+    let scratch_dir = scratch("refused-init");
+    let dir = scratch_dir.path();
+    let cm = dir.join("cm");
+    run_ok(
+        &train_args(&cm, "1")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let frozen = dir.join("frozen");
+    let mut args = tiny_train_args(&frozen, "quad-dependent", "flex", "1");
+    args.extend(["--method", "cm-frozen", "--init-from", cm.to_str().unwrap()].map(String::from));
+    let refused = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_clean_error(&refused, "base-pooled");
+    assert!(!frozen.exists(), "a refused run left its folder behind");
+
+    let same = dir.join("same.bin");
+    let exports: Vec<(Child, &str)> = ["f32", "q8", "f16", "q8", "f32", "f16"]
+        .into_iter()
+        .map(|precision| {
+            let child = command(&[
+                "export",
+                cm.to_str().unwrap(),
+                "--out",
+                same.to_str().unwrap(),
+                "--precision",
+                precision,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+            (child, precision)
+        })
+        .collect();
+    for (child, precision) in exports {
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "a concurrent {precision} export failed: {said}"
+        );
+        assert!(said.contains("wrote"), "{said}");
+    }
+    run_ok(&[
+        "sample",
+        same.to_str().unwrap(),
+        "--n",
+        "4",
+        "--out",
+        dir.join("g.png").to_str().unwrap(),
+    ]);
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|name| !name.to_string_lossy().ends_with(".tmp")),
+        "staged files left: {left:?}"
+    );
+}
+
+/// A weights file whose metadata names a dataset that does not fit the model (edited, checksum
+/// recomputed): `eval` refuses it in one line instead of panicking.
+#[test]
+fn weights_naming_another_dataset_are_refused() {
+    let scratch_dir = scratch("other-dataset");
+    let dir = scratch_dir.path();
+    let run_dir = dir.join("run");
+    run_ok(
+        &train_args(&run_dir, "1")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let device = burn::tensor::Device::flex();
+    let best = std::fs::read(run_dir.join("best.bin")).unwrap();
+    let loaded = intervene::weights::decode(&best, &device).unwrap();
+    for dataset in ["mnist", "scenes"] {
+        let mut metadata = loaded.metadata.clone();
+        metadata["dataset"] = dataset.into();
+        let file = dir.join(format!("{dataset}.bin"));
+        let bytes = intervene::weights::encode(&loaded.model, loaded.precision, metadata);
+        std::fs::write(&file, bytes).unwrap();
+        let refused = run(&["eval", file.to_str().unwrap(), "--samples", "20"]);
+        assert_clean_error(&refused, &format!("records dataset {dataset}"));
+    }
+}

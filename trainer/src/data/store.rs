@@ -7,7 +7,7 @@
 
 use super::folder::Part;
 use super::readers;
-use crate::files::temp_path;
+use crate::files::stage;
 use crate::progress::Progress;
 use anyhow::{Context as _, Result, bail};
 use intervene::config::ImageShape;
@@ -80,38 +80,37 @@ fn build(
     let progress = Progress::new();
     let started = std::time::Instant::now();
     let bar = progress.bar("decode", count);
-    let temp = temp_path(path);
     let written = (|| -> Result<()> {
-        let file = std::fs::File::create(&temp)
-            .with_context(|| format!("cannot write {}", temp.display()))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let cannot = || format!("cannot write {}", path.display());
+        let staged = stage(path).with_context(cannot)?;
+        let mut out = BufWriter::with_capacity(1 << 20, staged);
         for part in parts {
             readers::decode(&part.source, dims, shape, &mut |image| {
                 bar.inc(1);
-                out.write_all(image)
-                    .with_context(|| format!("cannot write {}", temp.display()))
+                out.write_all(image).with_context(cannot)
             })?;
         }
-        let file = out
+        let staged = out
             .into_inner()
             .map_err(|e| e.into_error())
-            .with_context(|| format!("cannot write {}", temp.display()))?;
-        file.sync_all()
-            .with_context(|| format!("cannot write {}", temp.display()))?;
-        std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
+            .with_context(cannot)?;
+        staged.as_file().sync_all().with_context(cannot)?;
+        staged
+            .persist(path)
+            .map_err(|e| e.error)
+            .with_context(cannot)?;
+        Ok(())
     })();
     bar.finish_and_clear();
-    match written {
-        Ok(()) => progress.line(format!(
+    // A failed write's staged file is gone with it.
+    if written.is_ok() {
+        progress.line(format!(
             "decoded {count} images of {} at {} px in {:.1} s, once: cached in {}",
             root.display(),
             shape.size,
             started.elapsed().as_secs_f64(),
             path.display()
-        )),
-        Err(_) => {
-            let _ = std::fs::remove_file(&temp);
-        }
+        ));
     }
     written
 }

@@ -9,6 +9,7 @@
 //! after a restart. Files from before the checksum (`"INTVCKPT"`, no trailer) are still read.
 
 use crate::files::atomic_write_keeping_previous;
+use crate::training::config::TrainConfig;
 use anyhow::{Context as _, Result, anyhow, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
@@ -48,6 +49,29 @@ impl LoopState {
             0 => f64::NAN,
             n => self.epoch_loss_sum / n as f64,
         }
+    }
+
+    /// Moves on to the next epoch after one that `improved` the best validation score or not,
+    /// and finishes the run after `patience` epochs without improvement or at the last epoch;
+    /// says why when it stops early.
+    pub fn next_epoch(&mut self, improved: bool, config: &TrainConfig) -> Option<String> {
+        self.epochs_without_improvement = match improved {
+            true => 0,
+            false => self.epochs_without_improvement + 1,
+        };
+        self.epoch += 1;
+        self.batch = 0;
+        self.epoch_loss_sum = 0.0;
+        self.epoch_loss_count = 0;
+        self.finished = self.epoch >= config.max_epochs;
+        if self.epochs_without_improvement >= config.patience {
+            self.finished = true;
+            return Some(format!(
+                "early stop: no improvement for {} epochs",
+                config.patience
+            ));
+        }
+        None
     }
 }
 
@@ -239,16 +263,37 @@ fn split(bytes: &[u8]) -> Result<[&[u8]; 3]> {
 mod tests {
     use super::*;
     use crate::training::Learner;
-    use crate::training::config::{Preset, TrainConfig};
-    use intervene::config::Method;
-    use intervene::data::DatasetKind;
+    use crate::training::config;
 
     fn tiny() -> Learner {
-        let mut config =
-            TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm).unwrap();
-        config.widths = "2.2.1".parse().unwrap();
-        config.hidden = 4;
-        Learner::new(config, burn::tensor::Device::flex().autodiff()).unwrap()
+        Learner::new(config::tiny(), burn::tensor::Device::flex().autodiff()).unwrap()
+    }
+
+    #[test]
+    fn the_loop_stops_after_patience_epochs_without_improvement_or_at_the_last() {
+        let mut config = config::tiny();
+        (config.patience, config.max_epochs) = (2, 5);
+        let mut state = LoopState::default();
+        assert_eq!(state.next_epoch(false, &config), None);
+        assert_eq!(
+            state.next_epoch(true, &config),
+            None,
+            "an improvement resets"
+        );
+        assert_eq!(state.next_epoch(false, &config), None);
+        assert!(!state.finished);
+        let said = state
+            .next_epoch(false, &config)
+            .expect("an early stop says so");
+        assert!(said.contains("2 epochs"), "{said}");
+        assert!(state.finished && state.epoch == 4);
+        let mut state = LoopState::default();
+        for _ in 0..4 {
+            state.next_epoch(true, &config);
+        }
+        assert!(!state.finished);
+        assert_eq!(state.next_epoch(true, &config), None);
+        assert!(state.finished, "the last epoch ends the run");
     }
 
     fn state(epoch: usize) -> LoopState {

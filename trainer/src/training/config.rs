@@ -519,6 +519,18 @@ impl TrainConfig {
     }
 }
 
+/// A cm model on quad small enough to build and train a step of in milliseconds: the unit tests'
+/// one tiny configuration.
+#[cfg(test)]
+pub fn tiny() -> TrainConfig {
+    use intervene::data::DatasetKind;
+    let mut config = TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm)
+        .expect("the quick preset");
+    config.widths = "2.4.2".parse().expect("widths");
+    config.hidden = 16;
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ pub mod run_folder;
 pub mod schedule;
 
 use crate::data::loader::{self, Batch, TrainingData};
-use crate::evaluation::elbo::{elbo_per_context, pooled_negative_elbo};
+use crate::evaluation::elbo::{ContextElbo, elbo_per_context, pooled_negative_elbo};
 use crate::files::atomic_write;
 use crate::progress::Progress;
 use anyhow::{Context as _, Result, bail};
@@ -221,19 +221,22 @@ impl Learner {
 /// How a session begins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Opening {
-    /// A new run in an empty (or new) folder.
-    New,
+    /// A new run in an empty folder, or one this process `made` (removed again if the run is
+    /// refused before it exists).
+    New { made: bool },
     /// The run's last checkpoint, or the one before it if the last is missing or damaged.
     Resume,
     /// The run's config from the first epoch, its checkpoints and metrics discarded.
     Restart,
 }
 
-/// Starts a new run in `dir`.
+/// Starts a new run in `dir`. A run refused before it exists (a bad `--init-from`, a full disk)
+/// leaves no folder behind when this call made it.
 pub fn start(dir: &Path, config: TrainConfig) -> Result<Summary> {
     ready(&config)?;
+    let made = !dir.exists();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    drive(RunFolder::new(dir), config, Opening::New)
+    drive(RunFolder::new(dir), config, Opening::New { made })
 }
 
 /// Continues the run in `dir` from its last checkpoint (`Resume`), or from scratch (`Restart`).
@@ -256,10 +259,20 @@ fn ready(config: &TrainConfig) -> Result<()> {
 
 fn drive(run: RunFolder, config: TrainConfig, opening: Opening) -> Result<Summary> {
     let _lock = run.lock()?;
-    if opening == Opening::New {
+    if let Opening::New { .. } = opening {
         run.ensure_new()?;
     }
-    let mut session = Session::open(run, config, opening)?;
+    let dir = run.dir.clone();
+    let mut session = match Session::open(run, config, opening) {
+        Ok(session) => session,
+        Err(refused) => {
+            // Under the lock, so no other process is creating a run here.
+            if opening == (Opening::New { made: true }) && !RunFolder::new(&dir).exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return Err(refused);
+        }
+    };
     if session.state.finished {
         session.progress.line("this run has already finished");
         return Ok(session.summary());
@@ -350,7 +363,7 @@ impl Session {
         let checkpoints = run.checkpoints();
         let dir = run.dir.display();
         match opening {
-            Opening::New => {
+            Opening::New { .. } => {
                 // Only what a creation cut short could have left here.
                 checkpoints.remove()?;
                 learner.save_checkpoint(&run, &state)?;
@@ -607,9 +620,21 @@ impl Session {
 
     /// Validates, keeps the best weights, records the epoch, decides on early stopping and
     /// checkpoints.
+    /// The end of an epoch: validate, keep the weights if they are the best yet, log the epoch,
+    /// move the loop on (stopping early or at the last epoch), and checkpoint.
     fn end_epoch(&mut self, data: &TrainingData, pass: EpochPass) -> Result<()> {
-        let config = &self.config;
-        let eval_model = self.learner.model.valid();
+        let terms = self.validate(data);
+        let valid = pooled_negative_elbo(&terms, self.config.beta);
+        let improved = self.keep_if_best(valid)?;
+        self.log_epoch(&pass, &terms, valid, improved)?;
+        if let Some(reason) = self.state.next_epoch(improved, &self.config) {
+            self.progress.line(reason);
+        }
+        self.learner.save_checkpoint(&self.run, &self.state)
+    }
+
+    /// Each training context's validation negative ELBO terms, always on the same draws.
+    fn validate(&self, data: &TrainingData) -> Vec<ContextElbo> {
         let sets: Vec<(Context, &Examples)> = data
             .contexts
             .iter()
@@ -617,37 +642,53 @@ impl Session {
             .zip(data.valid.iter())
             .collect();
         let device = self.learner.device.clone().inner();
-        let terms = elbo_per_context(&eval_model, &sets, 256, VALIDATION_SEED, &device);
-        let valid = pooled_negative_elbo(&terms, config.beta);
-        let state = &mut self.state;
+        let model = self.learner.model.valid();
+        elbo_per_context(&model, &sets, 256, VALIDATION_SEED, &device)
+    }
+
+    /// Writes `best.bin` if `valid` beats the best so far by the configured margin; whether it did.
+    fn keep_if_best(&mut self, valid: f64) -> Result<bool> {
+        let (config, state) = (&self.config, &mut self.state);
         let improved = valid.is_finite()
             && state
                 .best_valid
                 .is_none_or(|best| valid < best - config.min_improvement);
-        if improved {
-            state.best_valid = Some(valid);
-            state.best_epoch = Some(state.epoch);
-            state.epochs_without_improvement = 0;
-            let mut metadata = serde_json::json!({
-                "dataset": config.data().name(),
-                "epoch": state.epoch + 1,
-                "valid_negative_elbo": valid,
-                "seed": config.seed,
-            });
-            // A dataset on disk is found again by its folder (`eval`, `sample`).
-            if let Some(folder) = config.dataset.folder() {
-                metadata["data"] = folder.display().to_string().into();
-            }
-            atomic_write(
-                &self.run.best_path(),
-                &weights::encode(&eval_model, Precision::F32, metadata),
-            )?;
-        } else {
-            state.epochs_without_improvement += 1;
+        if !improved {
+            return Ok(false);
         }
+        state.best_valid = Some(valid);
+        state.best_epoch = Some(state.epoch);
+        let mut metadata = serde_json::json!({
+            "dataset": config.data().name(),
+            "epoch": state.epoch + 1,
+            "valid_negative_elbo": valid,
+            "seed": config.seed,
+        });
+        // A dataset on disk is found again by its folder (`eval`, `sample`).
+        if let Some(folder) = config.dataset.folder() {
+            metadata["data"] = folder.display().to_string().into();
+        }
+        let model = self.learner.model.valid();
+        atomic_write(
+            &self.run.best_path(),
+            &weights::encode(&model, Precision::F32, metadata),
+        )?;
+        Ok(true)
+    }
+
+    /// The epoch's row in `metrics.csv` and its line on the terminal.
+    fn log_epoch(
+        &self,
+        pass: &EpochPass,
+        terms: &[ContextElbo],
+        valid: f64,
+        improved: bool,
+    ) -> Result<()> {
+        let (config, state) = (&self.config, &self.state);
         let train_loss = state.mean_loss();
         let images_per_second = pass.images as f64 / pass.train_seconds.max(1e-9);
         let seconds = pass.started.elapsed().as_secs_f64();
+        let reconstruction = pooled_negative_elbo(terms, 0.0);
         self.run.append_metrics(&EpochRow {
             epoch: state.epoch,
             train_loss,
@@ -656,8 +697,8 @@ impl Session {
             skipped_batches: state.skipped_batches,
             images_per_second,
             seconds,
-            valid_reconstruction: Some(pooled_negative_elbo(&terms, 0.0)),
-            valid_kl: Some(pooled_negative_elbo(&terms, 1.0) - pooled_negative_elbo(&terms, 0.0)),
+            valid_reconstruction: Some(reconstruction),
+            valid_kl: Some(pooled_negative_elbo(terms, 1.0) - reconstruction),
             valid_per_context: terms
                 .iter()
                 .map(|t| {
@@ -675,21 +716,7 @@ impl Session {
             config.max_epochs,
             if improved { " (best)" } else { "" },
         ));
-        state.epoch += 1;
-        state.batch = 0;
-        state.epoch_loss_sum = 0.0;
-        state.epoch_loss_count = 0;
-        if state.epochs_without_improvement >= config.patience {
-            self.progress.line(format!(
-                "early stop: no improvement for {} epochs",
-                config.patience
-            ));
-            state.finished = true;
-        }
-        if state.epoch >= config.max_epochs {
-            state.finished = true;
-        }
-        self.learner.save_checkpoint(&self.run, &self.state)
+        Ok(())
     }
 }
 
@@ -703,9 +730,8 @@ fn best_text(state: &LoopState) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::training::config::Preset;
+    use crate::training::config;
     use burn::module::{ModuleVisitor, Param};
-    use intervene::data::DatasetKind;
 
     /// Every float in the model (weights and running statistics), in visiting order.
     fn all_values(model: &Model) -> Vec<f32> {
@@ -722,11 +748,7 @@ mod tests {
     }
 
     fn tiny_learner() -> Learner {
-        let mut config =
-            TrainConfig::preset(Preset::Quick, DatasetKind::QuadDependent, Method::Cm).unwrap();
-        config.widths = "2.4.2".parse().unwrap();
-        config.hidden = 16;
-        Learner::new(config, Device::flex().autodiff()).unwrap()
+        Learner::new(config::tiny(), Device::flex().autodiff()).unwrap()
     }
 
     /// A batch of grey images; `noise` fills the reparameterisation noise (NaN poisons the

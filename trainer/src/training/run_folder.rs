@@ -4,7 +4,7 @@
 
 use super::checkpoint::Checkpoints;
 use super::config::TrainConfig;
-use crate::files::{atomic_write, temp_path};
+use crate::files::{atomic_write, remove_staged};
 use anyhow::{Context as _, Result, bail};
 use std::fs::{File, TryLockError};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -104,16 +104,7 @@ impl RunFolder {
             .and_then(|()| file.rewind())
             .and_then(|()| write!(file, "{}", std::process::id()));
         // What a killed writer may have left half-written; nobody else writes here now.
-        let written = [
-            self.config_path(),
-            self.metrics_path(),
-            self.best_path(),
-            self.checkpoints().latest,
-            self.scores_path(),
-        ];
-        for path in written {
-            let _ = std::fs::remove_file(temp_path(&path));
-        }
+        remove_staged(&self.dir);
         Ok(RunLock { _file: file })
     }
 
