@@ -71,6 +71,15 @@ impl Site {
         &self.browsers.iter().find(|(b, _)| *b == backend).unwrap().1
     }
 
+    /// The backend's shared browser showing the page at `query`, once it has drawn.
+    fn visit(&mut self, backend: Backend, query: &str) -> &Browser {
+        let url = self.page(backend, query);
+        let browser = self.browser(backend);
+        browser.open(&url);
+        settled(browser, 0);
+        browser
+    }
+
     /// A browser of its own, with an empty profile (no cache, no service worker, no last view).
     fn fresh_browser(&mut self, backend: Backend) -> Browser {
         self.profiles += 1;
@@ -447,9 +456,7 @@ fn opens_on_its_backend_and_benchmarks(site: &mut Site, backend: Backend) {
 /// same pixels.
 fn composes_drags_and_shares_exact_pixels(site: &mut Site, backend: Backend) {
     let label = backend.label();
-    let url = site.page(backend, "");
-    let browser = site.browser(backend);
-    browser.open(&url);
+    let browser = site.visit(backend, "");
     let mut renders = settled(browser, 0);
     let plain = fingerprint(browser);
     browser.script("document.getElementById('do-quad1').click();");
@@ -539,10 +546,7 @@ fn composes_drags_and_shares_exact_pixels(site: &mut Site, backend: Backend) {
 
 /// Every concept chip is reachable from the keyboard, with a visible focus ring.
 fn concept_chips_take_the_keyboard_focus(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "");
     let focus = browser.script(
         "const t = document.getElementById('do-quad3'); t.focus();
          const ring = getComputedStyle(t.closest('label')).outlineStyle;
@@ -558,10 +562,7 @@ fn concept_chips_take_the_keyboard_focus(site: &mut Site, backend: Backend) {
 /// The concept graphs: the learned one shows as many edges as the visitor asks for, the true one
 /// of quad sits beside it.
 fn graphs_show_the_asked_number_of_edges(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "");
     let caption = |b: &Browser| {
         b.script("return document.getElementById('graph-caption').textContent;")
             .as_str()
@@ -599,10 +600,7 @@ fn graphs_show_the_asked_number_of_edges(site: &mut Site, backend: Backend) {
 
 /// A broken link: a note naming what could not be read, and the default view.
 fn broken_link_gives_a_note_and_the_default_view(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "?model=quad-cm&do=quad1&seed=12ab&grid=99");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "?model=quad-cm&do=quad1&seed=12ab&grid=99");
     let text = note(browser);
     assert!(
         text.contains("could not be read") && text.contains("12ab") && text.contains("99"),
@@ -616,10 +614,7 @@ fn broken_link_gives_a_note_and_the_default_view(site: &mut Site, backend: Backe
 
 /// A corrupt model named by the link: its message, then the default model.
 fn corrupt_model_in_a_link_is_refused(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "?model=corrupt.bin");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "?model=corrupt.bin");
     let text = note(browser);
     assert!(
         text.contains("corrupt.bin") && text.contains("checksum"),
@@ -630,9 +625,8 @@ fn corrupt_model_in_a_link_is_refused(site: &mut Site, backend: Backend) {
 
 /// A corrupt file from disk: its message, and the model on screen stays.
 fn corrupt_file_from_disk_keeps_the_model(site: &mut Site, backend: Backend) {
-    let (url, corrupt) = (site.page(backend, ""), site.root.join("corrupt.bin"));
-    let browser = site.browser(backend);
-    browser.open(&url);
+    let corrupt = site.root.join("corrupt.bin");
+    let browser = site.visit(backend, "");
     let renders = settled(browser, 0);
     let before = fingerprint(browser);
     browser.choose_file("#model-file", &corrupt);
@@ -651,20 +645,14 @@ fn corrupt_file_from_disk_keeps_the_model(site: &mut Site, backend: Backend) {
 
 /// A model trained with the paper's PyTorch code, imported: it loads and draws a composition.
 fn imported_reference_checkpoint_composes(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "?model=imported.bin&do=thin,shear");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "?model=imported.bin&do=thin,shear");
     assert_eq!(note(browser), "", "the imported model showed a note");
     assert_drawn_wider_than(browser, "samples", 100);
 }
 
 /// A model trained on images from disk: its own concepts compose; real images are not drawn.
 fn folder_trained_model_composes_its_concepts(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "?model=folder.bin&do=a,b");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "?model=folder.bin&do=a,b");
     assert_eq!(note(browser), "", "the folder model showed a note");
     // One epoch on twelve images: a drawn grid, though perhaps a faint one.
     let captions = browser.script(
@@ -689,10 +677,7 @@ fn folder_trained_model_composes_its_concepts(site: &mut Site, backend: Backend)
 /// noise), and the share link gives the same pixels. The visitor's own image is edited in the
 /// page and kept out of the link.
 fn edits_a_real_image_and_shares_the_edit(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "?model=edit.bin&do=quad1&seed=5&edit=2");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "?model=edit.bin&do=quad1&seed=5&edit=2");
     let edited = edit_fingerprint(browser);
     assert_eq!(note(browser), "", "the edit link showed a note");
     assert_drawn(browser, "edit-choices");
@@ -736,10 +721,7 @@ fn edits_a_real_image_and_shares_the_edit(site: &mut Site, backend: Backend) {
 
 /// The 3D scenes model: a composed pair generated, and real scenes of it rendered in the page.
 fn scenes_model_draws_samples_and_real_scenes(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "?model=scenes-cm&do=bg,sl&seed=3");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "?model=scenes-cm&do=bg,sl&seed=3");
     assert_eq!(note(browser), "", "the scenes link showed a note");
     let caption = browser.script("return document.getElementById('samples-caption').textContent;");
     assert!(caption.as_str().unwrap().contains("bg+sl"), "{caption}");
@@ -750,10 +732,7 @@ fn scenes_model_draws_samples_and_real_scenes(site: &mut Site, backend: Backend)
 /// A phone-sized window (390 px) stacks everything with nothing wider than the screen, as does a
 /// desktop one. The README's screenshots come from here: INTERVENE_SCREENSHOTS=www writes them.
 fn fits_a_desktop_and_a_phone(site: &mut Site, backend: Backend) {
-    let url = site.page(backend, "?model=quad-cm&do=quad1,quad2&seed=7");
-    let browser = site.browser(backend);
-    browser.open(&url);
-    settled(browser, 0);
+    let browser = site.visit(backend, "?model=quad-cm&do=quad1,quad2&seed=7");
     let shots = std::env::var_os("INTERVENE_SCREENSHOTS").map(PathBuf::from);
     for (name, width, height) in [
         ("screenshot.png", 1280, 1000),

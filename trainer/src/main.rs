@@ -255,6 +255,7 @@ fn eval(args: EvalArgs, progress: &Progress) -> Result<()> {
         None => source.data()?,
     };
     let dataset = data.open()?;
+    source.fits(&*dataset)?;
     dataset
         .prepare(source.config.image.size)
         .map_err(anyhow::Error::msg)?;

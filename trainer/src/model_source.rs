@@ -8,7 +8,7 @@ use crate::training::run_folder::weights_path;
 use anyhow::{Context as _, Result};
 use burn::tensor::Device;
 use intervene::config::ModelConfig;
-use intervene::data::DatasetKind;
+use intervene::data::{Dataset, DatasetKind};
 use intervene::weights::{self, LoadedWeights};
 use std::path::{Path, PathBuf};
 
@@ -46,21 +46,19 @@ impl Source {
             .as_str()
             .context("these weights do not record their dataset (give --data DIR)")?;
         let kind = name.parse::<DatasetKind>().map_err(anyhow::Error::msg)?;
-        self.fits(kind)?;
         Ok(kind.into())
     }
 
-    /// Refuses a built-in dataset whose concepts or images are not the model's (metadata edited
-    /// or mixed up): scoring or drawing it would index past the model's blocks.
-    fn fits(&self, kind: DatasetKind) -> Result<()> {
-        let dataset = kind.dataset();
+    /// Refuses a dataset whose concepts or images are not the model's (metadata edited or mixed
+    /// up, another `--data` folder): scoring it would index past the model's blocks.
+    pub fn fits(&self, dataset: &dyn Dataset) -> Result<()> {
         let (concepts, image) = (dataset.concepts(), &self.config.image);
+        let name = dataset.name();
         anyhow::ensure!(
             concepts == self.config.concepts,
-            "{} records dataset {}, whose concepts ({}) are not the model's ({})",
-            self.file.display(),
-            kind.name(),
+            "dataset {name}, whose concepts are {}, does not fit {} (concepts {})",
             concepts.join(", "),
+            self.file.display(),
             self.config.concepts.join(", ")
         );
         let shape = dataset
@@ -68,10 +66,9 @@ impl Source {
             .map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             shape.channels == image.channels,
-            "{} records dataset {}, whose images have {} channels, not the model's {}",
-            self.file.display(),
-            kind.name(),
+            "dataset {name}, whose images have {} channels, does not fit {} ({} channels)",
             shape.channels,
+            self.file.display(),
             image.channels
         );
         Ok(())

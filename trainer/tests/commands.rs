@@ -8,12 +8,13 @@ use common::{
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// One tiny trained run shared by the tests of this file.
+/// One tiny trained run shared by the tests of this file. It outlives every test, so it lives in
+/// cargo's folder for integration tests' files and is trained afresh by each test process.
 fn trained() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
-        let scratch_dir = scratch("commands");
-        let dir = scratch_dir.path().join("run");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("commands-run");
+        let _ = std::fs::remove_dir_all(&dir);
         train_tiny(&dir, "quad-dependent", "flex", "1");
         dir
     })

@@ -344,6 +344,6 @@ fn weights_naming_another_dataset_are_refused() {
         let bytes = intervene::weights::encode(&loaded.model, loaded.precision, metadata);
         std::fs::write(&file, bytes).unwrap();
         let refused = run(&["eval", file.to_str().unwrap(), "--samples", "20"]);
-        assert_clean_error(&refused, &format!("records dataset {dataset}"));
+        assert_clean_error(&refused, &format!("dataset {dataset}, whose concepts"));
     }
 }
