@@ -88,10 +88,14 @@ impl RunFolder {
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
+                // The holder writes its pid just after taking the lock: it may not be there yet.
+                let pid = match holder.trim() {
+                    "" => String::new(),
+                    pid => format!(" (pid {pid})"),
+                };
                 bail!(
-                    "{} is in use by another intervene process (pid {}); wait for it to finish or stop it",
+                    "{} is in use by another intervene process{pid}; wait for it to finish or stop it",
                     self.dir.display(),
-                    holder.trim()
                 );
             }
             Err(TryLockError::Error(e)) => {
@@ -348,6 +352,23 @@ mod tests {
                     .ends_with(",valid_kl,valid_obs,valid_quad1+x"),
             "{text}"
         );
+    }
+
+    /// A second writer is refused naming the holder's pid, or without one if the holder has not
+    /// written it yet (never "(pid )").
+    #[test]
+    fn a_held_lock_is_refused_with_the_pid_when_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunFolder::new(dir.path());
+        let _held = run.lock().unwrap();
+        let refused = format!("{:#}", run.lock().err().expect("the lock is held"));
+        assert!(
+            refused.contains(&format!("(pid {})", std::process::id())),
+            "{refused}"
+        );
+        std::fs::write(dir.path().join("lock"), "").unwrap();
+        let refused = format!("{:#}", run.lock().err().expect("the lock is held"));
+        assert!(refused.contains("another intervene process;"), "{refused}");
     }
 
     #[test]
