@@ -308,9 +308,10 @@ impl ModelConfig {
             ));
         }
         for (i, name) in self.concepts.iter().enumerate() {
-            if name.is_empty() || self.concepts[..i].contains(name) {
+            crate::context::check_concept_name(name)?;
+            if self.concepts[..i].contains(name) {
                 return Err(format!(
-                    "concept names must be distinct and non-empty, got {:?}",
+                    "concept names must be distinct, got {:?}",
                     self.concepts
                 ));
             }
@@ -402,6 +403,34 @@ mod tests {
             },
             ModelConfig {
                 concepts: vec![String::new()],
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec!["a".into(), "a+b".into()],
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec!["a".into(), "c,d".into()],
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec!["a".into(), "size=1".into()],
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec!["a".into(), " b".into()],
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec!["a".into(), "b ".into()],
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec!["a".into(), "obs".into()],
+                ..good.clone()
+            },
+            ModelConfig {
+                concepts: vec!["a".into(), "tab\t".into()],
                 ..good.clone()
             },
             ModelConfig {

@@ -117,6 +117,23 @@ impl Context {
     }
 }
 
+/// Refuses a concept name that [`Context::parse`] and `--shift name=value` could not address:
+/// empty, `obs`, with `+`, `,` or `=`, with surrounding spaces or control characters.
+pub fn check_concept_name(name: &str) -> Result<(), String> {
+    let addressable = !name.is_empty()
+        && name != "obs"
+        && name.trim() == name
+        && !name.contains(['+', ',', '='])
+        && !name.chars().any(char::is_control);
+    match addressable {
+        true => Ok(()),
+        false => Err(format!(
+            "concept name {name:?} cannot be addressed: names are non-empty, not \"obs\", \
+             without '+', ',', '=', control characters or surrounding spaces"
+        )),
+    }
+}
+
 impl fmt::Display for Context {
     /// Index form (`{0,2}`), for logs where names are not at hand.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -321,8 +321,9 @@ fn refused_runs_leave_nothing_and_concurrent_exports_all_succeed() {
     );
 }
 
-/// A weights file whose metadata names a dataset that does not fit the model (edited, checksum
-/// recomputed): `eval` refuses it in one line instead of panicking.
+/// A weights file whose metadata names a dataset that does not fit the model, or whose concepts
+/// carry names the context syntax cannot address (edited, checksum recomputed): refused in one
+/// line instead of a panic or a silent misreading.
 #[test]
 fn weights_naming_another_dataset_are_refused() {
     let scratch_dir = scratch("other-dataset");
@@ -345,5 +346,25 @@ fn weights_naming_another_dataset_are_refused() {
         std::fs::write(&file, bytes).unwrap();
         let refused = run(&["eval", file.to_str().unwrap(), "--samples", "20"]);
         assert_clean_error(&refused, &format!("dataset {dataset}, whose concepts"));
+    }
+    // Concept names the context syntax cannot address (`--intervene obs` would silently mean no
+    // intervention): refused when the file is read.
+    for name in ["a+b", "c,d", " pad", "obs", "size=1"] {
+        let mut model = loaded.model.clone();
+        model.config.concepts[0] = name.into();
+        let file = dir.join("renamed.bin");
+        let bytes = intervene::weights::encode(&model, loaded.precision, loaded.metadata.clone());
+        std::fs::write(&file, bytes).unwrap();
+        let out = dir.join("grid.png");
+        let refused = run(&[
+            "sample",
+            file.to_str().unwrap(),
+            "--intervene",
+            "obs",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_clean_error(&refused, "cannot be addressed");
+        assert!(!out.exists(), "a refused model drew a grid");
     }
 }
