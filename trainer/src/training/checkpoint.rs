@@ -6,7 +6,8 @@
 //! Layout: `"INTVCKP2"`, then three length-prefixed (u64 LE) sections: loop state (JSON), model
 //! record (burnpack), optimizer record (burnpack); then the CRC-32 of everything before it (u32
 //! LE). Burn's records keep parameter ids, so the optimizer's moments find their parameters again
-//! after a restart. Files from before the checksum (`"INTVCKPT"`, no trailer) are still read.
+//! after a restart. Files of the first format (`"INTVCKPT"`, no checksum) are refused: nothing
+//! could tell a damaged one from a good one.
 
 use crate::files::atomic_write_keeping_previous;
 use crate::training::config::TrainConfig;
@@ -215,13 +216,13 @@ fn load_file(
     optimizer: ModuleOptimizer,
 ) -> Result<(LoopState, Model, ModuleOptimizer)> {
     decode(&read(path)?, model, optimizer)
-        .with_context(|| format!("checkpoint {} is damaged", path.display()))
+        .with_context(|| format!("checkpoint {} cannot be used", path.display()))
 }
 
 fn read_state_of(path: &Path) -> Result<LoopState> {
     let bytes = read(path)?;
     let [state, ..] =
-        split(&bytes).with_context(|| format!("checkpoint {} is damaged", path.display()))?;
+        split(&bytes).with_context(|| format!("checkpoint {} cannot be used", path.display()))?;
     serde_json::from_slice(state)
         .with_context(|| format!("checkpoint {} has a bad loop state", path.display()))
 }
@@ -241,7 +242,9 @@ fn split(bytes: &[u8]) -> Result<[&[u8]; 3]> {
             }
             &body[8..]
         }
-        Some(m) if m == MAGIC_V1 => &bytes[8..],
+        Some(m) if m == MAGIC_V1 => bail!(
+            "an old checkpoint format without a checksum, which this version no longer reads (`--restart` starts the run over)"
+        ),
         _ => bail!("not an intervene checkpoint"),
     };
     let mut sections = [&[][..]; 3];
@@ -360,5 +363,14 @@ mod tests {
         std::fs::write(&checkpoints.previous, b"INTVCKP2").unwrap();
         let err = format!("{:#}", load().err().expect("nothing usable is left"));
         assert!(err.contains("no usable checkpoint"), "{err}");
+
+        // The first format, unchecked, is refused even when whole.
+        checkpoints.save(&state(3), model, optimizer).unwrap();
+        let whole = std::fs::read(&checkpoints.latest).unwrap();
+        let mut old = MAGIC_V1.to_vec();
+        old.extend_from_slice(&whole[8..whole.len() - 4]);
+        std::fs::write(&checkpoints.latest, old).unwrap();
+        let err = format!("{:#}", load().err().expect("nothing usable is left"));
+        assert!(err.contains("old checkpoint format"), "{err}");
     }
 }
