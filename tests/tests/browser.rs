@@ -3,7 +3,7 @@
 //! fall back to the CPU. The site is built by the test command (`scripts/build-web.sh`, into
 //! `www/dist`). One test per scenario (libtest-mimic, so that one site, server and browser per
 //! backend are built once and closed at the end); they run one at a time: two browsers at once
-//! on a 2-core machine only measure each other. `cargo test --test browser -- cpu::offline`
+//! on a 2-core machine only measure each other. `cargo test --test browser -- cpu::works_offline`
 //! runs one.
 
 use intervene_e2e::static_server::StaticServer;

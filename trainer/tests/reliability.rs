@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{assert_clean_error, command, run, run_ok, scratch, tiny_train_args, train_losses};
+use common::{
+    assert_clean_error, command, run, run_ok, scratch, tiny_train_args, train_losses, train_tiny,
+};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -259,12 +261,7 @@ fn refused_runs_leave_nothing_and_concurrent_exports_all_succeed() {
     let scratch_dir = scratch("refused-init");
     let dir = scratch_dir.path();
     let cm = dir.join("cm");
-    run_ok(
-        &train_args(&cm, "1")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    train_tiny(&cm, "quad-dependent", "flex", "1");
     let frozen = dir.join("frozen");
     let mut args = tiny_train_args(&frozen, "quad-dependent", "flex", "1");
     args.extend(["--method", "cm-frozen", "--init-from", cm.to_str().unwrap()].map(String::from));
@@ -325,16 +322,11 @@ fn refused_runs_leave_nothing_and_concurrent_exports_all_succeed() {
 /// carry names the context syntax cannot address (edited, checksum recomputed): refused in one
 /// line instead of a panic or a silent misreading.
 #[test]
-fn weights_naming_another_dataset_are_refused() {
+fn weights_that_do_not_fit_their_dataset_or_name_unaddressable_concepts_are_refused() {
     let scratch_dir = scratch("other-dataset");
     let dir = scratch_dir.path();
     let run_dir = dir.join("run");
-    run_ok(
-        &train_args(&run_dir, "1")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    train_tiny(&run_dir, "quad-dependent", "flex", "1");
     let device = burn::tensor::Device::flex();
     let best = std::fs::read(run_dir.join("best.bin")).unwrap();
     let loaded = intervene::weights::decode(&best, &device).unwrap();
