@@ -68,6 +68,34 @@ fn direction(k: usize, width: usize) -> Vec<f32> {
     d.iter().map(|v| v / norm).collect()
 }
 
+/// Why generated images (CHW, `numel` values each, concatenated) cannot be what a trained
+/// model draws: values that are not numbers, or every image one flat colour. Training never
+/// leaves weights like that (it skips non-finite steps); weights out of range do, such as a
+/// negative BatchNorm variance or values near f32's limit.
+pub fn degenerate(images: &[f32], numel: usize) -> Option<String> {
+    let count = images.len() / numel.max(1);
+    let cause = "the weights are likely out of range (a negative BatchNorm variance, values near f32's limit)";
+    let broken = images
+        .chunks(numel.max(1))
+        .filter(|image| image.iter().any(|v| !v.is_finite()))
+        .count();
+    if broken > 0 {
+        return Some(format!(
+            "{broken} of {count} generated images hold values that are not numbers: {cause}"
+        ));
+    }
+    let flat = |image: &[f32]| {
+        let (lo, hi) = image
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        hi - lo < 1.0 / 255.0
+    };
+    (count > 0 && images.chunks(numel.max(1)).all(flat))
+        .then(|| format!("all {count} generated images are one flat colour: {cause}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +144,29 @@ mod tests {
     fn models_without_concept_noise_ignore_shifts() {
         let c = config(Method::Base);
         assert_eq!(latents(&c, 2, 1, &[1.0; 6]), latents(&c, 2, 1, &[]));
+    }
+
+    #[test]
+    fn images_with_non_numbers_or_all_flat_are_degenerate() {
+        let numel = 4;
+        let fine = [0.1, 0.9, 0.5, 0.5, 0.2, 0.2, 0.2, 0.2];
+        assert_eq!(
+            degenerate(&fine, numel),
+            None,
+            "one flat image among others is fine"
+        );
+        let mut nan = fine;
+        nan[6] = f32::NAN;
+        let why = degenerate(&nan, numel).unwrap();
+        assert!(
+            why.starts_with("1 of 2 generated images") && why.contains("out of range"),
+            "{why}"
+        );
+        let flat = [0.3, 0.3, 0.3, 0.3, 1.0, 1.0, 1.0, 1.0];
+        assert!(
+            degenerate(&flat, numel)
+                .unwrap()
+                .contains("all 2 generated images are one flat colour")
+        );
     }
 }

@@ -46,7 +46,7 @@ pub fn run(args: &DemoArgs, progress: &Progress) -> Result<()> {
             seed: args.seed,
             ..EvalSettings::default()
         };
-        let metrics = evaluate(&model, dataset, &settings, &device, progress);
+        let metrics = evaluate(&model, dataset, &settings, &device, progress)?;
         atomic_write(
             &run.scores_path(),
             serde_json::to_string_pretty(&metrics)?.as_bytes(),

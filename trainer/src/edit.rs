@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use burn::tensor::{Device, Tensor};
 use intervene::counterfactual::{Edit, edit};
 use intervene::model::Model;
+use intervene::sampling::degenerate;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,9 @@ const BATCH: usize = 64;
 pub struct Written {
     pub images: usize,
     pub files: Vec<PathBuf>,
+    /// Why the edits cannot be a trained model's, if they cannot
+    /// ([`intervene::sampling::degenerate`]).
+    pub degenerate: Option<String>,
 }
 
 /// Edits every image in `inputs` and writes `out/<name>.png` (the counterfactual) and
@@ -80,6 +84,8 @@ pub fn edit_files(
     Ok(Written {
         images: names.len(),
         files,
+        degenerate: degenerate(&counterfactuals, numel)
+            .or_else(|| degenerate(&reconstructions, numel)),
     })
 }
 

@@ -41,6 +41,7 @@ fn main() {
     // SAFETY: sets a process-wide option before any thread but this one exists.
     unsafe { libmimalloc_sys::mi_option_set(MIMALLOC_PURGE_DELAY, -1) };
     quiet_wayland_probe();
+    cpu_for_burns_defaults();
     let cli = parse_flags();
     let pool = rayon::ThreadPoolBuilder::new()
         .build()
@@ -267,7 +268,7 @@ fn eval(args: EvalArgs, progress: &Progress) -> Result<()> {
         samples: args.samples.unwrap_or(defaults.samples),
         ..defaults
     };
-    let metrics = evaluate(&model, dataset, &settings, &resolved.device, progress);
+    let metrics = evaluate(&model, dataset, &settings, &resolved.device, progress)?;
     print!("{}", table(&metrics));
     let out = if args.model.is_dir() {
         training::run_folder::RunFolder::new(&args.model).scores_path()
@@ -284,7 +285,7 @@ fn sample(args: SampleArgs, progress: &Progress) -> Result<()> {
     let context = Context::parse(&args.intervene, &source.config.concepts)?;
     let resolved = args.device.resolve();
     let model = source.load(&resolved.device)?.model.valid();
-    sample::sample_grid(
+    let degenerate = sample::sample_grid(
         &model,
         context,
         args.n,
@@ -298,6 +299,9 @@ fn sample(args: SampleArgs, progress: &Progress) -> Result<()> {
         args.n,
         args.out.display()
     ));
+    if let Some(why) = degenerate {
+        progress.line(format!("warning: {why}"));
+    }
     Ok(())
 }
 
@@ -364,6 +368,9 @@ fn edit(args: EditArgs, progress: &Progress) -> Result<()> {
             .as_ref()
             .map_or(String::new(), |g| format!(" (grid: {})", g.display()))
     ));
+    if let Some(why) = written.degenerate {
+        progress.line(format!("warning: {why}"));
+    }
     Ok(())
 }
 
@@ -467,6 +474,17 @@ fn quiet_wayland_probe() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // SAFETY: called first thing in `main`, before any other thread exists.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+}
+
+/// burn makes a few tensors on its default device, the GPU's where there is one: the optimizer's
+/// state read from a checkpoint (moved to the run's device at its first step). Made on the CPU,
+/// resuming a CPU run never starts the GPU driver (0.35 s of every resume with Mesa's lavapipe).
+/// `BURN_DEVICE` set by the user wins.
+fn cpu_for_burns_defaults() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
 }
 

@@ -8,10 +8,11 @@ use anyhow::Result;
 use burn::tensor::{Device, Tensor, TensorData};
 use intervene::context::Context;
 use intervene::model::Model;
-use intervene::sampling::latents;
+use intervene::sampling::{degenerate, latents};
 use std::path::Path;
 
-/// Writes `n` samples of `context` (seeded) to a PNG grid.
+/// Writes `n` samples of `context` (seeded) to a PNG grid; says why, if the images cannot be a
+/// trained model's ([`intervene::sampling::degenerate`]): they are written all the same.
 pub fn sample_grid(
     model: &Model,
     context: Context,
@@ -19,7 +20,7 @@ pub fn sample_grid(
     seed: u64,
     out: &Path,
     device: &Device,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let latent = model.config.latent_size();
     let z = latents(&model.config, n, seed, &[]);
     let z = Tensor::<2>::from_data(TensorData::new(z, [n, latent]), device);
@@ -28,5 +29,6 @@ pub fn sample_grid(
         .into_data()
         .try_into_vec_as::<f32>()
         .map_err(|e| anyhow::anyhow!("generated images are not f32: {e:?}"))?;
-    write_grid(out, &images, model.config.image, square_columns(n))
+    write_grid(out, &images, model.config.image, square_columns(n))?;
+    Ok(degenerate(&images, model.config.image.numel()))
 }

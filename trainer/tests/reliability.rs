@@ -1,5 +1,6 @@
 //! What an adversarial user or an unlucky machine does to a run: bad flags, two writers on one
-//! folder, damaged or deleted checkpoints, kill -9 at random moments, a full disk.
+//! folder, damaged, edited or deleted checkpoints, kill -9 at random moments, a full disk, weights
+//! that fit no dataset or draw nothing.
 
 mod common;
 
@@ -170,6 +171,77 @@ fn damaged_and_deleted_checkpoints() {
         before,
         "a restart retrains the same run"
     );
+}
+
+/// A copy of run folder `from` (its files, not its lock) at `to`.
+fn copy_run(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "lock" {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// `checkpoint` with the first `key` of its optimizer record (the third section) renamed to
+/// `renamed` (as long), and its checksum recomputed: a file whose CRC is valid but whose record
+/// burn cannot read.
+fn rename_in_optimizer_record(checkpoint: &[u8], key: &str, renamed: &str) -> Vec<u8> {
+    assert_eq!(key.len(), renamed.len());
+    let mut at = 8;
+    for _ in 0..2 {
+        at += 8 + u64::from_le_bytes(checkpoint[at..at + 8].try_into().unwrap()) as usize;
+    }
+    let optimizer = at + 8;
+    let mut edited = checkpoint.to_vec();
+    let found = edited[optimizer..]
+        .windows(key.len())
+        .position(|w| w == key.as_bytes())
+        .expect("the optimizer record names the key");
+    edited[optimizer + found..optimizer + found + key.len()].copy_from_slice(renamed.as_bytes());
+    let body = edited.len() - 4;
+    let crc = crc32fast::hash(&edited[..body]);
+    edited[body..].copy_from_slice(&crc.to_le_bytes());
+    edited
+}
+
+#[test]
+fn a_latest_checkpoint_that_burn_cannot_read_or_of_the_old_format_falls_back() {
+    let scratch_dir = scratch("edited-checkpoint");
+    let base = scratch_dir.path().join("base");
+    let args = train_args(&base, "2");
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let latest = std::fs::read(base.join("checkpoint.bin")).unwrap();
+    let mut old_format = b"INTVCKPT".to_vec();
+    old_format.extend_from_slice(&latest[8..latest.len() - 4]);
+    for (case, bytes, why) in [
+        (
+            "param-id",
+            rename_in_optimizer_record(&latest, "param_id", "param_ie"),
+            "has no parameter id",
+        ),
+        ("old-format", old_format, "old checkpoint format"),
+    ] {
+        let dir = scratch_dir.path().join(case);
+        copy_run(&base, &dir);
+        std::fs::write(dir.join("checkpoint.bin"), bytes).unwrap();
+        let out = resume(&dir);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("panicked"),
+            "{case}: {stderr}"
+        );
+        assert!(
+            stderr.contains(why) && stderr.contains("using the previous checkpoint"),
+            "{case}: {stderr}"
+        );
+        assert_eq!(
+            epochs(&dir),
+            [0, 1],
+            "{case}: epoch 2 is trained again, once"
+        );
+    }
 }
 
 #[test]
@@ -358,5 +430,75 @@ fn weights_that_do_not_fit_their_dataset_or_name_unaddressable_concepts_are_refu
         ]);
         assert_clean_error(&refused, "cannot be addressed");
         assert!(!out.exists(), "a refused model drew a grid");
+    }
+}
+
+/// Sets every float tensor whose path contains `part` (all of them for "") to `value`.
+struct SetTensors {
+    part: &'static str,
+    value: f32,
+    path: Vec<String>,
+    changed: usize,
+}
+
+impl burn::module::ModuleMapper for SetTensors {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::tensor::Tensor<D>>,
+    ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+        if !self.path.join(".").contains(self.part) {
+            return param;
+        }
+        self.changed += 1;
+        let value = self.value;
+        param.map(|t| t.ones_like() * value)
+    }
+}
+
+#[test]
+fn weights_out_of_range_sample_with_a_warning_and_are_not_scored() {
+    use burn::module::Module;
+    let scratch_dir = scratch("out-of-range");
+    let dir = scratch_dir.path();
+    let run_dir = dir.join("run");
+    train_tiny(&run_dir, "quad-dependent", "flex", "1");
+    let device = burn::tensor::Device::flex();
+    let best = std::fs::read(run_dir.join("best.bin")).unwrap();
+    let loaded = intervene::weights::decode(&best, &device).unwrap();
+    for (part, value, said) in [
+        ("running_var", -1.0, "not numbers"),
+        ("", 3e38, "not numbers"),
+        ("", 0.0, "one flat colour"),
+    ] {
+        let mut set = SetTensors {
+            part,
+            value,
+            path: Vec::new(),
+            changed: 0,
+        };
+        let model = loaded.model.clone().map(&mut set);
+        assert!(set.changed > 0, "no tensor path contains {part}");
+        let file = dir.join("out-of-range.bin");
+        let bytes = intervene::weights::encode(&model, loaded.precision, loaded.metadata.clone());
+        std::fs::write(&file, bytes).unwrap();
+        let grid = dir.join("grid.png");
+        let file = file.to_str().unwrap();
+        let out = run_ok(&["sample", file, "--n", "4", "--out", grid.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.lines().any(|l| l.starts_with("warning:")
+                && l.contains(said)
+                && l.contains("out of range")),
+            "{stderr}"
+        );
+        assert!(grid.exists(), "the grid is written all the same");
+        assert_clean_error(&run(&["eval", file, "--samples", "20"]), said);
+        assert!(!dir.join("out-of-range.metrics.json").exists());
     }
 }

@@ -4,11 +4,13 @@ use super::counterfactual::{self, CounterfactualScores};
 use super::elbo::{bits_per_pixel, mean_negative_elbo};
 use super::swd::sliced_wasserstein;
 use crate::progress::Progress;
+use anyhow::{Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use intervene::context::Context;
 use intervene::data::{Dataset, Split};
 use intervene::model::Model;
 use intervene::rng::Rng;
+use intervene::sampling::degenerate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -116,13 +118,15 @@ pub fn generate(
 }
 
 /// Scores `model` against fresh held-out images of `dataset`. `model` must be in evaluation mode.
+/// Refuses a model whose generated images cannot be a trained model's
+/// ([`intervene::sampling::degenerate`]): a distance to them would be a number about nothing.
 pub fn evaluate(
     model: &Model,
     dataset: &dyn Dataset,
     settings: &EvalSettings,
     device: &Device,
     progress: &Progress,
-) -> Metrics {
+) -> Result<Metrics> {
     let config = &model.config;
     let concepts = &config.concepts;
     let size = config.image.size;
@@ -148,13 +152,18 @@ pub fn evaluate(
             settings.batch_size,
             device,
         );
+        if let Some(why) = degenerate(&fake, dim) {
+            bail!("cannot score {}: {why}", context.name(concepts));
+        }
         let mut projections = Rng::derive(settings.seed, stream::PROJECTIONS);
         let d = sliced_wasserstein(&fake, &real, dim, settings.projections, &mut projections);
         bar.inc(1);
-        (context.name(concepts), d)
+        Ok((context.name(concepts), d))
     };
-    let per_context: BTreeMap<String, f64> = training.iter().map(|&c| swd_of(c)).collect();
-    let per_pair: BTreeMap<String, f64> = composed.iter().map(|&c| swd_of(c)).collect();
+    let per_context: BTreeMap<String, f64> =
+        training.iter().map(|&c| swd_of(c)).collect::<Result<_>>()?;
+    let per_pair: BTreeMap<String, f64> =
+        composed.iter().map(|&c| swd_of(c)).collect::<Result<_>>()?;
     let recon = model.has_encoder().then(|| {
         bar.set_message("recon");
         let draw = |contexts: &[Context]| -> Vec<(Context, intervene::data::Examples)> {
@@ -211,7 +220,7 @@ pub fn evaluate(
         })
         .flatten();
     bar.finish_and_clear();
-    Metrics {
+    Ok(Metrics {
         concept: ConceptScores {
             mean: mean(per_context.values()),
             per_context,
@@ -227,7 +236,7 @@ pub fn evaluate(
         learned_graph: model.learned_graph(),
         true_graph: dataset.true_graph(),
         counterfactual,
-    }
+    })
 }
 
 /// A stable number per context for deriving its random streams.

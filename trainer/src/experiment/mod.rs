@@ -310,7 +310,8 @@ fn evaluate_if_needed(plan: &Plan, seed: u64, dir: &Path, progress: &Progress) -
     }
     let device = plan.device.resolve().device;
     let model = Source::open(dir)?.load(&device)?.model.valid();
-    let metrics = evaluate(&model, plan.dataset, &settings, &device, progress);
+    let metrics = evaluate(&model, plan.dataset, &settings, &device, progress)
+        .with_context(|| format!("{}", dir.display()))?;
     atomic_write(
         &metrics_path,
         serde_json::to_string_pretty(&metrics)?.as_bytes(),

@@ -747,13 +747,13 @@ mod tests {
         g.0
     }
 
-    fn tiny_learner() -> Learner {
+    pub(crate) fn tiny_learner() -> Learner {
         Learner::new(config::tiny(), Device::flex().autodiff()).unwrap()
     }
 
     /// A batch of grey images; `noise` fills the reparameterisation noise (NaN poisons the
     /// context module's BatchNorm statistics).
-    fn batch(learner: &Learner, noise: f32) -> Batch {
+    pub(crate) fn batch(learner: &Learner, noise: f32) -> Batch {
         let n = 4;
         Batch {
             context: Context::single(1),

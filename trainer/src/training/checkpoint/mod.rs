@@ -9,6 +9,8 @@
 //! after a restart. Files of the first format (`"INTVCKPT"`, no checksum) are refused: nothing
 //! could tell a damaged one from a good one.
 
+mod records;
+
 use crate::files::atomic_write_keeping_previous;
 use crate::training::config::TrainConfig;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -17,6 +19,7 @@ use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use intervene::model::Model;
+use records::Contents;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -24,15 +27,20 @@ const MAGIC: &[u8; 8] = b"INTVCKP2";
 /// The first format: no checksum.
 const MAGIC_V1: &[u8; 8] = b"INTVCKPT";
 
-/// Where the training loop stands.
+/// Where the training loop stands. Every field must be present, and no other: an edited or
+/// foreign loop state is refused rather than read with defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoopState {
     /// The epoch in progress (0-based).
     pub epoch: usize,
     /// Batches of that epoch already trained.
     pub batch: usize,
     pub step: usize,
+    // `deserialize_with`: serde would read a missing `Option` as `None`.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub best_valid: Option<f64>,
+    #[serde(deserialize_with = "Option::deserialize")]
     pub best_epoch: Option<usize>,
     pub epochs_without_improvement: usize,
     pub skipped_batches: usize,
@@ -176,15 +184,21 @@ pub fn encode(state: &LoopState, model: &Model, optimizer: &ModuleOptimizer) -> 
     let optimizer = optimizer
         .into_bytes()
         .context("cannot serialise the optimizer")?;
-    let mut out = Vec::with_capacity(8 + 24 + state.len() + model.len() + optimizer.len() + 4);
+    Ok(assemble([&state, &model, &optimizer]))
+}
+
+/// A checkpoint of these three sections: the magic, each section length-prefixed, the checksum.
+fn assemble(sections: [&[u8]; 3]) -> Vec<u8> {
+    let len = sections.iter().map(|s| 8 + s.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(MAGIC.len() + len + 4);
     out.extend_from_slice(MAGIC);
-    for section in [&state[..], &model[..], &optimizer[..]] {
+    for section in sections {
         out.extend_from_slice(&(section.len() as u64).to_le_bytes());
         out.extend_from_slice(section);
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    out
 }
 
 /// Restores a checkpoint held in memory into `model` and `optimizer`.
@@ -195,14 +209,20 @@ pub fn decode(
 ) -> Result<(LoopState, Model, ModuleOptimizer)> {
     let [state, model_record, optimizer_record] = split(bytes)?;
     let state: LoopState = serde_json::from_slice(state).context("loop state")?;
+    Contents::read(model_record)
+        .and_then(|contents| records::check_model(&contents, &model))
+        .context("the model record does not fit this run's model")?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_record.to_vec()))
         .map_err(|e| anyhow!("model record: {e:?}"))?;
     let model = model
         .try_load_record(record)
         .map_err(|e| anyhow!("the model record does not fit this run's model: {e:?}"))?;
-    let optimizer = optimizer
-        .from_bytes(Bytes::from_bytes_vec(optimizer_record.to_vec()))
-        .map_err(|e| anyhow!("optimizer record: {e:?}"))?;
+    let optimizer = Contents::read(optimizer_record)
+        .and_then(|contents| {
+            records::check_optimizer(&contents, &model)?;
+            records::load_optimizer(optimizer, optimizer_record, &contents)
+        })
+        .context("optimizer record")?;
     Ok((state, model, optimizer))
 }
 
@@ -267,6 +287,8 @@ mod tests {
     use super::*;
     use crate::training::Learner;
     use crate::training::config;
+    use burn_store::burn_pack::{DType, Reader, Scalar, Writer};
+    use std::collections::BTreeMap;
 
     fn tiny() -> Learner {
         Learner::new(config::tiny(), burn::tensor::Device::flex().autodiff()).unwrap()
@@ -372,5 +394,230 @@ mod tests {
         std::fs::write(&checkpoints.latest, old).unwrap();
         let err = format!("{:#}", load().err().expect("nothing usable is left"));
         assert!(err.contains("old checkpoint format"), "{err}");
+    }
+
+    /// A burnpack record taken apart, to be edited and put back together.
+    struct Pack {
+        tensors: Vec<burn_store::burn_pack::Tensor>,
+        scalars: BTreeMap<String, Scalar>,
+        metadata: BTreeMap<String, String>,
+    }
+
+    impl Pack {
+        fn read(bytes: &[u8]) -> Self {
+            let reader = Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).unwrap();
+            let (scalars, metadata) = (reader.scalars().clone(), reader.metadata().clone());
+            let tensors = reader.into_tensors().unwrap();
+            Self {
+                tensors,
+                scalars,
+                metadata,
+            }
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            let mut writer = Writer::new(self.tensors.clone());
+            for (key, value) in &self.scalars {
+                writer = writer.with_scalar(key, *value);
+            }
+            for (key, value) in &self.metadata {
+                writer = writer.with_metadata(key, value);
+            }
+            writer.into_bytes().unwrap().to_vec()
+        }
+
+        /// Every record this one becomes with one key renamed, deleted or given another type:
+        /// tensors (also without their parameter id), scalars and metadata.
+        fn edits(&self) -> Vec<(String, Vec<u8>)> {
+            let mut edits = Vec::new();
+            let mut edit = |what: String, change: &dyn Fn(&mut Pack)| {
+                let mut pack = Pack {
+                    tensors: self.tensors.clone(),
+                    scalars: self.scalars.clone(),
+                    metadata: self.metadata.clone(),
+                };
+                change(&mut pack);
+                edits.push((what, pack.bytes()));
+            };
+            for (i, tensor) in self.tensors.iter().enumerate() {
+                let name = &tensor.name;
+                edit(format!("tensor {name} renamed"), &|p| {
+                    p.tensors[i].name.push('x')
+                });
+                edit(format!("tensor {name} deleted"), &|p| {
+                    p.tensors.remove(i);
+                });
+                edit(format!("tensor {name} without its id"), &|p| {
+                    p.tensors[i].param_id = None
+                });
+                edit(format!("tensor {name} as f64"), &|p| {
+                    let t = &p.tensors[i];
+                    let values: Vec<f64> = f32s(&t.to_bytes().unwrap()).map(f64::from).collect();
+                    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    p.tensors[i] = burn_store::burn_pack::Tensor::new(
+                        t.name.clone(),
+                        DType::F64,
+                        t.shape.clone(),
+                        t.param_id,
+                        Bytes::from_bytes_vec(bytes),
+                    );
+                });
+            }
+            for (key, value) in &self.scalars {
+                let retyped = match *value {
+                    Scalar::Float(v) => Scalar::Int(v as i64),
+                    Scalar::Int(v) => Scalar::Float(v as f64),
+                    Scalar::UInt(v) => Scalar::Float(v as f64),
+                    Scalar::Bool(v) => Scalar::UInt(v.into()),
+                };
+                edit(format!("scalar {key} renamed"), &|p| {
+                    let v = p.scalars.remove(key).unwrap();
+                    p.scalars.insert(format!("{key}x"), v);
+                });
+                edit(format!("scalar {key} deleted"), &|p| {
+                    p.scalars.remove(key);
+                });
+                edit(format!("scalar {key} as {retyped:?}"), &|p| {
+                    p.scalars.insert(key.clone(), retyped);
+                });
+            }
+            for key in self.metadata.keys() {
+                edit(format!("metadata {key} renamed"), &|p| {
+                    let v = p.metadata.remove(key).unwrap();
+                    p.metadata.insert(format!("{key}x"), v);
+                });
+                edit(format!("metadata {key} deleted"), &|p| {
+                    p.metadata.remove(key);
+                });
+            }
+            // The format's own keys (in the CBOR header), renamed in place.
+            let bytes = self.bytes();
+            for key in [
+                "tensors",
+                "dtype",
+                "shape",
+                "data_offsets",
+                "param_id",
+                "scalars",
+                "metadata",
+            ] {
+                if let Some(at) = bytes.windows(key.len()).position(|w| w == key.as_bytes()) {
+                    let mut renamed = bytes.clone();
+                    renamed[at + key.len() - 1] ^= 1;
+                    edits.push((format!("format key {key} renamed"), renamed));
+                }
+            }
+            edits
+        }
+    }
+
+    fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+    }
+
+    /// The loop state with each key renamed, deleted or given another type.
+    fn loop_state_edits(json: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(json).unwrap();
+        let mut edits = Vec::new();
+        for key in object.keys() {
+            let mut edit = |what: &str, change: &dyn Fn(&mut serde_json::Map<_, _>)| {
+                let mut object = object.clone();
+                change(&mut object);
+                edits.push((
+                    format!("loop state {key} {what}"),
+                    serde_json::to_vec(&object).unwrap(),
+                ));
+            };
+            edit("renamed", &|o| {
+                let v = o.remove(key).unwrap();
+                o.insert(format!("{key}x"), v);
+            });
+            edit("deleted", &|o| {
+                o.remove(key);
+            });
+            edit("as a string", &|o| {
+                o.insert(key.clone(), "1".into());
+            });
+        }
+        edits
+    }
+
+    #[test]
+    fn a_checkpoint_with_any_key_of_any_section_edited_falls_back_to_the_previous() {
+        let tmp = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::in_folder(tmp.path());
+        let mut learner = crate::training::tests::tiny_learner();
+        let fresh = (learner.model.clone(), learner.optimizer.clone());
+        let load = || checkpoints.load(fresh.0.clone(), fresh.1.clone());
+        // Two steps: the optimizer holds moments and a step count for every parameter.
+        for _ in 0..2 {
+            let batch = crate::training::tests::batch(&learner, 0.1);
+            learner.step(batch, 1e-3);
+        }
+        let mut previous = state(1);
+        previous.best_valid = Some(1.5);
+        let previous_bytes = encode(&previous, &learner.model, &learner.optimizer).unwrap();
+        let latest = encode(&state(2), &learner.model, &learner.optimizer).unwrap();
+        let [loop_state, model, optimizer] = split(&latest).unwrap();
+        let (model, optimizer) = (Pack::read(model), Pack::read(optimizer));
+        assert!(
+            [
+                optimizer.tensors.len(),
+                optimizer.scalars.len(),
+                optimizer.metadata.len()
+            ]
+            .iter()
+            .all(|&n| n > 0),
+            "the optimizer holds state"
+        );
+
+        // Taken apart and put back unedited, it is used as it is.
+        let whole = assemble([loop_state, &model.bytes(), &optimizer.bytes()]);
+        std::fs::write(&checkpoints.latest, &whole).unwrap();
+        let restored = load().unwrap();
+        assert_eq!((restored.state, restored.fell_back), (state(2), None));
+
+        let (model_bytes, optimizer_bytes) = (model.bytes(), optimizer.bytes());
+        let edits = loop_state_edits(loop_state)
+            .into_iter()
+            .map(|(what, s)| (what, assemble([&s, &model_bytes, &optimizer_bytes])))
+            .chain(model.edits().into_iter().map(|(what, m)| {
+                (
+                    format!("model: {what}"),
+                    assemble([loop_state, &m, &optimizer_bytes]),
+                )
+            }))
+            .chain(optimizer.edits().into_iter().map(|(what, o)| {
+                (
+                    format!("optimizer: {what}"),
+                    assemble([loop_state, &model_bytes, &o]),
+                )
+            }))
+            .collect::<Vec<_>>();
+        assert!(edits.len() > 500, "{} edits", edits.len());
+        // Each is refused in one line (burn reads the optimizer's state onto its default device,
+        // in tests the GPU's, which takes 0.2 s: so only the first edit of each section goes
+        // through the whole fallback, which is the same for every refusal).
+        let mut sections_seen = std::collections::BTreeSet::new();
+        for (what, bytes) in &edits {
+            let refused = decode(bytes, fresh.0.clone(), fresh.1.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{what} was used"));
+            assert!(
+                !format!("{refused:#}").contains('\n'),
+                "{what}: {refused:#}"
+            );
+            if sections_seen.insert(what.split(' ').next().unwrap().to_string()) {
+                std::fs::write(&checkpoints.previous, &previous_bytes).unwrap();
+                std::fs::write(&checkpoints.latest, bytes).unwrap();
+                let restored = load().unwrap_or_else(|e| panic!("{what}: {e:#}"));
+                assert_eq!(restored.state, previous, "{what} was used");
+                assert!(restored.fell_back.is_some(), "{what}");
+            }
+        }
+        assert_eq!(sections_seen.len(), 3);
     }
 }
