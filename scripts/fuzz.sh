@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing with AFL++ (cargo-afl, stable Rust) of every reader of outside input:
-# weights files, checkpoints, share links, MNIST IDX files. Each target starts from valid files
+# weights files, checkpoints, share links, MNIST IDX files, datasets on disk (folders of every
+# layout, npz archives, MNIST CSVs) and images given to `edit`. Each target starts from valid files
 # written fresh by fuzz/src/bin/make_seeds.rs and runs for the given time, all at once (one per
 # core). Findings land in fuzz/out/<target>/default/{crashes,hangs}; the run fails if any exist.
 #
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds="${1:-1800}"
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(weights checkpoint share_link mnist_idx data_files)
+((${#targets[@]})) || targets=(weights checkpoint share_link mnist_idx image_folder npz csv edit_image)
 
 command -v cargo-afl >/dev/null || cargo install cargo-afl --locked
 cargo afl config --build >/dev/null 2>&1 || true # once per toolchain; says so when done already
@@ -30,11 +31,11 @@ echo "fuzzing ${targets[*]} for ${seconds}s each (logs in fuzz/out/<target>/log.
 wait
 
 status=0
-printf '%-12s %12s %10s %8s %6s\n' target executions per_s crashes hangs
+printf '%-13s %12s %10s %8s %6s\n' target executions per_s crashes hangs
 for target in "${targets[@]}"; do
   stats="out/$target/default/fuzzer_stats"
   value() { awk -F' *: *' -v k="$1" '$1 == k { print $2 }' "$stats"; }
-  printf '%-12s %12s %10s %8s %6s\n' "$target" "$(value execs_done)" "$(value execs_per_sec)" \
+  printf '%-13s %12s %10s %8s %6s\n' "$target" "$(value execs_done)" "$(value execs_per_sec)" \
     "$(value saved_crashes)" "$(value saved_hangs)"
   if [[ "$(value saved_crashes)" != 0 || "$(value saved_hangs)" != 0 ]]; then status=1; fi
 done

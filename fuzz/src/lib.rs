@@ -1,4 +1,5 @@
-//! What the fuzz targets share: the tiny model whose files they read, and checksum repair.
+//! What the fuzz targets share: the tiny model whose files they read, checksum repair, and
+//! folders packed into one input.
 //!
 //! A file whose checksum fails is refused before it is parsed, so bytes mutated at random would
 //! almost never reach the parser. Each target therefore reads its input twice: as is (the
@@ -7,6 +8,7 @@
 use burn::tensor::Device;
 use intervene::config::{Architecture, ImageShape, Method, ModelConfig, Widths};
 use intervene::model::Model;
+use std::path::Path;
 
 /// The smallest model the formats allow, so seed files stay a few kilobytes.
 pub fn tiny_config() -> ModelConfig {
@@ -48,4 +50,76 @@ pub fn checkpoint_model(device: &Device) -> Model {
 /// checkpoint never looks at it.
 pub fn checkpoint_optimizer(device: &Device) -> burn::optim::ModuleOptimizer {
     intervene_trainer::training::adam::for_device(device, 1e-5)
+}
+
+/// Most files an input to the `image_folder` target may unpack into.
+const MAX_ENTRIES: usize = 64;
+
+/// Packs the files under `dir` (relative paths, sorted) as [`unpack`] reads them: per file, its
+/// path's length (one byte), the path, the content's length (4 bytes, little-endian) and the
+/// content.
+pub fn pack(dir: &Path) -> Vec<u8> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut packed = Vec::new();
+    for path in files {
+        let name = path
+            .strip_prefix(dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let content = std::fs::read(&path).unwrap();
+        packed.push(u8::try_from(name.len()).unwrap());
+        packed.extend(name.as_bytes());
+        packed.extend(u32::try_from(content.len()).unwrap().to_le_bytes());
+        packed.extend(content);
+    }
+    packed
+}
+
+/// Writes the files `bytes` packs (see [`pack`]) under `root`, which must be empty. A path that
+/// would leave `root` (absolute, `..`, empty parts) is skipped, as is a file whose folder is a file;
+/// a length past the end takes what is left.
+pub fn unpack(mut bytes: &[u8], root: &Path) {
+    for _ in 0..MAX_ENTRIES {
+        let Some((&len, rest)) = bytes.split_first() else {
+            return;
+        };
+        let (name, rest) = rest.split_at(usize::from(len).min(rest.len()));
+        let Some((size, rest)) = rest.split_first_chunk::<4>() else {
+            return;
+        };
+        let (content, rest) = rest.split_at((u32::from_le_bytes(*size) as usize).min(rest.len()));
+        bytes = rest;
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        let parts: Vec<&str> = name.split('/').collect();
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0'))
+        {
+            continue;
+        }
+        let path = parts
+            .iter()
+            .fold(root.to_path_buf(), |path, part| path.join(part));
+        if path
+            .parent()
+            .is_some_and(|p| std::fs::create_dir_all(p).is_ok())
+        {
+            let _ = std::fs::write(&path, content);
+        }
+    }
 }

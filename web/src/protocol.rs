@@ -52,6 +52,9 @@ pub enum Reply {
         elapsed_ms: f64,
         /// Present when real images were asked for: their size, or why there are none.
         real: Option<Result<PictureSize, String>>,
+        /// Why the samples cannot be a trained model's, if they cannot
+        /// (`intervene::sampling::degenerate`).
+        warning: Option<String>,
     },
     Benched(BenchFigures),
     EncoderLoaded,
@@ -219,6 +222,7 @@ mod tests {
             fingerprint: "00ff".into(),
             elapsed_ms: 12.5,
             real: Some(Err("no real images".into())),
+            warning: Some("all 4 generated images are one flat colour".into()),
         };
         assert_eq!(decode::<Reply>(&encode(&drawn)), Ok(drawn));
         let edited = Reply::Edited {

@@ -64,21 +64,36 @@ fn main() {
     input.extend(labels);
     write("mnist_idx", "hundred.idx", &input);
 
-    // One of each format the dataset readers take, from the fixtures (the first byte picks the
-    // reader: see data_files.rs).
+    // The dataset readers' fixtures: every folder layout packed whole, and each file format and
+    // image given to `edit` on its own (its first byte picks the model's shape: see
+    // edit_image.rs).
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/datasets");
-    for (format, name, file) in [
-        (0u8, "image.png", "plain/obs/0.png"),
-        (1, "image.jpg", "plain/a+b/nested/3.jpg"),
-        (2, "rows.csv", "mnist_csv/holdout_normalized_mnist_thin.csv"),
+    for layout in ["plain", "3dident", "mnist_csv", "quad_npz"] {
+        let packed = intervene_fuzz::pack(&fixtures.join(layout));
+        write("image_folder", &format!("{layout}.pack"), &packed);
+    }
+    let file = |name: &str| std::fs::read(fixtures.join(name)).unwrap();
+    write(
+        "npz",
+        "holdout.npz",
+        &file("quad_npz/holdout/quad1_size_holdout/dataset.npz"),
+    );
+    write(
+        "csv",
+        "holdout.csv",
+        &file("mnist_csv/holdout_normalized_mnist_thin.csv"),
+    );
+    for (pick, name, image) in [
+        (0u8, "grey-model.png", "plain/obs/0.png"),
+        (1, "colour.jpg", "plain/a+b/nested/3.jpg"),
         (
-            3,
-            "archive.npz",
-            "quad_npz/holdout/quad1_size_holdout/dataset.npz",
+            2,
+            "scene.png",
+            "3dident/3DIdent_Concepts/obs/images/000000.png",
         ),
     ] {
-        let mut input = vec![format];
-        input.extend(std::fs::read(fixtures.join(file)).unwrap());
-        write("data_files", name, &input);
+        let mut input = vec![pick];
+        input.extend(file(image));
+        write("edit_image", name, &input);
     }
 }

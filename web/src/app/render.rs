@@ -69,13 +69,14 @@ async fn render(app: &Shared, model: &ModelInfo, view: &View) {
                 fingerprint,
                 elapsed_ms,
                 real,
-            } => Ok((samples, fingerprint, elapsed_ms, real, answer.data)),
+                warning,
+            } => Ok((samples, fingerprint, elapsed_ms, real, warning, answer.data)),
             Reply::Failed(e) => Err(e),
             other => Err(format!("the model's worker answered {other:?} to a draw")),
         },
         Err(e) => Err(e),
     };
-    let (samples, fingerprint, elapsed_ms, real, pictures) = match drawn {
+    let (samples, fingerprint, elapsed_ms, real, warning, pictures) = match drawn {
         Ok(drawn) => drawn,
         Err(e) => {
             page.set_note(&format!("Generating failed: {e}."));
@@ -95,6 +96,9 @@ async fn render(app: &Shared, model: &ModelInfo, view: &View) {
     };
     let scale = display_scale(samples.width);
     page::draw(&page.samples, &samples, scale);
+    if let Some(why) = warning {
+        page.set_note(&format!("Warning: {why}."));
+    }
     let _ = page.samples.set_attribute("data-fingerprint", &fingerprint);
     let seen = if context.len() >= 2 {
         "a composition never seen in training"

@@ -195,6 +195,7 @@ async fn draw(engine: &Engine, view: &View, real: bool) -> (Reply, Vec<Vec<u8>>)
         fingerprint: samples.fingerprint(),
         elapsed_ms,
         real,
+        warning: intervene::sampling::degenerate(&images, shape.numel()),
     };
     pictures.insert(0, samples.rgba);
     (reply, pictures)
