@@ -390,6 +390,14 @@ fn refused_runs_leave_nothing_and_concurrent_exports_all_succeed() {
     );
 }
 
+/// A tiny quad model trained for one epoch in `dir/run`, read back from its best weights.
+fn tiny_weights(dir: &Path) -> intervene::weights::LoadedWeights {
+    let run_dir = dir.join("run");
+    train_tiny(&run_dir, "quad-dependent", "flex", "1");
+    let best = std::fs::read(run_dir.join("best.bin")).unwrap();
+    intervene::weights::decode(&best, &burn::tensor::Device::flex()).unwrap()
+}
+
 /// A weights file whose metadata names a dataset that does not fit the model, or whose concepts
 /// carry names the context syntax cannot address (edited, checksum recomputed): refused in one
 /// line instead of a panic or a silent misreading.
@@ -397,11 +405,7 @@ fn refused_runs_leave_nothing_and_concurrent_exports_all_succeed() {
 fn weights_that_do_not_fit_their_dataset_or_name_unaddressable_concepts_are_refused() {
     let scratch_dir = scratch("other-dataset");
     let dir = scratch_dir.path();
-    let run_dir = dir.join("run");
-    train_tiny(&run_dir, "quad-dependent", "flex", "1");
-    let device = burn::tensor::Device::flex();
-    let best = std::fs::read(run_dir.join("best.bin")).unwrap();
-    let loaded = intervene::weights::decode(&best, &device).unwrap();
+    let loaded = tiny_weights(dir);
     for dataset in ["mnist", "scenes"] {
         let mut metadata = loaded.metadata.clone();
         metadata["dataset"] = dataset.into();
@@ -466,11 +470,7 @@ fn weights_out_of_range_sample_with_a_warning_and_are_not_scored() {
     use burn::module::Module;
     let scratch_dir = scratch("out-of-range");
     let dir = scratch_dir.path();
-    let run_dir = dir.join("run");
-    train_tiny(&run_dir, "quad-dependent", "flex", "1");
-    let device = burn::tensor::Device::flex();
-    let best = std::fs::read(run_dir.join("best.bin")).unwrap();
-    let loaded = intervene::weights::decode(&best, &device).unwrap();
+    let loaded = tiny_weights(dir);
     for (part, value, said) in [
         ("running_var", -1.0, "not numbers"),
         ("", 3e38, "not numbers"),
