@@ -128,7 +128,7 @@ pub(super) fn check_optimizer(record: &Contents, model: &Model) -> Result<()> {
         let id = entry
             .param_id
             .with_context(|| format!("{name} has no parameter id"))?;
-        let (prefix, _) = name.split_once('.').unwrap_or((name, ""));
+        let (prefix, _) = id_and_leaf(name);
         ensure!(
             prefix == id.to_string(),
             "{name} is filed under parameter {id}"
@@ -144,7 +144,7 @@ pub(super) fn check_optimizer(record: &Contents, model: &Model) -> Result<()> {
         );
     }
     for (key, value) in &record.scalars {
-        let (prefix, leaf) = key.split_once('.').unwrap_or((key, ""));
+        let (prefix, leaf) = id_and_leaf(key);
         let want = param(prefix, key)?;
         if leaf == RANK_KEY {
             let rank = usize::try_from(*value).ok();
@@ -160,15 +160,12 @@ pub(super) fn check_optimizer(record: &Contents, model: &Model) -> Result<()> {
     }
     // One optimizer keeps the same state for every parameter: a parameter whose leaves or
     // scalar types differ from the others' was edited (burn would drop its state).
-    let mut leaves: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (key, kind) in record.tensors.keys().map(|k| (k, String::new())).chain(
-        record
-            .scalars
-            .iter()
-            .map(|(k, v)| (k, format!("{:?}", std::mem::discriminant(v)))),
-    ) {
-        let (id, leaf) = key.split_once('.').unwrap_or((key, ""));
-        leaves.entry(id).or_default().push(format!("{leaf}{kind}"));
+    let mut leaves: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    let tensors = record.tensors.keys().map(|k| (k, "tensor"));
+    let scalars = record.scalars.iter().map(|(k, v)| (k, scalar_kind(v)));
+    for (key, kind) in tensors.chain(scalars) {
+        let (id, leaf) = id_and_leaf(key);
+        leaves.entry(id).or_default().push((leaf, kind));
     }
     let mut states = leaves.iter();
     if let Some((first, state)) = states.next()
@@ -179,12 +176,26 @@ pub(super) fn check_optimizer(record: &Contents, model: &Model) -> Result<()> {
     // Burn files each parameter's state with its path in the model, which picks its optimizer.
     let ids = record.tensors.keys().chain(record.scalars.keys());
     if let Some(key) = ids
-        .map(|k| k.split_once('.').map_or(&k[..], |(id, _)| id))
+        .map(|k| id_and_leaf(k).0)
         .find(|id| !record.metadata.contains_key(*id))
     {
         bail!("parameter {key} has state but no path");
     }
     Ok(())
+}
+
+/// An optimizer record's key, `"{param_id}.{leaf}"`, split.
+fn id_and_leaf(key: &str) -> (&str, &str) {
+    key.split_once('.').unwrap_or((key, ""))
+}
+
+fn scalar_kind(value: &Scalar) -> &'static str {
+    match value {
+        Scalar::Int(_) => "int",
+        Scalar::UInt(_) => "uint",
+        Scalar::Float(_) => "float",
+        Scalar::Bool(_) => "bool",
+    }
 }
 
 /// Loads the optimizer record `bytes` (checked by [`check_optimizer`]) into `optimizer` and
