@@ -89,11 +89,7 @@ pub fn read_file(path: &Path, size: usize) -> Result<usize> {
 /// channels-first values in `[0, 1]`. A grey image is refused for a colour model, whose noise it
 /// could not hold; a colour image for a grey model is turned grey.
 pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<f32>> {
-    let image = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .decode()
-        .with_context(|| format!("{}: not a readable image", path.display()))?;
+    let image = decode_image(path)?;
     if shape.channels == 3 && !image.color().has_color() {
         bail!(
             "{}: a grey image, but this model was trained on colour images",
@@ -102,6 +98,35 @@ pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<f32>> {
     }
     let bytes = channels_first(image, shape);
     Ok(bytes.iter().map(|&b| f32::from(b) / 255.0).collect())
+}
+
+/// The most pixels an image file may have (a 24-megapixel camera's photos fit). Checked from its
+/// header before it is decoded: a few hundred bytes of JPEG can declare 100 megapixels, which
+/// took 12 s and 700 MB to decode before this check (found by the `edit_image` fuzz target).
+pub const MAX_IMAGE_PIXELS: u64 = 25_000_000;
+
+/// An image file's decoder (its header read), the format guessed from its bytes.
+fn image_decoder(path: &Path) -> Result<impl ImageDecoder> {
+    ImageReader::open(path)
+        .and_then(ImageReader::with_guessed_format)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .into_decoder()
+        .with_context(|| format!("{}: not a readable image", path.display()))
+}
+
+/// An image file decoded, if it has at most [`MAX_IMAGE_PIXELS`].
+fn decode_image(path: &Path) -> Result<DynamicImage> {
+    let decoder = image_decoder(path)?;
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+        bail!(
+            "{}: {w}x{h} px, more than the {} megapixels an image may have (scale it down first)",
+            path.display(),
+            MAX_IMAGE_PIXELS / 1_000_000
+        );
+    }
+    DynamicImage::from_decoder(decoder)
+        .with_context(|| format!("{}: not a readable image", path.display()))
 }
 
 pub(crate) fn is_image(path: &Path) -> bool {
@@ -118,11 +143,7 @@ pub(crate) fn native(source: &Source) -> Result<((usize, usize), bool)> {
     match source {
         Source::Files(files) => {
             let path = &files[0];
-            let decoder = ImageReader::open(path)
-                .and_then(ImageReader::with_guessed_format)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .into_decoder()
-                .with_context(|| format!("{}: not a readable image", path.display()))?;
+            let decoder = image_decoder(path)?;
             let (w, h) = decoder.dimensions();
             Ok(((w as usize, h as usize), decoder.color_type().has_color()))
         }
@@ -185,11 +206,7 @@ pub(crate) fn decode(
 }
 
 fn decode_file(path: &Path, dims: (usize, usize), shape: ImageShape) -> Result<Vec<u8>> {
-    let image = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .decode()
-        .with_context(|| format!("{}: not a readable image", path.display()))?;
+    let image = decode_image(path)?;
     let found = (image.width() as usize, image.height() as usize);
     if found != dims {
         bail!(
@@ -433,5 +450,25 @@ mod tests {
             .collect();
         let (_, held_again) = Source::Files(moved).split_by_name(10);
         assert_eq!(held_again.len(), held.len());
+    }
+
+    #[test]
+    fn an_image_of_too_many_pixels_is_refused_before_it_is_decoded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shape = ImageShape {
+            channels: 1,
+            size: 28,
+        };
+        for (side, fits) in [(5000, true), (5001, false)] {
+            let path = tmp.path().join(format!("{side}.png"));
+            image::GrayImage::new(side, side).save(&path).unwrap();
+            match read_image(&path, shape) {
+                Ok(image) => assert!(fits && image.len() == 28 * 28),
+                Err(e) => assert!(
+                    !fits && format!("{e:#}").contains("5001x5001 px, more than the 25 megapixels"),
+                    "{e:#}"
+                ),
+            }
+        }
     }
 }
