@@ -1,5 +1,5 @@
-//! What the fuzz targets share: the tiny model whose files they read, checksum repair, and
-//! folders packed into one input.
+//! What the fuzz targets share: the tiny model whose files they read, checksum repair, folders
+//! packed into one input and the pixel limit of the image readers.
 //!
 //! A file whose checksum fails is refused before it is parsed, so bytes mutated at random would
 //! almost never reach the parser. Each target therefore reads its input twice: as is (the
@@ -9,6 +9,10 @@ use burn::tensor::Device;
 use intervene::config::{Architecture, ImageShape, Method, ModelConfig, Widths};
 use intervene::model::Model;
 use std::path::Path;
+
+/// The pixel limit of the targets that decode images (the product's is 25 megapixels): reading
+/// time grows with the pixels a tiny file can declare, and AFL's 5 s hang limit is for hangs.
+pub const MAX_IMAGE_PIXELS: u64 = 1_000_000;
 
 /// The smallest model the formats allow, so seed files stay a few kilobytes.
 pub fn tiny_config() -> ModelConfig {

@@ -2,9 +2,10 @@
 //! from its bytes, resized, made grey or refused when grey for a colour model). The input's first
 //! byte picks the model's shape.
 use intervene::config::ImageShape;
-use intervene_trainer::data::readers::read_image;
+use intervene_trainer::data::readers::{self, read_image};
 
 fn main() {
+    readers::limit_image_pixels(intervene_fuzz::MAX_IMAGE_PIXELS);
     let path = std::env::temp_dir().join(format!("intervene-fuzz-{}.img", std::process::id()));
     afl::fuzz!(|bytes: &[u8]| {
         let Some((&pick, file)) = bytes.split_first() else {

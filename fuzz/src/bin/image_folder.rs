@@ -6,8 +6,10 @@ use intervene::context::Context;
 use intervene::data::Split;
 use intervene::rng::Rng;
 use intervene_trainer::data::folder::FolderDataset;
+use intervene_trainer::data::readers;
 
 fn main() {
+    readers::limit_image_pixels(intervene_fuzz::MAX_IMAGE_PIXELS);
     let scratch = std::env::temp_dir().join(format!("intervene-fuzz-{}", std::process::id()));
     let (root, cache) = (scratch.join("data"), scratch.join("cache"));
     afl::fuzz!(|bytes: &[u8]| {

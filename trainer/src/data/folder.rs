@@ -525,8 +525,15 @@ fn resolve(root: &Path, found: Vec<Found>) -> Result<(Vec<String>, Vec<Context>,
                 });
             }
             None => {
-                trained.insert(context);
+                let count = source.len();
                 let (training, held_out) = source.split_by_name(HELD_OUT_ONE_IN);
+                if training.len() == 0 {
+                    bail!(
+                        "{}: context {name} has {count} image(s), all held out for evaluation (one in {HELD_OUT_ONE_IN} by file name); it needs more to train on",
+                        root.display()
+                    );
+                }
+                trained.insert(context);
                 parts.push(Part {
                     context,
                     split: Split::Training,
@@ -758,6 +765,18 @@ mod tests {
         std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
         let message = error(truncated.path(), 32);
         assert!(message.contains("1.png: not a readable image"), "{message}");
+
+        // Found by the image_folder fuzz target: a context whose only image is held out had
+        // nothing to train on, and opening it indexed an empty list.
+        let held_out = folders(&[("obs", 0, 8), ("a", 2, 8)]);
+        image::RgbImage::new(8, 8)
+            .save(held_out.path().join("obs/000008.png"))
+            .unwrap();
+        let message = error(held_out.path(), 32);
+        assert!(
+            message.contains("context obs has 1 image(s), all held out for evaluation"),
+            "{message}"
+        );
     }
 
     #[test]

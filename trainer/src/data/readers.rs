@@ -9,6 +9,7 @@ use intervene::config::ImageShape;
 use rayon::prelude::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// MNIST's side, the only one the CSV layout holds.
 const CSV_SIDE: usize = 28;
@@ -63,7 +64,7 @@ impl Source {
 
 /// Reads one file as a dataset on disk would (an image, an npz archive or an MNIST CSV, by its
 /// extension) and returns how many images it holds, decoded at `size` px: for the fuzz targets
-/// (`fuzz/src/bin/data_files.rs`).
+/// (`fuzz/src/bin/npz.rs`, `csv.rs`).
 pub fn read_file(path: &Path, size: usize) -> Result<usize> {
     let source = match path.extension().and_then(|e| e.to_str()) {
         Some("csv") => csv_source(path)?,
@@ -105,6 +106,18 @@ pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<f32>> {
 /// took 12 s and 700 MB to decode before this check (found by the `edit_image` fuzz target).
 pub const MAX_IMAGE_PIXELS: u64 = 25_000_000;
 
+/// The limit in force in this process: [`MAX_IMAGE_PIXELS`] unless [`limit_image_pixels`] says
+/// otherwise.
+static PIXEL_LIMIT: AtomicU64 = AtomicU64::new(MAX_IMAGE_PIXELS);
+
+/// Lowers the pixel limit for the rest of the process. For the fuzz targets: reading time grows
+/// with the pixels an image declares (a 700-byte JPEG declaring 16 megapixels reads in 0.7 s,
+/// in 8 s instrumented on a shared core), and their hang limit is meant for hangs, not for big
+/// pictures.
+pub fn limit_image_pixels(max: u64) {
+    PIXEL_LIMIT.store(max, Ordering::Relaxed);
+}
+
 /// An image file's decoder (its header read), the format guessed from its bytes.
 fn image_decoder(path: &Path) -> Result<impl ImageDecoder> {
     ImageReader::open(path)
@@ -114,15 +127,16 @@ fn image_decoder(path: &Path) -> Result<impl ImageDecoder> {
         .with_context(|| format!("{}: not a readable image", path.display()))
 }
 
-/// An image file decoded, if it has at most [`MAX_IMAGE_PIXELS`].
+/// An image file decoded, if it has at most [`MAX_IMAGE_PIXELS`] (or the lowered limit).
 fn decode_image(path: &Path) -> Result<DynamicImage> {
     let decoder = image_decoder(path)?;
     let (w, h) = decoder.dimensions();
-    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+    let limit = PIXEL_LIMIT.load(Ordering::Relaxed);
+    if u64::from(w) * u64::from(h) > limit {
         bail!(
             "{}: {w}x{h} px, more than the {} megapixels an image may have (scale it down first)",
             path.display(),
-            MAX_IMAGE_PIXELS / 1_000_000
+            limit as f64 / 1e6
         );
     }
     DynamicImage::from_decoder(decoder)
@@ -142,7 +156,7 @@ pub(crate) fn is_image(path: &Path) -> bool {
 pub(crate) fn native(source: &Source) -> Result<((usize, usize), bool)> {
     match source {
         Source::Files(files) => {
-            let path = &files[0];
+            let path = files.first().context("no images to read")?;
             let decoder = image_decoder(path)?;
             let (w, h) = decoder.dimensions();
             Ok(((w as usize, h as usize), decoder.color_type().has_color()))
