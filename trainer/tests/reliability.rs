@@ -120,7 +120,11 @@ fn a_second_writer_is_refused_and_no_epoch_is_listed_twice() {
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>());
-    assert_clean_error(&again, "in use by another intervene process");
+    // The holder wrote its pid before its config: the message names it (never "(pid )").
+    assert_clean_error(
+        &again,
+        &format!("in use by another intervene process (pid {})", first.id()),
+    );
     let resumed = resume(&dir);
     assert_clean_error(&resumed, "in use by another intervene process");
     assert!(first.wait().unwrap().success());
