@@ -73,10 +73,11 @@ fn direction(k: usize, width: usize) -> Vec<f32> {
 /// leaves weights like that (it skips non-finite steps); weights out of range do, such as a
 /// negative BatchNorm variance or values near f32's limit.
 pub fn degenerate(images: &[f32], numel: usize) -> Option<String> {
-    let count = images.len() / numel.max(1);
+    let numel = numel.max(1);
+    let count = images.len() / numel;
     let cause = "the weights are likely out of range (a negative BatchNorm variance, values near f32's limit)";
     let broken = images
-        .chunks(numel.max(1))
+        .chunks(numel)
         .filter(|image| image.iter().any(|v| !v.is_finite()))
         .count();
     if broken > 0 {
@@ -92,7 +93,7 @@ pub fn degenerate(images: &[f32], numel: usize) -> Option<String> {
             });
         hi - lo < 1.0 / 255.0
     };
-    (count > 0 && images.chunks(numel.max(1)).all(flat))
+    (count > 0 && images.chunks(numel).all(flat))
         .then(|| format!("all {count} generated images are one flat colour: {cause}"))
 }
 

@@ -90,7 +90,7 @@ pub fn read_file(path: &Path, size: usize) -> Result<usize> {
 /// channels-first values in `[0, 1]`. A grey image is refused for a colour model, whose noise it
 /// could not hold; a colour image for a grey model is turned grey.
 pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<f32>> {
-    let image = decode_image(path)?;
+    let image = decode_image(path, image_decoder(path)?)?;
     if shape.channels == 3 && !image.color().has_color() {
         bail!(
             "{}: a grey image, but this model was trained on colour images",
@@ -102,7 +102,7 @@ pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<f32>> {
 }
 
 /// The most pixels an image file may have (a 24-megapixel camera's photos fit). Checked from its
-/// header before it is decoded: a few hundred bytes of JPEG can declare 100 megapixels, which
+/// header before it is decoded: a few hundred bytes of JPEG can declare over 100 megapixels, which
 /// took 12 s and 700 MB to decode before this check (found by the `edit_image` fuzz target).
 pub const MAX_IMAGE_PIXELS: u64 = 25_000_000;
 
@@ -118,18 +118,14 @@ pub fn limit_image_pixels(max: u64) {
     PIXEL_LIMIT.store(max, Ordering::Relaxed);
 }
 
-/// An image file's decoder (its header read), the format guessed from its bytes.
+/// An image file's decoder (its header read, the format guessed from its bytes), if the image
+/// has at most [`MAX_IMAGE_PIXELS`] (or the lowered limit).
 fn image_decoder(path: &Path) -> Result<impl ImageDecoder> {
-    ImageReader::open(path)
+    let decoder = ImageReader::open(path)
         .and_then(ImageReader::with_guessed_format)
         .with_context(|| format!("cannot read {}", path.display()))?
         .into_decoder()
-        .with_context(|| format!("{}: not a readable image", path.display()))
-}
-
-/// An image file decoded, if it has at most [`MAX_IMAGE_PIXELS`] (or the lowered limit).
-fn decode_image(path: &Path) -> Result<DynamicImage> {
-    let decoder = image_decoder(path)?;
+        .with_context(|| format!("{}: not a readable image", path.display()))?;
     let (w, h) = decoder.dimensions();
     let limit = PIXEL_LIMIT.load(Ordering::Relaxed);
     if u64::from(w) * u64::from(h) > limit {
@@ -139,6 +135,11 @@ fn decode_image(path: &Path) -> Result<DynamicImage> {
             limit as f64 / 1e6
         );
     }
+    Ok(decoder)
+}
+
+/// The image a decoder reads.
+fn decode_image(path: &Path, decoder: impl ImageDecoder) -> Result<DynamicImage> {
     DynamicImage::from_decoder(decoder)
         .with_context(|| format!("{}: not a readable image", path.display()))
 }
@@ -220,19 +221,17 @@ pub(crate) fn decode(
 }
 
 fn decode_file(path: &Path, dims: (usize, usize), shape: ImageShape) -> Result<Vec<u8>> {
-    let image = decode_image(path)?;
-    let found = (image.width() as usize, image.height() as usize);
-    if found != dims {
+    let decoder = image_decoder(path)?;
+    let (w, h) = decoder.dimensions();
+    if (w as usize, h as usize) != dims {
         bail!(
-            "{}: {}x{} px, but the dataset's first image is {}x{} (all images must be one size)",
+            "{}: {w}x{h} px, but the dataset's first image is {}x{} (all images must be one size)",
             path.display(),
-            found.0,
-            found.1,
             dims.0,
             dims.1
         );
     }
-    Ok(channels_first(image, shape))
+    Ok(channels_first(decode_image(path, decoder)?, shape))
 }
 
 /// An image as `shape`: converted to grey or colour, resized, channels-first bytes.
