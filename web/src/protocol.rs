@@ -79,6 +79,9 @@ pub struct EditedPicture {
     pub tiles: Vec<String>,
     /// See `Picture::fingerprint`.
     pub fingerprint: String,
+    /// Why the reconstruction and counterfactual cannot be a trained model's, if they cannot
+    /// (`intervene::sampling::degenerate`).
+    pub warning: Option<String>,
 }
 
 /// Width and height of an RGBA picture sent beside a reply.
@@ -234,6 +237,7 @@ mod tests {
                 },
                 tiles: vec!["image".into(), "counterfactual".into()],
                 fingerprint: "01".into(),
+                warning: Some("1 of 1 generated images hold values that are not numbers".into()),
             }),
         };
         assert_eq!(decode::<Reply>(&encode(&edited)), Ok(edited));

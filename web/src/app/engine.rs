@@ -8,7 +8,7 @@ use intervene::data::{Dataset, Split};
 use intervene::model::Model;
 use intervene::model::context_module::graph_from_weights;
 use intervene::rng::Rng;
-use intervene::sampling::latents;
+use intervene::sampling::{degenerate, latents};
 use intervene::weights;
 
 use crate::link::{EDIT_CHOICES, View};
@@ -152,9 +152,13 @@ impl Engine {
         };
         let edited = counterfactual::edit(&self.model, image.clone(), &request, &self.device)
             .map_err(|e| e.to_string())?;
+        let reconstruction = read_back(edited.reconstruction).await?;
+        let counterfactual = read_back(edited.counterfactual).await?;
+        let warning =
+            degenerate(&counterfactual, numel).or_else(|| degenerate(&reconstruction, numel));
         let mut tiles = image;
-        tiles.extend(read_back(edited.reconstruction).await?);
-        tiles.extend(read_back(edited.counterfactual).await?);
+        tiles.extend(reconstruction);
+        tiles.extend(counterfactual);
         let mut names = vec![
             "image".to_string(),
             "reconstruction".into(),
@@ -169,6 +173,7 @@ impl Engine {
             size: picture.size(),
             tiles: names,
             fingerprint: picture.fingerprint(),
+            warning,
         };
         Ok(Edited {
             choices,

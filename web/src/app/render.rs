@@ -209,7 +209,10 @@ async fn render_edit(app: &Shared, view: &View) {
         Some(Ok((
             edited,
             EditedPicture {
-                tiles, fingerprint, ..
+                tiles,
+                fingerprint,
+                warning,
+                ..
             },
         ))) => {
             page::draw(&page.edit_result, &edited, display_scale(edited.width));
@@ -222,6 +225,9 @@ async fn render_edit(app: &Shared, view: &View) {
                 (None, None) => String::new(),
             };
             lines.push(format!("Below, {source}: {}.", tiles.join(" | ")));
+            if let Some(why) = warning {
+                lines.push(format!("Warning: {why}."));
+            }
         }
         Some(Err(e)) => lines.push(format!("Editing failed: {e}.")),
         None => {
