@@ -4,8 +4,11 @@
 #    convolutions and with burn's own layers, generation latency, and the loader's rate;
 # 2. one paper-budget quad epoch (64 px, 50,000 images per context, batch 512, cm), its seconds
 #    and data-wait share from the epoch line and metrics.csv;
-# 3. a quick-preset quad cm run (seed 0) and its scores, to set beside flex's quick-run table.
-# Each step has a time limit, so a slow adapter still reports what it managed.
+# 3. a quick-preset quad cm run (seed 0) and its scores, to set beside flex's quick-run table;
+# 4. the GPU's utilisation and memory through each step, sampled by `nvidia-smi` once a second
+#    (`utilisation.csv`, summed up per step at the end).
+# Each step has a time limit, so a slow adapter still reports what it managed. burn's CUDA
+# backend does not build on these machines (docs/performance.md#gpu), so wgpu is the only one.
 #
 #   bash scripts/gpu-epoch.sh [path/to/intervene] [out-dir]
 #
@@ -15,12 +18,47 @@
 set -uo pipefail
 bin=${1:-target/release/intervene}
 out=${2:-runs/gpu-epoch}
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+mkdir -p "$out"
 echo "CPU cores: $(nproc)"
+
+# The sampler labels each sample with the step named in $step_file.
+step_file="$out/step"
+echo setup >"$step_file"
+sampler=
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  echo "step,gpu_percent,memory_percent,memory_mib" >"$out/utilisation.csv"
+  (
+    while sleep 1; do
+      sample=$(nvidia-smi --query-gpu=utilization.gpu,utilization.memory,memory.used \
+        --format=csv,noheader,nounits | head -n 1 | tr -d ' ')
+      echo "$(cat "$step_file"),$sample"
+    done
+  ) >>"$out/utilisation.csv" &
+  sampler=$!
+fi
+step() { echo "$1" >"$step_file"; echo "== $1"; }
+
+step bench
 timeout 150 "$bin" bench --device wgpu --steps 5
+step paper-epoch
 timeout 240 "$bin" train --preset paper --dataset quad-dependent --method cm --epochs 1 \
     --device wgpu --out "$out/paper"
 echo "seconds per epoch (epoch, images/s, seconds):"
 awk -F, 'NR > 1 { print $1, $6, $7 }' "$out/paper/metrics.csv"
+step quick-train
 timeout 150 "$bin" train --preset quick --dataset quad-dependent --method cm --seed 0 \
-    --device wgpu --out "$out/quick" && timeout 60 "$bin" eval "$out/quick" --device wgpu
+    --device wgpu --out "$out/quick" &&
+  { step quick-eval; timeout 60 "$bin" eval "$out/quick" --device wgpu; }
+
+if [[ -n $sampler ]]; then
+  kill "$sampler" 2>/dev/null
+  wait "$sampler" 2>/dev/null
+  echo "GPU utilisation per step (samples once a second; mean and peak GPU %, peak memory MiB):"
+  awk -F, 'NR > 1 && $2 != "" {
+      n[$1]++; sum[$1] += $2; if ($2 > peak[$1]) peak[$1] = $2; if ($4 > mem[$1]) mem[$1] = $4
+      if (!(seen[$1]++)) order[++k] = $1 }
+    END { for (i = 1; i <= k; i++) { s = order[i]
+      printf "  %-12s %4d s  mean %5.1f%%  peak %3d%%  memory %6d MiB\n", s, n[s], sum[s] / n[s], peak[s], mem[s] } }' \
+    "$out/utilisation.csv"
+fi
