@@ -76,6 +76,18 @@ pub fn edit(
     })
 }
 
+/// Why a batch of edits cannot be a trained model's, if they cannot
+/// ([`sampling::degenerate`]): its counterfactuals are checked first, then its reconstructions.
+/// `numel` is one image's length.
+pub fn degenerate(
+    reconstructions: &[f32],
+    counterfactuals: &[f32],
+    numel: usize,
+) -> Option<String> {
+    sampling::degenerate(counterfactuals, numel)
+        .or_else(|| sampling::degenerate(reconstructions, numel))
+}
+
 /// `noise` with concept noise shifted. The offset is made on the host and added on the device:
 /// nothing is read back (a browser's GPU cannot be read synchronously).
 fn shifted(config: &ModelConfig, noise: Tensor<2>, shifts: &[f32]) -> Tensor<2> {

@@ -8,9 +8,8 @@ use crate::data::readers::read_image;
 use crate::image_grid::{write_grid, write_image};
 use anyhow::{Context as _, Result, bail};
 use burn::tensor::{Device, Tensor};
-use intervene::counterfactual::{Edit, edit};
+use intervene::counterfactual::{self, Edit, edit};
 use intervene::model::Model;
-use intervene::sampling::degenerate;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +21,7 @@ pub struct Written {
     pub images: usize,
     pub files: Vec<PathBuf>,
     /// Why the edits cannot be a trained model's, if they cannot
-    /// ([`intervene::sampling::degenerate`]).
+    /// ([`intervene::counterfactual::degenerate`]).
     pub degenerate: Option<String>,
 }
 
@@ -84,8 +83,7 @@ pub fn edit_files(
     Ok(Written {
         images: names.len(),
         files,
-        degenerate: degenerate(&counterfactuals, numel)
-            .or_else(|| degenerate(&reconstructions, numel)),
+        degenerate: counterfactual::degenerate(&reconstructions, &counterfactuals, numel),
     })
 }
 

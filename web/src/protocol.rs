@@ -80,7 +80,7 @@ pub struct EditedPicture {
     /// See `Picture::fingerprint`.
     pub fingerprint: String,
     /// Why the reconstruction and counterfactual cannot be a trained model's, if they cannot
-    /// (`intervene::sampling::degenerate`).
+    /// (`intervene::counterfactual::degenerate`).
     pub warning: Option<String>,
 }
 

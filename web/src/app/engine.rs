@@ -8,7 +8,7 @@ use intervene::data::{Dataset, Split};
 use intervene::model::Model;
 use intervene::model::context_module::graph_from_weights;
 use intervene::rng::Rng;
-use intervene::sampling::{degenerate, latents};
+use intervene::sampling::latents;
 use intervene::weights;
 
 use crate::link::{EDIT_CHOICES, View};
@@ -152,13 +152,12 @@ impl Engine {
         };
         let edited = counterfactual::edit(&self.model, image.clone(), &request, &self.device)
             .map_err(|e| e.to_string())?;
-        let reconstruction = read_back(edited.reconstruction).await?;
-        let counterfactual = read_back(edited.counterfactual).await?;
-        let warning =
-            degenerate(&counterfactual, numel).or_else(|| degenerate(&reconstruction, numel));
+        let reconstructed = read_back(edited.reconstruction).await?;
+        let edited = read_back(edited.counterfactual).await?;
+        let warning = counterfactual::degenerate(&reconstructed, &edited, numel);
         let mut tiles = image;
-        tiles.extend(reconstruction);
-        tiles.extend(counterfactual);
+        tiles.extend(reconstructed);
+        tiles.extend(edited);
         let mut names = vec![
             "image".to_string(),
             "reconstruction".into(),
