@@ -256,7 +256,7 @@ fn eval(args: EvalArgs, progress: &Progress) -> Result<()> {
         None => source.data()?,
     };
     let dataset = data.open()?;
-    source.fits(&*dataset)?;
+    source.fits(dataset)?;
     dataset
         .prepare(source.config.image.size)
         .map_err(anyhow::Error::msg)?;
@@ -458,6 +458,7 @@ fn bench(args: BenchArgs, progress: &Progress) -> Result<()> {
         device: args.device,
         image_size: args.image_size,
         steps: args.steps,
+        batch_sizes: args.batch_sizes,
         layers: args.layers,
     };
     let report = bench::run(&settings, progress);

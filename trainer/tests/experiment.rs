@@ -63,7 +63,7 @@ fn settings_folders(root: &Path) -> Vec<PathBuf> {
 fn experiment_writes_tables_and_plots_and_skips_finished_runs() {
     let scratch_dir = scratch("experiment");
     let root = scratch_dir.path();
-    let first = tiny_experiment(&root, "base-pooled,cm-frozen,cm");
+    let first = tiny_experiment(root, "base-pooled,cm-frozen,cm");
     assert!(first.contains("training cm-frozen"), "{first}");
     let results = root.join("results/quad-dependent");
     let table = std::fs::read_to_string(results.join("table.md")).unwrap();
@@ -95,7 +95,7 @@ fn experiment_writes_tables_and_plots_and_skips_finished_runs() {
 
     // An interrupted experiment: one run lost its evaluation. Rerunning trains nothing.
     // --per-context and --epochs differ from the budget's: the runs are keyed by them.
-    let keyed = settings_folders(&root);
+    let keyed = settings_folders(root);
     assert_eq!(keyed.len(), 1, "{keyed:?}");
     let name = keyed[0].file_name().unwrap().to_str().unwrap().to_string();
     assert!(name.starts_with("quick-") && name.len() == 14, "{name}");
@@ -105,7 +105,7 @@ fn experiment_writes_tables_and_plots_and_skips_finished_runs() {
         .modified()
         .unwrap();
     std::fs::remove_file(cm_run.join("metrics.json")).unwrap();
-    let second = tiny_experiment(&root, "base-pooled,cm-frozen,cm");
+    let second = tiny_experiment(root, "base-pooled,cm-frozen,cm");
     assert!(
         !second.contains("training "),
         "finished runs were retrained:\n{second}"
@@ -128,21 +128,21 @@ fn experiment_writes_tables_and_plots_and_skips_finished_runs() {
 fn runs_are_keyed_by_their_settings() {
     let scratch_dir = scratch("experiment-keyed");
     let root = scratch_dir.path();
-    tiny_experiment(&root, "cm");
+    tiny_experiment(root, "cm");
     let table = |root: &Path| {
         std::fs::read_to_string(root.join("results/quad-dependent/table.csv")).unwrap()
     };
-    let first_table = table(&root);
+    let first_table = table(root);
 
-    let second = tiny_experiment_with(&root, "cm", &["--beta", "2"]);
+    let second = tiny_experiment_with(root, "cm", &["--beta", "2"]);
     assert!(
         second.contains("training cm"),
         "beta 2 trained nothing:\n{second}"
     );
-    let folders = settings_folders(&root);
+    let folders = settings_folders(root);
     assert_eq!(folders.len(), 2, "{folders:?}");
     assert_ne!(
-        table(&root),
+        table(root),
         first_table,
         "the table still reports the beta 1 runs"
     );
@@ -158,7 +158,7 @@ fn runs_are_keyed_by_their_settings() {
 
     let file = root.join("beta2.toml");
     std::fs::write(&file, "[train]\nbeta = 2.0\n").unwrap();
-    let again = tiny_experiment_with(&root, "cm", &["--config", file.to_str().unwrap()]);
+    let again = tiny_experiment_with(root, "cm", &["--config", file.to_str().unwrap()]);
     assert!(
         !again.contains("training "),
         "the same settings retrained:\n{again}"
@@ -166,7 +166,7 @@ fn runs_are_keyed_by_their_settings() {
 
     let text = std::fs::read_to_string(&beta_two).unwrap();
     std::fs::write(&beta_two, text.replace("\"beta\": 2.0", "\"beta\": 3.0")).unwrap();
-    let args = tiny_args(&root, "cm", &["--beta", "2", "--no-report"]);
+    let args = tiny_args(root, "cm", &["--beta", "2", "--no-report"]);
     let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -180,7 +180,7 @@ fn runs_are_keyed_by_their_settings() {
 fn a_sweep_writes_its_table_and_plot() {
     let scratch_dir = scratch("experiment-sweep");
     let root = scratch_dir.path();
-    let log = tiny_experiment_with(&root, "cm", &["--sweep", "beta=0.5,2"]);
+    let log = tiny_experiment_with(root, "cm", &["--sweep", "beta=0.5,2"]);
     assert!(
         log.contains("at beta=0.5") && log.contains("at beta=2"),
         "{log}"
@@ -199,7 +199,7 @@ fn a_sweep_writes_its_table_and_plot() {
         plot.contains("Compo") && plot.contains("0.5"),
         "plot lacks its labels"
     );
-    assert_eq!(settings_folders(&root).len(), 2, "one folder per beta");
+    assert_eq!(settings_folders(root).len(), 2, "one folder per beta");
 }
 
 #[test]

@@ -91,7 +91,7 @@ pub fn chw_from_rgba(rgba: &[u8], shape: ImageShape) -> Result<Vec<f32>, String>
 /// Which tile of a one-row grid of `tiles` images `tile` px wide the picture's column `x` falls
 /// on; `None` on a gap or past the end.
 pub fn tile_at(x: f64, tile: usize, tiles: usize) -> Option<usize> {
-    if !(x >= GAP as f64) {
+    if x.is_nan() || x < GAP as f64 {
         return None;
     }
     let offset = x as usize - GAP;

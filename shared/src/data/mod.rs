@@ -255,6 +255,10 @@ pub(crate) fn colour_shape(name: &str, size: usize) -> Result<ImageShape, String
 pub trait Recipes: Send + Sync {
     fn len(&self) -> usize;
 
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The values one image takes at `size` px.
     fn image_len(&self, size: usize) -> usize;
 

@@ -589,9 +589,9 @@ mod tests {
         assert!(
             std::fs::read_dir(cache.path()).unwrap().all(|e| {
                 let data = e.unwrap().path();
-                walk(&data)
+                !walk(&data)
                     .iter()
-                    .all(|f| !f.extension().is_some_and(|x| x == "u8"))
+                    .any(|f| f.extension().is_some_and(|x| x == "u8"))
             }),
             "a cache file was left behind"
         );
@@ -608,7 +608,9 @@ mod tests {
     /// Every layout's concepts, composed contexts and image counts, and images that draw.
     #[test]
     fn every_layout_reads_its_fixture() {
-        let cases: [(&str, &str, &[&str], &[&str], usize); 5] = [
+        // Folder, layout, concepts, composed contexts, image side.
+        type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a [&'a str], usize);
+        let cases: [Case; 5] = [
             ("plain", "image folders", &["a", "b"], &["a+b"], 32),
             (
                 "quad_causal",

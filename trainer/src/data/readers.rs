@@ -45,7 +45,7 @@ impl Source {
                 let (held_out, kept): (Vec<PathBuf>, Vec<PathBuf>) =
                     files.into_iter().partition(|path| {
                         let name = path.file_name().unwrap_or_default().as_encoded_bytes();
-                        crc32fast::hash(name) % one_in == 0
+                        crc32fast::hash(name).is_multiple_of(one_in)
                     });
                 (Source::Files(kept), Source::Files(held_out))
             }

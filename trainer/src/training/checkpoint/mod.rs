@@ -361,7 +361,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let learner = tiny();
-        let checkpoints = Checkpoints::in_folder(&dir);
+        let checkpoints = Checkpoints::in_folder(dir);
         let (model, optimizer) = (&learner.model, &learner.optimizer);
         let load = || checkpoints.load(model.clone(), optimizer.clone());
         for epoch in 1..=2 {
