@@ -5,7 +5,10 @@
 # 2. one paper-budget quad epoch (64 px, 50,000 images per context, batch 512, cm), its seconds
 #    and data-wait share from the epoch line and metrics.csv;
 # 3. a quick-preset quad cm run (seed 0) and its scores, to set beside flex's quick-run table;
-# 4. the GPU's utilisation and memory through each step, sampled by `nvidia-smi` once a second
+# 4. a kernel profile of one training step at batch 64 and at 512: `bench` again, with cubecl's
+#    profiler logging every kernel's device time (`kernels/kernels.log`), summed up per kernel
+#    family against the step's unprofiled time from step 1 (docs/performance.md#kernel-profile);
+# 5. the GPU's utilisation and memory through each step, sampled by `nvidia-smi` once a second
 #    (`utilisation.csv`, summed up per step at the end).
 # Each step has a time limit, so a slow adapter still reports what it managed. burn's CUDA
 # backend does not build on these machines (docs/performance.md#gpu), so wgpu is the only one.
@@ -19,6 +22,8 @@ set -uo pipefail
 bin=${1:-target/release/intervene}
 out=${2:-runs/gpu-epoch}
 mkdir -p "$out"
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+here=$(cd "$(dirname "$0")" && pwd)
 echo "CPU cores: $(nproc)"
 
 # The sampler labels each sample with the step named in $step_file.
@@ -40,7 +45,7 @@ fi
 step() { echo "$1" >"$step_file"; echo "== $1"; }
 
 step bench
-timeout 150 "$bin" bench --device wgpu --steps 5
+timeout 150 "$bin" bench --device wgpu --steps 5 2>&1 | tee "$out/bench.txt"
 step paper-epoch
 timeout 240 "$bin" train --preset paper --dataset quad-dependent --method cm --epochs 1 \
     --device wgpu --out "$out/paper"
@@ -50,6 +55,17 @@ step quick-train
 timeout 150 "$bin" train --preset quick --dataset quad-dependent --method cm --seed 0 \
     --device wgpu --out "$out/quick" &&
   { step quick-eval; timeout 60 "$bin" eval "$out/quick" --device wgpu; }
+
+step kernels
+# cubecl reads `cubecl.toml` from the working directory; `bench` runs its synced steps last, so
+# the log's last two summary tables are one step at batch 64 and one at 512.
+mkdir -p "$out/kernels"
+printf '[profiling.logger]\nlevel = "basic"\nfile = "kernels.log"\nappend = false\n' \
+  >"$out/kernels/cubecl.toml"
+(cd "$out/kernels" && timeout 120 "$bin" bench --device wgpu --steps 1 >bench.txt 2>&1)
+wall=$(awk '/one training step between syncs/ { printf "%s ", $(NF - 1) }' "$out/bench.txt")
+echo "kernels per training step (device time per kernel family; busy: kernel time / step time):"
+awk -v batches="64 512" -v wall="$wall" -f "$here/kernel-profile.awk" "$out/kernels/kernels.log"
 
 if [[ -n $sampler ]]; then
   kill "$sampler" 2>/dev/null

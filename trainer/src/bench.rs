@@ -45,6 +45,10 @@ pub struct BenchReport {
     /// Training images per second the loader delivers at batch 512 (drawing, rendering,
     /// channels-last layout, noise): what feeds a GPU.
     pub loader_imgs_per_s: BTreeMap<String, f64>,
+    /// Off the CPU: one training step between two device syncs, in ms, per batch size. Against
+    /// the kernels' own time (cubecl's profile, docs/performance.md#kernel-profile) it says how
+    /// busy the GPU is during a step.
+    pub train_synced_step_ms: BTreeMap<String, f64>,
 }
 
 /// Which convolution layers `bench` times off the CPU (on the CPU there is one choice).
@@ -62,6 +66,8 @@ pub struct BenchSettings {
     pub image_size: usize,
     /// Training steps per timed round.
     pub steps: usize,
+    /// Training batch sizes timed, in order.
+    pub batch_sizes: Vec<usize>,
     pub layers: Layers,
 }
 
@@ -118,7 +124,7 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     }
     for (kernels, suffix) in variants {
         learner.model = learner.model.clone().with_stage_kernels(kernels);
-        for batch_size in [64, 512] {
+        for &batch_size in &settings.batch_sizes {
             let (rounds, peak_mb) =
                 time_training(&mut learner, &config, batch_size, settings.steps);
             let rate = median(rounds.clone());
@@ -159,6 +165,17 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
     let block_diagonal_us = block_diagonal(&device, progress);
     let render_imgs_per_s = rendering(settings.image_size, progress);
     let loader_imgs_per_s = loading(&config, progress);
+    let train_synced_step_ms = if default_kernels == StageKernels::Cpu {
+        BTreeMap::new()
+    } else {
+        synced_steps(
+            &mut learner,
+            &config,
+            &settings.batch_sizes,
+            &device,
+            progress,
+        )
+    };
     BenchReport {
         device: resolved.name,
         gpu_features,
@@ -170,6 +187,7 @@ pub fn run(settings: &BenchSettings, progress: &Progress) -> BenchReport {
         loader_imgs_per_s,
         gen_ms,
         block_diagonal_us,
+        train_synced_step_ms,
     }
 }
 
@@ -204,6 +222,40 @@ fn time_training(
         })
         .collect();
     (rounds, peak_mb)
+}
+
+/// One training step per batch size, each alone between two device syncs, in ms. It runs
+/// last on purpose: with cubecl's kernel profile switched on (a `cubecl.toml`, as
+/// scripts/gpu-epoch.sh writes), a sync closes a summary table of the kernels run since the
+/// one before, so the log's last tables are exactly these steps, one per batch size.
+fn synced_steps(
+    learner: &mut Learner,
+    config: &TrainConfig,
+    batch_sizes: &[usize],
+    device: &Device,
+    progress: &Progress,
+) -> BTreeMap<String, f64> {
+    batch_sizes
+        .iter()
+        .map(|&batch_size| {
+            let batch = synthetic_batch(
+                config,
+                batch_size,
+                learner.model.config.latent_size(),
+                learner.model.stage_kernels(),
+            );
+            let sync = || device.sync().expect("the device syncs");
+            sync();
+            let start = Instant::now();
+            learner.step_unread(batch, 1e-4);
+            sync();
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            progress.line(format!(
+                "one training step between syncs, batch {batch_size:>3}: {ms:.1} ms"
+            ));
+            (format!("batch{batch_size}"), ms)
+        })
+        .collect()
 }
 
 /// Times the blocked form against the dense masked form of the same block-diagonal layer.

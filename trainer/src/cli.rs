@@ -5,7 +5,7 @@ use crate::data::DataSource;
 use crate::device::DeviceChoice;
 use crate::flags::whole;
 use crate::settings::{FileFlags, FromFile, rebase};
-use crate::training::config::{IMAGE_SIZE, Overrides, Preset, TrainConfig};
+use crate::training::config::{BATCH_SIZE, IMAGE_SIZE, Overrides, Preset, TrainConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use intervene::config::{Architecture, Method};
 use intervene::data::DatasetKind;
@@ -472,6 +472,9 @@ pub struct BenchArgs {
     /// Training steps per timed round (three rounds per batch size; the median is reported).
     #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = whole(1..=1_000))]
     pub steps: usize,
+    /// Training batch sizes to time, in order.
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 512], allow_negative_numbers = true, value_parser = whole(BATCH_SIZE))]
+    pub batch_sizes: Vec<usize>,
     /// Which convolution layers to time off the CPU.
     #[arg(long, value_enum, default_value = "both")]
     pub layers: Layers,
@@ -505,10 +508,11 @@ impl ExperimentSettings {
             &mut settings.runs,
             &mut settings.results,
             &mut settings.data,
-        ] {
-            if let Some(p) = path {
-                *p = std::path::absolute(&*p)?;
-            }
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = std::path::absolute(&*path)?;
         }
         Ok(settings)
     }

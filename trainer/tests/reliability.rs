@@ -89,6 +89,8 @@ fn bad_flags_and_files_get_one_line_and_a_failing_status() {
         (&["train", "--out", &out, "--lr", "inf"], "--lr"),
         (&["train", "--out", &out, "--epochs", "-1"], "1..=100000"),
         (&["experiment", "--eval-samples", "-5"], "2..=20000"),
+        (&["bench", "--batch-sizes", "64,0"], "1..=4096"),
+        (&["bench", "--batch-sizes", "64,,512"], "--batch-sizes"),
         (
             &["train", "--resume", &out, "--restart", "--out", &out],
             "cannot be used",

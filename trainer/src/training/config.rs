@@ -20,7 +20,7 @@ use std::path::PathBuf;
 const PER_CONTEXT: RangeInclusive<usize> = 2..=1_000_000;
 /// Batch size: up to 8x the paper's 512 (a batch of 64 px images and its activations must fit
 /// in memory).
-const BATCH_SIZE: RangeInclusive<usize> = 1..=4_096;
+pub(crate) const BATCH_SIZE: RangeInclusive<usize> = 1..=4_096;
 /// Epochs (the paper's budget is 100), also the patience.
 const EPOCHS: RangeInclusive<usize> = 1..=100_000;
 /// Image sides any dataset could take (each dataset then allows only its own).
