@@ -24,6 +24,8 @@ out=${2:-runs/gpu-epoch}
 mkdir -p "$out"
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 here=$(cd "$(dirname "$0")" && pwd)
+# The training batch sizes timed, and profiled, in order.
+batches="64 512"
 echo "CPU cores: $(nproc)"
 
 # The sampler labels each sample with the step named in $step_file.
@@ -45,7 +47,7 @@ fi
 step() { echo "$1" >"$step_file"; echo "== $1"; }
 
 step bench
-timeout 150 "$bin" bench --device wgpu --steps 5 2>&1 | tee "$out/bench.txt"
+timeout 150 "$bin" bench --device wgpu --steps 5 --batch-sizes "${batches// /,}" 2>&1 | tee "$out/bench.txt"
 step paper-epoch
 timeout 240 "$bin" train --preset paper --dataset quad-dependent --method cm --epochs 1 \
     --device wgpu --out "$out/paper"
@@ -58,14 +60,15 @@ timeout 150 "$bin" train --preset quick --dataset quad-dependent --method cm --s
 
 step kernels
 # cubecl reads `cubecl.toml` from the working directory; `bench` runs its synced steps last, so
-# the log's last two summary tables are one step at batch 64 and one at 512.
+# the log's last summary tables are one step at each batch size.
 mkdir -p "$out/kernels"
 printf '[profiling.logger]\nlevel = "basic"\nfile = "kernels.log"\nappend = false\n' \
   >"$out/kernels/cubecl.toml"
-(cd "$out/kernels" && timeout 120 "$bin" bench --device wgpu --steps 1 >bench.txt 2>&1)
+(cd "$out/kernels" && timeout 120 "$bin" bench --device wgpu --steps 1 --layers model \
+  --batch-sizes "${batches// /,}" >bench.txt 2>&1)
 wall=$(awk '/one training step between syncs/ { printf "%s ", $(NF - 1) }' "$out/bench.txt")
 echo "kernels per training step (device time per kernel family; busy: kernel time / step time):"
-awk -v batches="64 512" -v wall="$wall" -f "$here/kernel-profile.awk" "$out/kernels/kernels.log"
+awk -v batches="$batches" -v wall="$wall" -f "$here/kernel-profile.awk" "$out/kernels/kernels.log"
 
 if [[ -n $sampler ]]; then
   kill "$sampler" 2>/dev/null
