@@ -76,6 +76,35 @@ pub fn edit(
     })
 }
 
+/// The edit with the learned graph left out: the concepts the edit intervenes on or shifts take
+/// their counterfactual representation, every other concept keeps its factual one, and nothing is
+/// carried along the causal layer's edges. Set beside [`edit`]'s counterfactual, it tells what
+/// the decoder moves by itself from what the graph carries to other concepts
+/// (docs/method.md#counterfactual-scores). `None` without a context module.
+pub fn unpropagated(model: &Model, noise: Tensor<2>, edit: &Edit) -> Option<Tensor<4>> {
+    let module = model.context_module.as_ref()?;
+    let (blocks, width) = (module.causal.blocks, module.causal.width);
+    let factual = module.concepts(noise.clone(), edit.from);
+    let counterfactual = module.concepts(shifted(&model.config, noise, &edit.shifts), edit.to());
+    let changes =
+        |k: usize| edit.intervene.contains(k) || edit.shifts.get(k).is_some_and(|&s| s != 0.0);
+    let moved: Vec<f32> = (0..blocks * width)
+        .map(|unit| f32::from(changes(unit / width)))
+        .collect();
+    let moved = Tensor::<2>::from_data(
+        TensorData::new(moved, [1, blocks * width]),
+        &factual.device(),
+    );
+    let kept = moved.clone().neg().add_scalar(1.0);
+    let concepts = factual * kept + counterfactual * moved;
+    Some(
+        model
+            .decoder
+            .forward(module.unpool.forward(concepts))
+            .sigmoid(),
+    )
+}
+
 /// Why a batch of edits cannot be a trained model's, if they cannot
 /// ([`sampling::degenerate`]): its counterfactuals are checked first, then its reconstructions.
 /// `numel` is one image's length.
@@ -171,6 +200,38 @@ mod tests {
         let moved = edit(&model, images(1), &shift, &device).unwrap();
         assert_eq!(pixels(plain.reconstruction), pixels(moved.reconstruction));
         assert_ne!(pixels(plain.counterfactual), pixels(moved.counterfactual));
+    }
+
+    #[test]
+    fn the_unpropagated_edit_moves_only_the_intervened_concepts() {
+        let model = model(Method::Cm);
+        let device = Device::flex();
+        let noise = abduct(&model, images(2), &device).unwrap();
+        let b = Edit::intervening(Context::single(1));
+        let module = model.context_module.as_ref().unwrap();
+        let factual = module.concepts(noise.clone(), Context::OBS);
+        let full = module.concepts(noise.clone(), b.to());
+        // Concept b's units are the second block: only they may differ from the factual ones.
+        let w = module.causal.width;
+        let decode =
+            |c: Tensor<2>| pixels(model.decoder.forward(module.unpool.forward(c)).sigmoid());
+        let pick =
+            |c: &Tensor<2>, block: usize| c.clone().slice([0..2, block * w..(block + 1) * w]);
+        let by_hand = Tensor::cat(
+            vec![pick(&factual, 0), pick(&full, 1), pick(&factual, 2)],
+            1,
+        );
+        let unpropagated = pixels(unpropagated(&model, noise.clone(), &b).unwrap());
+        assert_eq!(unpropagated, decode(by_hand));
+        assert_ne!(unpropagated, decode(full));
+        assert_ne!(unpropagated, decode(factual));
+    }
+
+    #[test]
+    fn a_plain_vae_has_no_unpropagated_edit() {
+        let plain = model(Method::Base);
+        let noise = abduct(&plain, images(1), &Device::flex()).unwrap();
+        assert!(unpropagated(&plain, noise, &Edit::default()).is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use intervene::context::Context;
-use intervene::counterfactual::abduct;
+use intervene::counterfactual::{Edit, abduct, unpropagated};
 use intervene::data::Dataset;
 use intervene::model::Model;
 use intervene::rng::Rng;
@@ -26,6 +26,11 @@ pub struct ContextScores {
     /// How much the edit moves pixels the true counterfactual leaves as they were (mean |model
     /// counterfactual - reconstruction| there): what the intervention should not touch.
     pub untouched_change: f64,
+    /// The untouched change of the edit that moves only the intervened concepts and carries
+    /// nothing along the learned graph ([`unpropagated`]): the part the decoder makes by itself.
+    /// Equal to `untouched_change` without a context module.
+    #[serde(default)]
+    pub untouched_change_unpropagated: f64,
     /// The same over the pixels the intervention does change.
     pub touched_change: f64,
     /// Reversibility: the counterfactual edited back to `obs`, vs the image.
@@ -42,6 +47,7 @@ impl ContextScores {
             do_nothing: mean(|s| s.do_nothing),
             ignore_image: mean(|s| s.ignore_image),
             untouched_change: mean(|s| s.untouched_change),
+            untouched_change_unpropagated: mean(|s| s.untouched_change_unpropagated),
             touched_change: mean(|s| s.touched_change),
             reversibility: mean(|s| s.reversibility),
         }
@@ -67,6 +73,7 @@ struct Sums {
     do_nothing: f64,
     ignore_image: f64,
     untouched: (f64, usize),
+    untouched_unpropagated: f64,
     touched: (f64, usize),
     reversibility: f64,
     composition: f64,
@@ -79,6 +86,7 @@ struct Batch<'a> {
     truth: &'a [f32],
     reconstruction: Vec<f32>,
     counterfactual: Vec<f32>,
+    unpropagated: Vec<f32>,
     sample: Vec<f32>,
     reversed: Vec<f32>,
 }
@@ -100,16 +108,19 @@ impl Sums {
             for p in 0..pixels {
                 let at = |c: usize| start + c * pixels + p;
                 let same = (0..channels).all(|c| b.image[at(c)] == b.truth[at(c)]);
-                let moved: f64 = (0..channels)
-                    .map(|c| f64::from((b.counterfactual[at(c)] - b.reconstruction[at(c)]).abs()))
-                    .sum::<f64>()
-                    / channels as f64;
+                let moved = |edit: &[f32]| -> f64 {
+                    (0..channels)
+                        .map(|c| f64::from((edit[at(c)] - b.reconstruction[at(c)]).abs()))
+                        .sum::<f64>()
+                        / channels as f64
+                };
                 let slot = if same {
+                    self.untouched_unpropagated += moved(&b.unpropagated);
                     &mut self.untouched
                 } else {
                     &mut self.touched
                 };
-                slot.0 += moved;
+                slot.0 += moved(&b.counterfactual);
                 slot.1 += 1;
             }
         }
@@ -123,6 +134,10 @@ impl Sums {
             do_nothing: per_value(self.do_nothing),
             ignore_image: per_value(self.ignore_image),
             untouched_change: per_pixel(self.untouched),
+            untouched_change_unpropagated: per_pixel((
+                self.untouched_unpropagated,
+                self.untouched.1,
+            )),
             touched_change: per_pixel(self.touched),
             reversibility: per_value(self.reversibility),
         }
@@ -169,10 +184,13 @@ pub fn score(
             let truth = truth.render(range, shape.size);
             let mu = abduct(model, image.clone(), device).ok()?;
             let counterfactual = model.generate(mu.clone(), context);
+            let unpropagated =
+                unpropagated(model, mu.clone(), &Edit::intervening(context)).map(values);
             let mut z = vec![0f32; b * latent];
             noise.fill_normal(&mut z);
             let z = Tensor::<2>::from_data(TensorData::new(z, [b, latent]), device);
             let counterfactual = values(counterfactual);
+            let unpropagated = unpropagated.unwrap_or_else(|| counterfactual.clone());
             let back = abduct(model, counterfactual.clone(), device).ok()?;
             let batch = Batch {
                 image: &image,
@@ -181,6 +199,7 @@ pub fn score(
                 sample: values(model.generate(z, context)),
                 reversed: values(model.generate(back, Context::OBS)),
                 counterfactual,
+                unpropagated,
             };
             sums.add(&batch, shape.channels, shape.pixels());
         }

@@ -269,8 +269,8 @@ pub fn table(m: &Metrics) -> String {
     }
     if let Some(cf) = &m.counterfactual {
         out.push_str(&format!(
-            "  Counterfactuals from obs ({} images per context; mean |difference| of pixel values)\n    composition (null edit vs image) {:.4}\n    {:<24} {:>7} {:>10} {:>12} {:>9} {:>8} {:>8}\n",
-            cf.samples, cf.composition, "context", "error", "do-nothing", "ignore-image", "untouched", "touched", "reverse"
+            "  Counterfactuals from obs ({} images per context; mean |difference| of pixel values)\n    composition (null edit vs image) {:.4}\n    {:<24} {:>7} {:>10} {:>12} {:>9} {:>8} {:>8} {:>8}\n",
+            cf.samples, cf.composition, "context", "error", "do-nothing", "ignore-image", "untouched", "unprop.", "touched", "reverse"
         ));
         let rows = cf
             .per_context
@@ -282,11 +282,12 @@ pub fn table(m: &Metrics) -> String {
             ]);
         for (name, s) in rows {
             out.push_str(&format!(
-                "    {name:<24} {:>7.4} {:>10.4} {:>12.4} {:>9.4} {:>8.4} {:>8.4}\n",
+                "    {name:<24} {:>7.4} {:>10.4} {:>12.4} {:>9.4} {:>8.4} {:>8.4} {:>8.4}\n",
                 s.error,
                 s.do_nothing,
                 s.ignore_image,
                 s.untouched_change,
+                s.untouched_change_unpropagated,
                 s.touched_change,
                 s.reversibility
             ));
