@@ -86,7 +86,8 @@ struct Batch<'a> {
     truth: &'a [f32],
     reconstruction: Vec<f32>,
     counterfactual: Vec<f32>,
-    unpropagated: Vec<f32>,
+    /// `None` without a context module, where it is the counterfactual itself.
+    unpropagated: Option<Vec<f32>>,
     sample: Vec<f32>,
     reversed: Vec<f32>,
 }
@@ -102,6 +103,7 @@ impl Sums {
         self.reversibility += l1(&b.reversed, b.image);
         self.composition += l1(&b.reconstruction, b.image);
         self.values += b.image.len();
+        let unpropagated = b.unpropagated.as_deref().unwrap_or(&b.counterfactual);
         // A pixel is untouched when every channel of the true counterfactual equals the image's.
         let plane = channels * pixels;
         for start in (0..b.image.len()).step_by(plane) {
@@ -115,7 +117,7 @@ impl Sums {
                         / channels as f64
                 };
                 let slot = if same {
-                    self.untouched_unpropagated += moved(&b.unpropagated);
+                    self.untouched_unpropagated += moved(unpropagated);
                     &mut self.untouched
                 } else {
                     &mut self.touched
@@ -190,7 +192,6 @@ pub fn score(
             noise.fill_normal(&mut z);
             let z = Tensor::<2>::from_data(TensorData::new(z, [b, latent]), device);
             let counterfactual = values(counterfactual);
-            let unpropagated = unpropagated.unwrap_or_else(|| counterfactual.clone());
             let back = abduct(model, counterfactual.clone(), device).ok()?;
             let batch = Batch {
                 image: &image,
