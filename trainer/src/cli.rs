@@ -3,6 +3,7 @@
 use crate::bench::Layers;
 use crate::data::DataSource;
 use crate::device::DeviceChoice;
+use crate::evaluation::norm_statistics::NormStatistics;
 use crate::flags::whole;
 use crate::settings::{FileFlags, FromFile, rebase};
 use crate::training::config::{BATCH_SIZE, IMAGE_SIZE, Overrides, Preset, TrainConfig};
@@ -163,6 +164,11 @@ pub struct ExperimentSettings {
     #[arg(long, allow_negative_numbers = true, value_parser = whole(EVAL_SAMPLES))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_samples: Option<usize>,
+    /// BatchNorm statistics of the samples Concept and Compo score [default: trained, the
+    /// paper's]; changing it re-evaluates finished runs, it does not retrain them.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub norm_statistics: Option<NormStatistics>,
     /// Train every method at each of these values of a training setting, e.g. beta=0.5,1,2
     /// (repeat for a grid over several settings); one table and plot for the sweep.
     #[arg(long = "sweep", value_name = "SETTING=V1,V2,...")]
@@ -396,6 +402,9 @@ pub struct EvalArgs {
     pub samples: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// BatchNorm statistics of the samples Concept and Compo score (trained: the paper's).
+    #[arg(long, value_enum, default_value = "trained")]
+    pub norm_statistics: NormStatistics,
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
 }
@@ -413,6 +422,9 @@ pub struct SampleArgs {
     pub seed: u64,
     #[arg(long)]
     pub out: PathBuf,
+    /// BatchNorm statistics to sample with (trained: as the model was saved).
+    #[arg(long, value_enum, default_value = "trained")]
+    pub norm_statistics: NormStatistics,
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
 }

@@ -46,16 +46,26 @@ fn replace(path: &Path, previous: Option<&Path>, bytes: &[u8]) -> Result<()> {
 /// A new file beside `path` for a write to stage its bytes in, under a name of its own
 /// (`.x.bin.<random>.tmp`), so that writers of one path at once never share it; removed unless
 /// persisted. A crash can leave it behind: [`remove_staged`] clears a folder of them.
+///
+/// tempfile makes files only their owner can read; a finished file should instead be as readable
+/// as any new file (the umask decides) or keep the permissions of the file it replaces, so that
+/// a collaborator or a web server can read results, runs and weights.
 pub fn stage(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(STAGED)
-        .tempfile_in(dir)
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(STAGED);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let staged = builder.tempfile_in(dir)?;
+    if let Ok(replaced) = std::fs::metadata(path) {
+        staged.as_file().set_permissions(replaced.permissions())?;
+    }
+    Ok(staged)
 }
 
 const STAGED: &str = ".tmp";
@@ -115,6 +125,23 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(left, ["state.bin"], "only the file is left");
+    }
+
+    /// A written file gets a new file's permissions, and a replaced one keeps its own.
+    #[cfg(unix)]
+    #[test]
+    fn written_files_are_as_readable_as_new_files_and_keep_their_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = tmp.path().join("plain.txt");
+        std::fs::write(&plain, b"x").unwrap();
+        let written = tmp.path().join("table.md");
+        atomic_write(&written, b"one").unwrap();
+        assert_eq!(mode(&written), mode(&plain));
+        std::fs::set_permissions(&written, std::fs::Permissions::from_mode(0o640)).unwrap();
+        atomic_write(&written, b"two").unwrap();
+        assert_eq!(mode(&written), 0o640);
     }
 
     #[test]

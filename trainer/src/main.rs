@@ -14,6 +14,7 @@ use cli::{
     ExperimentArgs, ExportArgs, ImportTorchArgs, PreviewArgs, SampleArgs, TrainArgs,
 };
 use evaluation::metrics::{EvalSettings, evaluate, table};
+use evaluation::norm_statistics;
 use intervene::config::Method;
 use intervene::context::Context;
 use intervene::data::Split;
@@ -266,6 +267,7 @@ fn eval(args: EvalArgs, progress: &Progress) -> Result<()> {
     let settings = EvalSettings {
         seed: args.seed,
         samples: args.samples.unwrap_or(defaults.samples),
+        norm_statistics: args.norm_statistics,
         ..defaults
     };
     let metrics = evaluate(&model, dataset, &settings, &resolved.device, progress)?;
@@ -285,6 +287,13 @@ fn sample(args: SampleArgs, progress: &Progress) -> Result<()> {
     let context = Context::parse(&args.intervene, &source.config.concepts)?;
     let resolved = args.device.resolve();
     let model = source.load(&resolved.device)?.model.valid();
+    let model = norm_statistics::sampler(
+        &model,
+        context,
+        args.norm_statistics,
+        args.seed,
+        &resolved.device,
+    );
     let degenerate = sample::sample_grid(
         &model,
         context,

@@ -135,6 +135,54 @@ fn eval_writes_every_metric() {
     assert!(cf["composition"].as_f64().unwrap() > 0.0);
 }
 
+/// Recomputing BatchNorm statistics on the prior changes the samples (Concept, Compo, `sample`'s
+/// grid) and nothing that decodes the encoder's codes; metrics.json says which were used.
+#[test]
+fn prior_norm_statistics_change_the_samples_only() {
+    let scratch_dir = scratch("norm-statistics");
+    let dir = scratch_dir.path();
+    let file = dir.join("model.bin");
+    export_trained(&file, &[]);
+    let written = dir.join("model.metrics.json");
+    let trained = evaluate(&file, "40", &written);
+    run_ok(&[
+        "eval",
+        file.to_str().unwrap(),
+        "--samples",
+        "40",
+        "--norm-statistics",
+        "prior",
+        "--device",
+        "flex",
+    ]);
+    let prior: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&written).unwrap()).unwrap();
+    assert_eq!(trained["settings"]["norm_statistics"], "trained");
+    assert_eq!(prior["settings"]["norm_statistics"], "prior");
+    for score in ["concept", "compo"] {
+        assert_ne!(trained[score]["mean"], prior[score]["mean"], "{score}");
+    }
+    assert_eq!(trained["recon"], prior["recon"]);
+    assert_eq!(trained["counterfactual"], prior["counterfactual"]);
+    let grids = ["trained", "prior"].map(|statistics| {
+        let out = dir.join(format!("{statistics}.png"));
+        run_ok(&[
+            "sample",
+            file.to_str().unwrap(),
+            "--n",
+            "4",
+            "--norm-statistics",
+            statistics,
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "flex",
+        ]);
+        std::fs::read(out).unwrap()
+    });
+    assert_ne!(grids[0], grids[1]);
+}
+
 /// True counterfactual pairs from the generator, then the model's edits of the factual images:
 /// one file per input and kind, a grid, and the CLI's refusals, each before anything is written.
 #[test]

@@ -2,6 +2,7 @@
 
 use super::counterfactual::{self, CounterfactualScores};
 use super::elbo::{bits_per_pixel, mean_negative_elbo};
+use super::norm_statistics::{NormStatistics, sampler};
 use super::swd::sliced_wasserstein;
 use crate::progress::Progress;
 use anyhow::{Result, bail};
@@ -22,6 +23,10 @@ pub struct EvalSettings {
     pub seed: u64,
     pub batch_size: usize,
     pub beta: f64,
+    /// BatchNorm statistics of the samples Concept and Compo score; older metrics files, written
+    /// before there was a choice, used the trained ones.
+    #[serde(default)]
+    pub norm_statistics: NormStatistics,
 }
 
 impl EvalSettings {
@@ -40,6 +45,7 @@ impl Default for EvalSettings {
             seed: 0,
             batch_size: 256,
             beta: 1.0,
+            norm_statistics: NormStatistics::Trained,
         }
     }
 }
@@ -144,8 +150,15 @@ pub fn evaluate(
             Split::HeldOut,
             &mut Rng::derive(settings.seed, stream::REAL + key),
         );
-        let fake = generate(
+        let sampler = sampler(
             model,
+            context,
+            settings.norm_statistics,
+            settings.seed,
+            device,
+        );
+        let fake = generate(
+            &sampler,
             context,
             settings.samples,
             &mut Rng::derive(settings.seed, stream::LATENT + key),
@@ -252,6 +265,9 @@ fn mean<'a>(values: impl Iterator<Item = &'a f64>) -> f64 {
 /// The metrics as an aligned text table.
 pub fn table(m: &Metrics) -> String {
     let mut out = format!("{} on {} (lower is better)\n", m.method, m.dataset);
+    if m.settings.norm_statistics == NormStatistics::Prior {
+        out.push_str("  samples with BatchNorm statistics recomputed on the prior\n");
+    }
     out.push_str(&format!("  Concept (SWD) mean {:.4}\n", m.concept.mean));
     for (name, v) in &m.concept.per_context {
         out.push_str(&format!("    {name:<24} {v:.4}\n"));

@@ -4,4 +4,5 @@
 pub mod counterfactual;
 pub mod elbo;
 pub mod metrics;
+pub mod norm_statistics;
 pub mod swd;

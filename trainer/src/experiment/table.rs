@@ -4,6 +4,7 @@
 use super::{Plan, budget_name};
 use crate::evaluation::counterfactual::CounterfactualScores;
 use crate::evaluation::metrics::Metrics;
+use crate::evaluation::norm_statistics::NormStatistics;
 use intervene::config::Method;
 use intervene::data::Dataset;
 use std::collections::BTreeMap;
@@ -135,6 +136,9 @@ impl Tables {
             budget_name(plan.budget),
             seeds.join(",")
         );
+        if plan.norm_statistics == NormStatistics::Prior {
+            out.push_str("Concept and Compo sample with BatchNorm statistics recomputed on the prior for each context (`--norm-statistics prior`), not the trained ones the paper samples with.\n\n");
+        }
         out.push_str("| method | Concept | Compo | Recon | graph AUROC |\n|---|---|---|---|---|\n");
         for r in &self.rows {
             let opt = |s: Option<Stat>| s.map_or("n/a".to_string(), Stat::text);
