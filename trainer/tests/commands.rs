@@ -32,16 +32,18 @@ fn export_trained(file: &Path, extra: &[&str]) {
     run_ok(&args);
 }
 
-/// Runs `eval` on flex and reads the metrics file it writes.
-fn evaluate(model: &Path, samples: &str, written: &Path) -> serde_json::Value {
-    run_ok(&[
+/// Runs `eval` on flex, with `extra` flags, and reads the metrics file it writes.
+fn evaluate(model: &Path, samples: &str, written: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "eval",
         model.to_str().unwrap(),
         "--samples",
         samples,
         "--device",
         "flex",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args);
     serde_json::from_slice(&std::fs::read(written).unwrap()).unwrap()
 }
 
@@ -110,7 +112,7 @@ fn eval_writes_every_metric() {
     let dir = scratch_dir.path();
     let file = dir.join("model.bin");
     export_trained(&file, &[]);
-    let metrics = evaluate(&file, "40", &dir.join("model.metrics.json"));
+    let metrics = evaluate(&file, "40", &dir.join("model.metrics.json"), &[]);
     assert!(metrics["concept"]["mean"].as_f64().unwrap() > 0.0);
     assert_eq!(
         metrics["concept"]["per_context"].as_object().unwrap().len(),
@@ -144,19 +146,8 @@ fn prior_norm_statistics_change_the_samples_only() {
     let file = dir.join("model.bin");
     export_trained(&file, &[]);
     let written = dir.join("model.metrics.json");
-    let trained = evaluate(&file, "40", &written);
-    run_ok(&[
-        "eval",
-        file.to_str().unwrap(),
-        "--samples",
-        "40",
-        "--norm-statistics",
-        "prior",
-        "--device",
-        "flex",
-    ]);
-    let prior: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&written).unwrap()).unwrap();
+    let trained = evaluate(&file, "40", &written, &[]);
+    let prior = evaluate(&file, "40", &written, &["--norm-statistics", "prior"]);
     assert_eq!(trained["settings"]["norm_statistics"], "trained");
     assert_eq!(prior["settings"]["norm_statistics"], "prior");
     for score in ["concept", "compo"] {
@@ -402,7 +393,7 @@ fn mnist_trains_evaluates_and_samples_perturbed_digits() {
     let dir = scratch_dir.path();
     let run_dir = dir.join("run");
     train_tiny(&run_dir, "mnist", "flex", "1");
-    let metrics = evaluate(&run_dir, "30", &run_dir.join("metrics.json"));
+    let metrics = evaluate(&run_dir, "30", &run_dir.join("metrics.json"), &[]);
     assert_eq!(
         metrics["concept"]["per_context"].as_object().unwrap().len(),
         7
@@ -436,7 +427,7 @@ fn scenes_go_through_every_command() {
     assert!(is_png(&preview));
     let run_dir = dir.join("run");
     train_tiny(&run_dir, "scenes", "flex", "1");
-    let metrics = evaluate(&run_dir, "30", &run_dir.join("metrics.json"));
+    let metrics = evaluate(&run_dir, "30", &run_dir.join("metrics.json"), &[]);
     let per_context = metrics["concept"]["per_context"].as_object().unwrap();
     let names: Vec<&str> = per_context.keys().map(String::as_str).collect();
     assert_eq!(names, ["bg", "obj", "obs", "sl"]);

@@ -82,33 +82,15 @@ fn prior_statistics(model: &Model, context: Context, rng: &mut Rng, device: &Dev
         // Only the running averages this pass moves are wanted, not its images.
         let _ = training.decode_logits(z, context);
     }
-    let mut sampler = training.valid();
-    sampler.encoder = None;
-    sampler
+    training.valid()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use intervene::config::{Architecture, ImageShape, Method, ModelConfig, NoiseLayer, Widths};
 
     fn model() -> Model {
-        let config = ModelConfig {
-            architecture: Architecture::Simple64bn,
-            image: ImageShape {
-                channels: 3,
-                size: 32,
-            },
-            concepts: vec!["a".into(), "b".into()],
-            widths: Widths {
-                depth: 2,
-                w_in: 4,
-                w_out: 4,
-            },
-            hidden: 16,
-            method: Method::Cm,
-            noise_layer: NoiseLayer::Block,
-        };
+        let config = crate::training::config::tiny().model_config();
         Model::seeded(&config, 5, &Device::flex()).valid()
     }
 
