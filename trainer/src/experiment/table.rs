@@ -136,8 +136,16 @@ impl Tables {
             budget_name(plan.budget),
             seeds.join(",")
         );
-        if plan.norm_statistics == NormStatistics::Prior {
+        // Said from the scores themselves: `--report-only` reports what the runs were scored with.
+        let prior = self
+            .runs
+            .iter()
+            .filter(|(_, _, m)| m.settings.norm_statistics == NormStatistics::Prior)
+            .count();
+        if prior == self.runs.len() {
             out.push_str("Concept and Compo sample with BatchNorm statistics recomputed on the prior for each context (`--norm-statistics prior`), not the trained ones the paper samples with.\n\n");
+        } else if prior > 0 {
+            out.push_str("Concept and Compo mix runs sampled with BatchNorm statistics recomputed on the prior and runs sampled with the trained ones: rerun without `--report-only` to score them alike.\n\n");
         }
         out.push_str("| method | Concept | Compo | Recon | graph AUROC |\n|---|---|---|---|---|\n");
         for r in &self.rows {
@@ -295,6 +303,42 @@ pub fn graph_auroc(learned: &[Vec<f32>], truth: &[Vec<f32>]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::ExperimentSettings;
+
+    /// Scores of one run that only Concept and Compo's statistics tell apart.
+    fn scored(statistics: &str) -> Metrics {
+        serde_json::from_value(serde_json::json!({
+            "concept": {"mean": 0.2, "per_context": {"obs": 0.2}},
+            "compo": {"mean": 0.3, "per_pair": {"quad1+quad2": 0.3}},
+            "recon": null,
+            "method": "cm",
+            "dataset": "quad-dependent",
+            "settings": {"samples": 10, "projections": 5, "seed": 0, "batch_size": 4,
+                "beta": 1.0, "norm_statistics": statistics},
+            "learned_graph": null,
+            "true_graph": null
+        }))
+        .unwrap()
+    }
+
+    /// The table says which statistics its samples used, from the scores rather than the flags.
+    #[test]
+    fn the_table_names_the_norm_statistics_its_runs_were_scored_with() {
+        let plan = Plan::new(&ExperimentSettings::default()).unwrap();
+        let dataset = plan.dataset;
+        let markdown = |statistics: [&str; 2]| {
+            let runs: Vec<(Method, u64, Metrics)> = (0..2)
+                .map(|seed| (Method::Cm, seed, scored(statistics[seed as usize])))
+                .collect();
+            Tables::new(dataset, &runs).markdown(&plan)
+        };
+        let trained = markdown(["trained", "trained"]);
+        assert!(!trained.contains("recomputed on the prior"));
+        let prior = markdown(["prior", "prior"]);
+        assert!(prior.contains("Concept and Compo sample with BatchNorm statistics recomputed"));
+        let mixed = markdown(["prior", "trained"]);
+        assert!(mixed.contains("mix runs sampled"));
+    }
 
     #[test]
     fn stat_uses_the_sample_standard_deviation() {
