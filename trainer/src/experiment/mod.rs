@@ -12,7 +12,6 @@ use crate::cli::ExperimentSettings;
 use crate::data::DataSource;
 use crate::device::DeviceChoice;
 use crate::evaluation::metrics::{EvalSettings, Metrics, evaluate};
-use crate::evaluation::norm_statistics::NormStatistics;
 use crate::files::atomic_write;
 use crate::model_source::Source;
 use crate::progress::Progress;
@@ -42,7 +41,6 @@ pub struct Plan {
     pub results: PathBuf,
     /// Evaluation samples per context, if not the budget's.
     pub eval_samples: Option<usize>,
-    pub norm_statistics: NormStatistics,
     /// The settings every run's training takes from the budget's, then the sweep's point on top.
     pub sweep: Sweep,
     /// Each point's run-folder key (see [`Plan::run_dir`]).
@@ -103,7 +101,6 @@ impl Plan {
             runs,
             results,
             eval_samples: settings.eval_samples,
-            norm_statistics: settings.norm_statistics.unwrap_or_default(),
             sweep,
             keys,
             settings,
@@ -216,7 +213,7 @@ impl Plan {
         EvalSettings {
             samples: self.eval_samples.unwrap_or(samples),
             seed,
-            norm_statistics: self.norm_statistics,
+            norm_statistics: self.settings.norm_statistics.unwrap_or_default(),
             ..EvalSettings::default()
         }
     }
