@@ -62,17 +62,40 @@ pub fn abduct(model: &Model, images: Vec<f32>, device: &Device) -> Result<Tensor
     Ok(mu)
 }
 
+/// The models one edit runs on: `factual` abducts and reconstructs, `counterfactual` predicts.
+/// One model serves both unless their BatchNorm statistics were recomputed for each context (the
+/// trainer's `--norm-statistics recomputed`, docs/method.md#batchnorm-statistics-of-edits).
+#[derive(Clone, Copy)]
+pub struct Editor<'a> {
+    pub factual: &'a Model,
+    pub counterfactual: &'a Model,
+}
+
+impl<'a> From<&'a Model> for Editor<'a> {
+    fn from(model: &'a Model) -> Self {
+        Self {
+            factual: model,
+            counterfactual: model,
+        }
+    }
+}
+
 /// Abduction, action and prediction for a batch of images (see [`abduct`]).
-pub fn edit(
-    model: &Model,
+pub fn edit<'a>(
+    editor: impl Into<Editor<'a>>,
     images: Vec<f32>,
     edit: &Edit,
     device: &Device,
 ) -> Result<Edited, NoEncoder> {
-    let noise = abduct(model, images, device)?;
+    let Editor {
+        factual,
+        counterfactual,
+    } = editor.into();
+    let noise = abduct(factual, images, device)?;
+    let moved = shifted(&factual.config, noise.clone(), &edit.shifts);
     Ok(Edited {
-        reconstruction: model.generate(noise.clone(), edit.from),
-        counterfactual: model.generate(shifted(&model.config, noise, &edit.shifts), edit.to()),
+        reconstruction: factual.generate(noise, edit.from),
+        counterfactual: counterfactual.generate(moved, edit.to()),
     })
 }
 

@@ -164,8 +164,8 @@ pub struct ExperimentSettings {
     #[arg(long, allow_negative_numbers = true, value_parser = whole(EVAL_SAMPLES))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_samples: Option<usize>,
-    /// BatchNorm statistics of the samples Concept and Compo score [default: trained, the
-    /// paper's]; changing it re-evaluates finished runs, it does not retrain them.
+    /// BatchNorm statistics of the samples and edits scored [default: trained, as the paper
+    /// samples]; changing it re-evaluates finished runs, it does not retrain them.
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub norm_statistics: Option<NormStatistics>,
@@ -402,7 +402,8 @@ pub struct EvalArgs {
     pub samples: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// BatchNorm statistics of the samples Concept and Compo score (trained: the paper's).
+    /// BatchNorm statistics of the samples Concept and Compo score and of the counterfactual
+    /// scores' edits (trained: as the paper samples).
     #[arg(long, value_enum, default_value = "trained")]
     pub norm_statistics: NormStatistics,
     #[arg(long, value_enum, default_value = "auto")]
@@ -454,6 +455,13 @@ pub struct EditArgs {
     /// Also write rows of input | reconstruction | counterfactual to this PNG.
     #[arg(long)]
     pub grid: Option<PathBuf>,
+    /// BatchNorm statistics to decode with (recomputed: per context, on the encoded training
+    /// images of the images' own context; needs the model's data).
+    #[arg(long, value_enum, default_value = "trained")]
+    pub norm_statistics: NormStatistics,
+    /// The model's data, where its run did not record a folder that still holds them.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
 }

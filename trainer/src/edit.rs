@@ -8,7 +8,8 @@ use crate::data::readers::read_image;
 use crate::image_grid::{write_grid, write_image};
 use anyhow::{Context as _, Result, bail};
 use burn::tensor::{Device, Tensor};
-use intervene::counterfactual::{self, Edit, edit};
+use intervene::config::ImageShape;
+use intervene::counterfactual::{self, Edit, Editor, edit};
 use intervene::model::Model;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,34 +26,55 @@ pub struct Written {
     pub degenerate: Option<String>,
 }
 
-/// Edits every image in `inputs` and writes `out/<name>.png` (the counterfactual) and
-/// `out/<name>.recon.png` (the reconstruction), and, with `grid`, rows of input | reconstruction
-/// | counterfactual.
-pub fn edit_files(
-    model: &Model,
-    inputs: &[PathBuf],
-    request: &Edit,
-    out: &Path,
-    grid: Option<&Path>,
-    device: &Device,
-) -> Result<Written> {
+/// The images to edit, read and checked, with the names their outputs take.
+pub struct Inputs {
+    names: Vec<String>,
+    images: Vec<f32>,
+}
+
+impl Inputs {
+    /// Reads every file in `paths` at `shape` (resized where needed): one bad file fails them all
+    /// before anything is computed.
+    pub fn read(paths: &[PathBuf], shape: ImageShape) -> Result<Self> {
+        let names = output_names(paths)?;
+        let images = paths
+            .iter()
+            .map(|path| read_image(path, shape))
+            .collect::<Result<Vec<_>>>()?
+            .concat();
+        Ok(Self { names, images })
+    }
+}
+
+/// Why `model` cannot edit, in the words a user needs: where its encoder is.
+pub fn needs_encoder(model: &Model) -> Result<()> {
     if !model.has_encoder() {
         bail!(
             "{}: edit with the run folder, a file exported without --decoder-only, or give the file's encoder with --encoder",
             intervene::counterfactual::NoEncoder
         );
     }
-    let shape = model.config.image;
-    let names = output_names(inputs)?;
-    let images: Vec<f32> = inputs
-        .iter()
-        .map(|path| read_image(path, shape))
-        .collect::<Result<Vec<_>>>()?
-        .concat();
+    Ok(())
+}
+
+/// Edits every image of `inputs` and writes `out/<name>.png` (the counterfactual) and
+/// `out/<name>.recon.png` (the reconstruction), and, with `grid`, rows of input | reconstruction
+/// | counterfactual.
+pub fn edit_files(
+    editor: Editor,
+    inputs: &Inputs,
+    request: &Edit,
+    out: &Path,
+    grid: Option<&Path>,
+    device: &Device,
+) -> Result<Written> {
+    needs_encoder(editor.factual)?;
+    let shape = editor.factual.config.image;
+    let Inputs { names, images } = inputs;
     let numel = shape.numel();
     let (mut reconstructions, mut counterfactuals) = (Vec::new(), Vec::new());
     for batch in images.chunks(BATCH * numel) {
-        let edited = edit(model, batch.to_vec(), request, device)?;
+        let edited = edit(editor, batch.to_vec(), request, device)?;
         reconstructions.extend(values(edited.reconstruction)?);
         counterfactuals.extend(values(edited.counterfactual)?);
     }
@@ -73,7 +95,7 @@ pub fn edit_files(
         let rows: Vec<f32> = (0..names.len())
             .flat_map(|i| {
                 let at = i * numel..(i + 1) * numel;
-                [&images, &reconstructions, &counterfactuals].map(|set| set[at.clone()].to_vec())
+                [images, &reconstructions, &counterfactuals].map(|set| set[at.clone()].to_vec())
             })
             .flatten()
             .collect();

@@ -14,9 +14,10 @@ use cli::{
     ExperimentArgs, ExportArgs, ImportTorchArgs, PreviewArgs, SampleArgs, TrainArgs,
 };
 use evaluation::metrics::{EvalSettings, evaluate, table};
-use evaluation::norm_statistics;
+use evaluation::norm_statistics::{self, EditPopulation, NormStatistics, edit_decoder};
 use intervene::config::Method;
 use intervene::context::Context;
+use intervene::counterfactual::Editor;
 use intervene::data::Split;
 use intervene::rng::Rng;
 use intervene_trainer::data::DataSource;
@@ -252,15 +253,7 @@ fn train(args: &TrainArgs, progress: &Progress) -> Result<()> {
 /// Scores a run folder (writing `metrics.json` into it) or a weights file (`FILE.metrics.json`).
 fn eval(args: EvalArgs, progress: &Progress) -> Result<()> {
     let source = model_source::Source::open(&args.model)?;
-    let data = match &args.data {
-        Some(dir) => DataSource::from_folder(dir)?,
-        None => source.data()?,
-    };
-    let dataset = data.open()?;
-    source.fits(dataset)?;
-    dataset
-        .prepare(source.config.image.size)
-        .map_err(anyhow::Error::msg)?;
+    let dataset = source.dataset(args.data.as_deref())?;
     let resolved = args.device.resolve();
     let model = source.load(&resolved.device)?.model.valid();
     let defaults = EvalSettings::default();
@@ -354,6 +347,17 @@ fn edit(args: EditArgs, progress: &Progress) -> Result<()> {
             .with_context(|| format!("cannot load {}", file.display()))?;
     }
     let model = model.valid();
+    edit::needs_encoder(&model)?;
+    let inputs = edit::Inputs::read(&args.images, model.config.image)?;
+    let population = match args.norm_statistics {
+        NormStatistics::Trained => None,
+        statistics => {
+            let dataset = source.dataset(args.data.as_deref())?;
+            EditPopulation::new(statistics, &model, dataset, request.from, &resolved.device)?
+        }
+    };
+    let decoder = |context| edit_decoder(&model, population.as_ref(), context, &resolved.device);
+    let (factual, counterfactual) = (decoder(request.from), decoder(request.to()));
     if !model.config.method.has_context_module() {
         progress.line(format!(
             "note: a {} model has no context module, so an intervention leaves its reconstruction as it is",
@@ -361,16 +365,20 @@ fn edit(args: EditArgs, progress: &Progress) -> Result<()> {
         ));
     }
     let written = edit::edit_files(
-        &model,
-        &args.images,
+        Editor {
+            factual: &factual,
+            counterfactual: &counterfactual,
+        },
+        &inputs,
         &request,
         &args.out,
         args.grid.as_deref(),
         &resolved.device,
     )?;
     progress.line(format!(
-        "wrote the reconstructions of {} images and their counterfactuals in {} to {}{}",
+        "wrote the reconstructions of {} image{} and their counterfactuals in {} to {}{}",
         written.images,
+        if written.images == 1 { "" } else { "s" },
         request.to().name(concepts),
         args.out.display(),
         args.grid

@@ -74,6 +74,21 @@ impl Source {
         Ok(())
     }
 
+    /// The dataset in `folder`, else the one the weights were trained on, checked to fit them and
+    /// prepared at their image size.
+    pub fn dataset(&self, folder: Option<&Path>) -> Result<&'static dyn Dataset> {
+        let data = match folder {
+            Some(dir) => DataSource::from_folder(dir)?,
+            None => self.data()?,
+        };
+        let dataset = data.open()?;
+        self.fits(dataset)?;
+        dataset
+            .prepare(self.config.image.size)
+            .map_err(anyhow::Error::msg)?;
+        Ok(dataset)
+    }
+
     /// The weights file as read.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -137,41 +137,68 @@ fn eval_writes_every_metric() {
     assert!(cf["composition"].as_f64().unwrap() > 0.0);
 }
 
-/// Recomputing BatchNorm statistics on the prior changes the samples (Concept, Compo, `sample`'s
-/// grid) and nothing that decodes the encoder's codes; metrics.json says which were used.
+/// Recomputing BatchNorm statistics per context changes the samples (Concept, Compo, `sample`'s
+/// grid) and the edits (the counterfactual scores, `edit`'s images), and not the ELBO, which
+/// decodes in training's own way; metrics.json says which were used.
 #[test]
-fn prior_norm_statistics_change_the_samples_only() {
+fn recomputed_norm_statistics_change_samples_and_edits_only() {
     let scratch_dir = scratch("norm-statistics");
     let dir = scratch_dir.path();
     let file = dir.join("model.bin");
     export_trained(&file, &[]);
     let written = dir.join("model.metrics.json");
     let trained = evaluate(&file, "40", &written, &[]);
-    let prior = evaluate(&file, "40", &written, &["--norm-statistics", "prior"]);
+    let recomputed = evaluate(&file, "40", &written, &["--norm-statistics", "recomputed"]);
     assert_eq!(trained["settings"]["norm_statistics"], "trained");
-    assert_eq!(prior["settings"]["norm_statistics"], "prior");
+    assert_eq!(recomputed["settings"]["norm_statistics"], "recomputed");
     for score in ["concept", "compo"] {
-        assert_ne!(trained[score]["mean"], prior[score]["mean"], "{score}");
+        assert_ne!(trained[score]["mean"], recomputed[score]["mean"], "{score}");
     }
-    assert_eq!(trained["recon"], prior["recon"]);
-    assert_eq!(trained["counterfactual"], prior["counterfactual"]);
-    let grids = ["trained", "prior"].map(|statistics| {
-        let out = dir.join(format!("{statistics}.png"));
-        run_ok(&[
-            "sample",
-            file.to_str().unwrap(),
-            "--n",
-            "4",
+    assert_eq!(trained["recon"], recomputed["recon"]);
+    for score in ["error", "do_nothing", "ignore_image"] {
+        let [a, b] = [&trained, &recomputed].map(|m| &m["counterfactual"]["single"][score]);
+        assert!(a.is_f64() && a != b, "{score}: {a} and {b}");
+    }
+    let with_statistics = |args: &[&str], statistics: &str, out: &Path| {
+        let mut args = args.to_vec();
+        args.extend([
             "--norm-statistics",
             statistics,
             "--out",
             out.to_str().unwrap(),
-            "--device",
-            "flex",
         ]);
+        args.extend(["--device", "flex"]);
+        run_ok(&args);
+    };
+    // `prior`, the name before edits had recomputed statistics too, still reads.
+    let grids = ["trained", "prior"].map(|statistics| {
+        let out = dir.join(format!("{statistics}.png"));
+        with_statistics(
+            &["sample", file.to_str().unwrap(), "--n", "4"],
+            statistics,
+            &out,
+        );
         std::fs::read(out).unwrap()
     });
     assert_ne!(grids[0], grids[1]);
+    let input = dir.join("input.png");
+    image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([(8 * x) as u8, (8 * y) as u8, 90])
+    })
+    .save(&input)
+    .unwrap();
+    let edits = ["trained", "recomputed"].map(|statistics| {
+        let out = dir.join(format!("edit-{statistics}"));
+        let edit = ["edit", file.to_str().unwrap(), input.to_str().unwrap()];
+        with_statistics(
+            &[&edit[..], &["--intervene", "quad1"]].concat(),
+            statistics,
+            &out,
+        );
+        ["input.png", "input.recon.png"].map(|name| std::fs::read(out.join(name)).unwrap())
+    });
+    assert_ne!(edits[0][0], edits[1][0], "counterfactuals");
+    assert_ne!(edits[0][1], edits[1][1], "reconstructions");
 }
 
 /// True counterfactual pairs from the generator, then the model's edits of the factual images:

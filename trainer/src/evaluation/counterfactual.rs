@@ -4,6 +4,8 @@
 //! intervention does not reach, and the two axioms of Monteiro et al. (ICLR 2023) that need no
 //! attribute predictor. Errors are mean absolute differences of pixel values in `[0, 1]`.
 
+use super::norm_statistics::{EditPopulation, NormStatistics, edit_decoder, sampler};
+use anyhow::Result;
 use burn::tensor::{Device, Tensor, TensorData};
 use intervene::context::Context;
 use intervene::counterfactual::{Edit, abduct, unpropagated};
@@ -151,16 +153,22 @@ const FACTUAL_STREAM: u64 = 50_000;
 const SAMPLE_STREAM: u64 = 60_000;
 
 /// Scores `model` (in evaluation mode, with its encoder) on `n` factual images per context,
-/// drawn in `obs` and edited into each single and composed context. `None` where the dataset
-/// knows no true counterfactuals (data read from disk).
+/// drawn in `obs` and edited into each single and composed context, every decoding normalised
+/// with `statistics`. `None` where the dataset knows no true counterfactuals (data read from
+/// disk).
 pub fn score(
     model: &Model,
     dataset: &dyn Dataset,
     n: usize,
-    (seed, batch_size): (u64, usize),
+    (seed, batch_size, statistics): (u64, usize, NormStatistics),
     device: &Device,
     mut on_context: impl FnMut(Context),
-) -> Option<CounterfactualScores> {
+) -> Result<Option<CounterfactualScores>> {
+    if !dataset.draws_share_noise() {
+        return Ok(None);
+    }
+    let population = EditPopulation::new(statistics, model, dataset, Context::OBS, device)?;
+    let factual = edit_decoder(model, population.as_ref(), Context::OBS, device);
     let config = &model.config;
     let (shape, latent) = (config.image, config.latent_size());
     let concepts = &config.concepts;
@@ -171,35 +179,38 @@ pub fn score(
     for &context in singles.iter().chain(&composed) {
         on_context(context);
         let key = super::metrics::context_key(context);
-        let (factual, truth) = dataset.counterfactuals(
+        let Some((images, truth)) = dataset.counterfactuals(
             Context::OBS,
             context,
             n,
             &mut Rng::derive(seed, FACTUAL_STREAM + key),
-        )?;
+        ) else {
+            return Ok(None);
+        };
         let mut noise = Rng::derive(seed, SAMPLE_STREAM + key);
+        let counterfactual = edit_decoder(model, population.as_ref(), context, device);
+        let sampler = sampler(model, context, statistics, seed, device);
         let mut sums = Sums::default();
         for start in (0..n).step_by(batch_size) {
             let range = start..(start + batch_size).min(n);
             let b = range.len();
-            let image = factual.render(range.clone(), shape.size);
+            let image = images.render(range.clone(), shape.size);
             let truth = truth.render(range, shape.size);
-            let mu = abduct(model, image.clone(), device).ok()?;
-            let counterfactual = model.generate(mu.clone(), context);
+            let mu = abduct(model, image.clone(), device)?;
             let unpropagated =
-                unpropagated(model, mu.clone(), &Edit::intervening(context)).map(values);
+                unpropagated(&counterfactual, mu.clone(), &Edit::intervening(context)).map(values);
+            let edited = values(counterfactual.generate(mu.clone(), context));
             let mut z = vec![0f32; b * latent];
             noise.fill_normal(&mut z);
             let z = Tensor::<2>::from_data(TensorData::new(z, [b, latent]), device);
-            let counterfactual = values(counterfactual);
-            let back = abduct(model, counterfactual.clone(), device).ok()?;
+            let back = abduct(model, edited.clone(), device)?;
             let batch = Batch {
                 image: &image,
                 truth: &truth,
-                reconstruction: values(model.generate(mu, Context::OBS)),
-                sample: values(model.generate(z, context)),
-                reversed: values(model.generate(back, Context::OBS)),
-                counterfactual,
+                reconstruction: values(factual.generate(mu, Context::OBS)),
+                sample: values(sampler.generate(z, context)),
+                reversed: values(factual.generate(back, Context::OBS)),
+                counterfactual: edited,
                 unpropagated,
             };
             sums.add(&batch, shape.channels, shape.pixels());
@@ -212,13 +223,13 @@ pub fn score(
         contexts.iter().map(|c| c.name(concepts)).collect()
     };
     let mean_of = |names: Vec<String>| ContextScores::mean(names.iter().map(|n| &per_context[n]));
-    Some(CounterfactualScores {
+    Ok(Some(CounterfactualScores {
         samples: n,
         composition: composition / values_seen.max(1) as f64,
         single: mean_of(named(&singles)),
         composed: mean_of(named(&composed)),
         per_context,
-    })
+    }))
 }
 
 fn values(images: Tensor<4>) -> Vec<f32> {

@@ -23,9 +23,13 @@ pub struct EvalSettings {
     pub seed: u64,
     pub batch_size: usize,
     pub beta: f64,
-    /// BatchNorm statistics of the samples Concept and Compo score; older metrics files, written
-    /// before there was a choice, used the trained ones.
-    #[serde(default)]
+    /// BatchNorm statistics of the samples Concept and Compo score and of the edits the
+    /// counterfactual scores score; older metrics files, written before there was a choice, used
+    /// the trained ones.
+    #[serde(
+        default,
+        deserialize_with = "super::norm_statistics::deserialize_recorded"
+    )]
     pub norm_statistics: NormStatistics,
 }
 
@@ -216,22 +220,21 @@ pub fn evaluate(
         }
     });
     bar.inc(1);
-    let counterfactual = model
-        .has_encoder()
-        .then(|| {
-            counterfactual::score(
-                model,
-                dataset,
-                settings.counterfactual_samples(),
-                (settings.seed, settings.batch_size),
-                device,
-                |context| {
-                    bar.set_message(format!("counterfactual {}", context.name(concepts)));
-                    bar.inc(1);
-                },
-            )
-        })
-        .flatten();
+    let counterfactual = if model.has_encoder() {
+        counterfactual::score(
+            model,
+            dataset,
+            settings.counterfactual_samples(),
+            (settings.seed, settings.batch_size, settings.norm_statistics),
+            device,
+            |context| {
+                bar.set_message(format!("counterfactual {}", context.name(concepts)));
+                bar.inc(1);
+            },
+        )?
+    } else {
+        None
+    };
     bar.finish_and_clear();
     Ok(Metrics {
         concept: ConceptScores {
@@ -265,8 +268,10 @@ fn mean<'a>(values: impl Iterator<Item = &'a f64>) -> f64 {
 /// The metrics as an aligned text table.
 pub fn table(m: &Metrics) -> String {
     let mut out = format!("{} on {} (lower is better)\n", m.method, m.dataset);
-    if m.settings.norm_statistics == NormStatistics::Prior {
-        out.push_str("  samples with BatchNorm statistics recomputed on the prior\n");
+    if m.settings.norm_statistics == NormStatistics::Recomputed {
+        out.push_str(
+            "  BatchNorm statistics recomputed per context: on prior draws for samples, on encoded training images for edits\n",
+        );
     }
     out.push_str(&format!("  Concept (SWD) mean {:.4}\n", m.concept.mean));
     for (name, v) in &m.concept.per_context {

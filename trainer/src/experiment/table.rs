@@ -137,15 +137,15 @@ impl Tables {
             seeds.join(",")
         );
         // Said from the scores themselves: `--report-only` reports what the runs were scored with.
-        let prior = self
+        let recomputed = self
             .runs
             .iter()
-            .filter(|(_, _, m)| m.settings.norm_statistics == NormStatistics::Prior)
+            .filter(|(_, _, m)| m.settings.norm_statistics == NormStatistics::Recomputed)
             .count();
-        if prior == self.runs.len() {
-            out.push_str("Concept and Compo sample with BatchNorm statistics recomputed on the prior for each context (`--norm-statistics prior`), not the trained ones the paper samples with.\n\n");
-        } else if prior > 0 {
-            out.push_str("Concept and Compo mix runs sampled with BatchNorm statistics recomputed on the prior and runs sampled with the trained ones: rerun without `--report-only` to score them alike.\n\n");
+        if recomputed == self.runs.len() {
+            out.push_str("Samples and edits decode with BatchNorm statistics recomputed for each context (`--norm-statistics recomputed`: on prior draws for samples, on encoded training images for edits), not the trained ones the paper samples with.\n\n");
+        } else if recomputed > 0 {
+            out.push_str("The scores mix runs decoded with BatchNorm statistics recomputed for each context and runs decoded with the trained ones: rerun without `--report-only` to score them alike.\n\n");
         }
         out.push_str("| method | Concept | Compo | Recon | graph AUROC |\n|---|---|---|---|---|\n");
         for r in &self.rows {
@@ -305,7 +305,7 @@ mod tests {
     use super::*;
     use crate::cli::ExperimentSettings;
 
-    /// Scores of one run that only Concept and Compo's statistics tell apart.
+    /// Scores of one run that only their BatchNorm statistics tell apart.
     fn scored(statistics: &str) -> Metrics {
         serde_json::from_value(serde_json::json!({
             "concept": {"mean": 0.2, "per_context": {"obs": 0.2}},
@@ -333,11 +333,13 @@ mod tests {
             Tables::new(dataset, &runs).markdown(&plan)
         };
         let trained = markdown(["trained", "trained"]);
-        assert!(!trained.contains("recomputed on the prior"));
-        let prior = markdown(["prior", "prior"]);
-        assert!(prior.contains("Concept and Compo sample with BatchNorm statistics recomputed"));
-        let mixed = markdown(["prior", "trained"]);
-        assert!(mixed.contains("mix runs sampled"));
+        assert!(!trained.contains("recomputed"));
+        let recomputed = markdown(["recomputed", "recomputed"]);
+        assert!(
+            recomputed.contains("Samples and edits decode with BatchNorm statistics recomputed")
+        );
+        let mixed = markdown(["recomputed", "trained"]);
+        assert!(mixed.contains("mix runs decoded"));
     }
 
     #[test]
