@@ -119,6 +119,25 @@ fn experiment_writes_tables_and_plots_and_skips_finished_runs() {
         .modified()
         .unwrap();
     assert_eq!(checkpoint_before, checkpoint_after);
+
+    // Other BatchNorm statistics re-score the runs without training them, and the table and
+    // the image plots say which statistics they show.
+    let third = tiny_experiment_with(root, "cm", &["--norm-statistics", "recomputed"]);
+    assert!(!third.contains("training "), "{third}");
+    let scores = std::fs::read_to_string(cm_run.join("metrics.json")).unwrap();
+    assert!(
+        scores.contains("\"norm_statistics\": \"recomputed\""),
+        "{scores}"
+    );
+    let table = std::fs::read_to_string(results.join("table.md")).unwrap();
+    assert!(
+        table.contains("statistics recomputed for each context"),
+        "{table}"
+    );
+    for plot in ["samples-cm.svg", "counterfactuals-cm.svg"] {
+        let svg = std::fs::read_to_string(results.join("plots").join(plot)).unwrap();
+        assert!(svg.contains("(BatchNorm statistics recomputed)"), "{plot}");
+    }
 }
 
 /// A rerun with another setting trains new runs in their own folder and reports them; the same

@@ -6,6 +6,7 @@
 
 use super::Plan;
 use crate::evaluation::metrics::{Metrics, generate};
+use crate::evaluation::norm_statistics::{EditPopulation, NormStatistics, edit_decoder, sampler};
 use crate::files::atomic_write;
 use crate::image_grid::{grid_rgb, write_png};
 use crate::model_source::Source;
@@ -43,7 +44,7 @@ pub fn write_all(plan: &Plan, all: &[(Method, u64, Metrics)], out: &Path) -> Res
         let name = method.name();
         samples(
             plan,
-            &model,
+            (&model, seed),
             &out.join(format!("samples-{name}.png")),
             &device,
         )?;
@@ -90,11 +91,24 @@ fn contexts(plan: &Plan) -> Vec<Context> {
         .collect()
 }
 
-/// One row per context: real images, then generated ones.
-fn samples(plan: &Plan, model: &Model, path: &Path, device: &Device) -> Result<()> {
+/// The plan's BatchNorm statistics, and what a plot's title says of them.
+fn statistics(plan: &Plan) -> (NormStatistics, &'static str) {
+    match plan.settings.norm_statistics.unwrap_or_default() {
+        NormStatistics::Trained => (NormStatistics::Trained, ""),
+        NormStatistics::Recomputed => (
+            NormStatistics::Recomputed,
+            " (BatchNorm statistics recomputed)",
+        ),
+    }
+}
+
+/// One row per context: real images, then generated ones, sampled as the run was scored.
+fn samples(plan: &Plan, (model, seed): (&Model, u64), path: &Path, device: &Device) -> Result<()> {
     let shape = model.config.image;
+    let (statistics, said) = statistics(plan);
     let mut tiles = Vec::new();
     for context in contexts(plan) {
+        let sampler = sampler(model, context, statistics, seed, device);
         tiles.extend(plan.dataset.images(
             context,
             PER_SIDE,
@@ -103,7 +117,7 @@ fn samples(plan: &Plan, model: &Model, path: &Path, device: &Device) -> Result<(
             &mut Rng::new(1),
         ));
         tiles.extend(generate(
-            model,
+            &sampler,
             context,
             PER_SIDE,
             &mut Rng::new(2),
@@ -118,7 +132,7 @@ fn samples(plan: &Plan, model: &Model, path: &Path, device: &Device) -> Result<(
         (shape, 2 * PER_SIDE),
         &GridLabels {
             title: format!(
-                "{}: real and generated images per context",
+                "{}: real and generated images per context{said}",
                 model.config.method.label()
             ),
             tile: shape.size,
@@ -190,9 +204,19 @@ const CF_PER_GROUP: usize = 4;
 fn counterfactuals(plan: &Plan, model: &Model, path: &Path, device: &Device) -> Result<()> {
     let shape = model.config.image;
     let n = CF_PER_GROUP;
+    let (statistics, said) = statistics(plan);
+    if !plan.dataset.draws_share_noise() {
+        return Ok(());
+    }
+    let population = EditPopulation::new(statistics, model, plan.dataset, Context::OBS, device)?;
+    let factual = edit_decoder(model, population.as_ref(), Context::OBS, device);
     let edited: Vec<Context> = contexts(plan).into_iter().filter(|c| !c.is_obs()).collect();
     let mut tiles = Vec::new();
     for &context in &edited {
+        let editor = intervene::counterfactual::Editor {
+            factual: &factual,
+            counterfactual: &edit_decoder(model, population.as_ref(), context, device),
+        };
         let Some((factual, truth)) =
             plan.dataset
                 .counterfactuals(Context::OBS, context, n, &mut Rng::new(4))
@@ -201,7 +225,7 @@ fn counterfactuals(plan: &Plan, model: &Model, path: &Path, device: &Device) -> 
         };
         let image = factual.render(.., shape.size);
         let edit = intervene::counterfactual::Edit::intervening(context);
-        let model_cf = intervene::counterfactual::edit(model, image.clone(), &edit, device)?
+        let model_cf = intervene::counterfactual::edit(editor, image.clone(), &edit, device)?
             .counterfactual
             .into_data()
             .try_into_vec_as::<f32>()
@@ -217,7 +241,7 @@ fn counterfactuals(plan: &Plan, model: &Model, path: &Path, device: &Device) -> 
         (shape, 3 * n),
         &GridLabels {
             title: format!(
-                "{}: held-out obs images edited into each context",
+                "{}: held-out obs images edited into each context{said}",
                 model.config.method.label()
             ),
             tile: shape.size,
