@@ -112,7 +112,7 @@ impl EditPopulation {
         let name = from.name(&dataset.concepts());
         if dataset.available(from, Split::Training) == Some(0) {
             bail!(
-                "the data hold no training images of {name}, whose statistics edits from {name} are normalised with"
+                "the data hold no training images of {name} to recompute the statistics of edits from {name} on (--norm-statistics trained needs none)"
             );
         }
         let mut rng = Rng::derive(0, EDIT_STREAM + context_key(from));
