@@ -69,6 +69,11 @@ pub struct ForwardOutput {
     pub z: Tensor<2>,
 }
 
+/// Held while a model's weights are drawn. burn's CPU generator is one per process, so two models
+/// drawn at once (tests run side by side) would interleave their draws, and a seed would no
+/// longer fix the weights.
+static DRAWING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Model {
     /// A freshly initialised model (seed the device first for reproducible weights), whose stages
     /// run the fastest way `device` offers ([`StageKernels::for_device`]).
@@ -76,6 +81,13 @@ impl Model {
     /// burn draws a weight's initial values when it is first read; every weight is read here, in
     /// declaration order, so that the seed alone fixes the weights, whatever code runs first.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let _drawing = DRAWING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::drawn(config, device)
+    }
+
+    fn drawn(config: &ModelConfig, device: &Device) -> Self {
         let model = Self::unmaterialised(config, device);
         model.visit(&mut Materialise);
         model
@@ -86,8 +98,13 @@ impl Model {
     /// They are drawn on the CPU and loaded onto `device`, whose stage kernels the model takes.
     pub fn seeded(config: &ModelConfig, seed: u64, device: &Device) -> Self {
         let cpu = Device::flex();
-        cpu.seed(seed);
-        let drawn = Self::new(config, &cpu).into_record();
+        let drawn = {
+            let _drawing = DRAWING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cpu.seed(seed);
+            Self::drawn(config, &cpu).into_record()
+        };
         Self::unmaterialised(config, device).load_record(drawn)
     }
 
@@ -306,13 +323,15 @@ mod tests {
     /// pixels in inference mode, for both backbones.
     #[test]
     fn every_stage_kernel_choice_computes_the_same_model() {
-        use burn::tensor::{Distribution, Tolerance};
+        use burn::tensor::Distribution;
         let device = Device::flex().autodiff();
         // A channel with a tiny batch variance (one ReLU nearly silences, or one where the
         // images look alike) makes BatchNorm magnify the rounding differences between two exact
-        // implementations: some random draws move a first-layer gradient by a few percent (one
-        // in twenty with plain noise images, one in thirty-five with the images below). A fixed
-        // seed keeps the test on one well-conditioned draw.
+        // implementations: some draws move a few elements of a gradient by a few percent (three
+        // draws in 120 with the images below). Each result is therefore compared as a whole, by
+        // its relative L2 distance: at most 3.7e-3 over those 120 draws, most under 4e-5, where a
+        // wrong kernel is off by tenths. The seed cannot pin the draw: the device's generator is
+        // shared with the tests running beside this one.
         device.seed(7);
         let batch = 4;
         for (architecture, channels, size) in [
@@ -392,8 +411,19 @@ mod tests {
             };
             let theirs = run(StageKernels::Burn);
             for kernels in [StageKernels::Cpu, StageKernels::PatchGemm] {
-                for (ours, theirs) in run(kernels).iter().zip(&theirs) {
-                    ours.assert_approx_eq::<f32>(theirs, Tolerance::permissive());
+                for (i, (ours, theirs)) in run(kernels).iter().zip(&theirs).enumerate() {
+                    let (ours, theirs): (Vec<f32>, Vec<f32>) =
+                        (ours.try_to_vec().unwrap(), theirs.try_to_vec().unwrap());
+                    assert_eq!(ours.len(), theirs.len());
+                    let norm = |v: &mut dyn Iterator<Item = f32>| {
+                        v.map(|x| f64::from(x).powi(2)).sum::<f64>().sqrt()
+                    };
+                    let gap = norm(&mut ours.iter().zip(&theirs).map(|(a, b)| a - b));
+                    let relative = gap / norm(&mut theirs.iter().copied()).max(1e-12);
+                    assert!(
+                        relative < 1e-2,
+                        "{architecture:?}, {kernels:?}, result {i}: relative L2 distance {relative:.2e}"
+                    );
                 }
             }
         }
