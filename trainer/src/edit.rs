@@ -59,7 +59,7 @@ pub fn needs_encoder(model: &Model) -> Result<()> {
 
 /// Edits every image of `inputs` and writes `out/<name>.png` (the counterfactual) and
 /// `out/<name>.recon.png` (the reconstruction), and, with `grid`, rows of input | reconstruction
-/// | counterfactual.
+/// | counterfactual. The factual model has its encoder ([`needs_encoder`]).
 pub fn edit_files(
     editor: Editor,
     inputs: &Inputs,
@@ -68,7 +68,6 @@ pub fn edit_files(
     grid: Option<&Path>,
     device: &Device,
 ) -> Result<Written> {
-    needs_encoder(editor.factual)?;
     let shape = editor.factual.config.image;
     let Inputs { names, images } = inputs;
     let numel = shape.numel();

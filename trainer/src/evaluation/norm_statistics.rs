@@ -127,29 +127,24 @@ impl EditPopulation {
             .collect::<Result<_>>()?;
         Ok(Some(Self { chunks }))
     }
-
-    /// The model that decodes this population's edits into `context` (or reconstructs them, for
-    /// the factual context): `model` with the statistics of the population's features there. It
-    /// keeps `model`'s encoder, which abducts as trained.
-    fn decoder(&self, model: &Model, context: Context, device: &Device) -> Model {
-        let mut copy = recomputed(model, context, self.chunks.iter().cloned(), device);
-        copy.encoder = model.encoder.clone();
-        copy
-    }
 }
 
-/// The model that decodes in `context` with `population`'s statistics, or `model` itself
-/// without one (the trained statistics).
+/// The model that decodes edits of `population` into `context` (or reconstructs them, for their
+/// own context): `model` with the statistics of the population's features there, keeping
+/// `model`'s encoder, which abducts as trained. `model` itself without a population (the trained
+/// statistics).
 pub fn edit_decoder<'a>(
     model: &'a Model,
     population: Option<&EditPopulation>,
     context: Context,
     device: &Device,
 ) -> Cow<'a, Model> {
-    match population {
-        None => Cow::Borrowed(model),
-        Some(population) => Cow::Owned(population.decoder(model, context, device)),
-    }
+    let Some(population) = population else {
+        return Cow::Borrowed(model);
+    };
+    let mut copy = recomputed(model, context, population.chunks.iter().cloned(), device);
+    copy.encoder = model.encoder.clone();
+    Cow::Owned(copy)
 }
 
 /// Runs the context module and the decoder as in training (each chunk of `codes` normalised by

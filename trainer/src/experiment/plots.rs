@@ -42,9 +42,11 @@ pub fn write_all(plan: &Plan, all: &[(Method, u64, Metrics)], out: &Path) -> Res
         });
         let model = Source::open(&dir)?.load(&device)?.model.valid();
         let name = method.name();
+        // Decoded as the runs were scored.
+        let statistics = plan.eval_settings(seed).norm_statistics;
         samples(
             plan,
-            (&model, seed),
+            (&model, seed, statistics),
             &out.join(format!("samples-{name}.png")),
             &device,
         )?;
@@ -57,7 +59,7 @@ pub fn write_all(plan: &Plan, all: &[(Method, u64, Metrics)], out: &Path) -> Res
             )?;
             counterfactuals(
                 plan,
-                &model,
+                (&model, statistics),
                 &out.join(format!("counterfactuals-{name}.png")),
                 &device,
             )?;
@@ -91,21 +93,22 @@ fn contexts(plan: &Plan) -> Vec<Context> {
         .collect()
 }
 
-/// The plan's BatchNorm statistics, and what a plot's title says of them.
-fn statistics(plan: &Plan) -> (NormStatistics, &'static str) {
-    match plan.settings.norm_statistics.unwrap_or_default() {
-        NormStatistics::Trained => (NormStatistics::Trained, ""),
-        NormStatistics::Recomputed => (
-            NormStatistics::Recomputed,
-            " (BatchNorm statistics recomputed)",
-        ),
+/// What an image plot's title says of the BatchNorm statistics it was decoded with.
+fn titled(statistics: NormStatistics) -> &'static str {
+    match statistics {
+        NormStatistics::Trained => "",
+        NormStatistics::Recomputed => " (BatchNorm statistics recomputed)",
     }
 }
 
 /// One row per context: real images, then generated ones, sampled as the run was scored.
-fn samples(plan: &Plan, (model, seed): (&Model, u64), path: &Path, device: &Device) -> Result<()> {
+fn samples(
+    plan: &Plan,
+    (model, seed, statistics): (&Model, u64, NormStatistics),
+    path: &Path,
+    device: &Device,
+) -> Result<()> {
     let shape = model.config.image;
-    let (statistics, said) = statistics(plan);
     let mut tiles = Vec::new();
     for context in contexts(plan) {
         let sampler = sampler(model, context, statistics, seed, device);
@@ -132,8 +135,9 @@ fn samples(plan: &Plan, (model, seed): (&Model, u64), path: &Path, device: &Devi
         (shape, 2 * PER_SIDE),
         &GridLabels {
             title: format!(
-                "{}: real and generated images per context{said}",
-                model.config.method.label()
+                "{}: real and generated images per context{}",
+                model.config.method.label(),
+                titled(statistics)
             ),
             tile: shape.size,
             rows: contexts(plan).iter().map(|c| c.name(&concepts)).collect(),
@@ -201,10 +205,14 @@ const CF_PER_GROUP: usize = 4;
 
 /// Per single and composed context: held-out `obs` images, their true counterfactuals in that
 /// context, and the model's. Nothing where the dataset knows no true counterfactuals.
-fn counterfactuals(plan: &Plan, model: &Model, path: &Path, device: &Device) -> Result<()> {
+fn counterfactuals(
+    plan: &Plan,
+    (model, statistics): (&Model, NormStatistics),
+    path: &Path,
+    device: &Device,
+) -> Result<()> {
     let shape = model.config.image;
     let n = CF_PER_GROUP;
-    let (statistics, said) = statistics(plan);
     if !plan.dataset.draws_share_noise() {
         return Ok(());
     }
@@ -241,8 +249,9 @@ fn counterfactuals(plan: &Plan, model: &Model, path: &Path, device: &Device) -> 
         (shape, 3 * n),
         &GridLabels {
             title: format!(
-                "{}: held-out obs images edited into each context{said}",
-                model.config.method.label()
+                "{}: held-out obs images edited into each context{}",
+                model.config.method.label(),
+                titled(statistics)
             ),
             tile: shape.size,
             rows: edited
